@@ -1,0 +1,42 @@
+# earengine: the two commands of the quick start.
+#   make run   set up if needed, then run the engine on the shipped default ear
+#   make test  set up if needed, then run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.earengine-installed
+ARGS   ?=
+
+.PHONY: run test setup system-deps bench docs clean
+
+run: $(STAMP)
+	$(PY) -m earengine run $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest $(ARGS)
+
+setup: $(STAMP)
+
+# Debian packages the real-time parts need: JACK (dummy driver for headless runs and tests),
+# its tools (jack_rec, jack_midi_dump as independent peers), libsndfile and PortAudio.
+system-deps:
+	@bash scripts/system-deps.sh
+
+$(STAMP): pyproject.toml scripts/system-deps.sh
+	@bash scripts/system-deps.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# torch first and pinned: a loose requirement would pull a multi-GB CUDA build.
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
+docs: $(STAMP)
+	$(PY) -m earengine params --markdown > docs/osc.md
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

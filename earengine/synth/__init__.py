@@ -1,0 +1,1 @@
+"""earengine.synth."""

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages earengine's real-time parts use, when they are missing and we are
+# root. Without root it says what to install and carries on: the unit tests need none of them.
+set -u
+need=()
+command -v jackd >/dev/null 2>&1 || need+=(jackd2)
+command -v jack_rec >/dev/null 2>&1 || need+=(jack-tools)
+command -v jack_midi_dump >/dev/null 2>&1 || need+=(jackd2)
+[ -e /usr/include/jack/jack.h ] || need+=(libjack-jackd2-dev)
+ldconfig -p 2>/dev/null | grep -q libsndfile || need+=(libsndfile1)
+ldconfig -p 2>/dev/null | grep -q libportaudio || need+=(libportaudio2)
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "system-deps: installing ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null || echo "system-deps: apt-get update failed; trying the install anyway"
+    apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null \
+        || echo "system-deps: could not install ${need[*]}; tests that need them will say so and skip"
+else
+    echo "system-deps: missing ${need[*]}; install them as root (apt-get install ${need[*]}) for JACK audio and MIDI"
+fi
+exit 0
