@@ -1,1 +1,13 @@
-"""earengine.params."""
+"""The parameter registry: one row per parameter, everything else derived from the rows."""
+
+from earengine.params.registry import Change, Registry, parse_text
+from earengine.params.spec import ArgSpec, CommandSpec, ParamSpec
+
+__all__ = ["ArgSpec", "Change", "CommandSpec", "ParamSpec", "Registry", "default_registry", "parse_text"]
+
+
+def default_registry() -> Registry:
+    """A fresh registry holding every row earengine declares."""
+    from earengine.params.table import COMMANDS, PARAMS
+
+    return Registry(PARAMS, COMMANDS)

@@ -1,0 +1,213 @@
+"""The engine process: registry, audio, loop player, OSC — wired together, scoped, never blocking.
+
+:class:`Engine` is a context manager. Entering it starts the audio server, the loop player, the
+slow-command queue and the OSC server; leaving it stops them in reverse order, always.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any, Callable, Mapping, Optional, Sequence
+
+from earengine.control.osc import JobQueue, OscRouter, OscServer, Reply
+from earengine.errors import EarEngineError, ParameterError
+from earengine.params import Registry, default_registry
+from earengine.params.presets import Preset, PresetStore
+
+__all__ = ["Engine", "default_preset_dir"]
+
+log = logging.getLogger("earengine.engine")
+
+
+def default_preset_dir() -> Path:
+    """``$EARENGINE_HOME/presets``, else ``~/.local/share/earengine/presets``."""
+    home = os.environ.get("EARENGINE_HOME")
+    base = Path(home) if home else Path.home() / ".local" / "share" / "earengine"
+    return base / "presets"
+
+
+class Engine:
+    """Everything the engine process runs.
+
+    Parameters
+    ----------
+    audio : str
+        Audio mode (see :mod:`earengine.synth.server`).
+    osc_host, osc_port : str, int
+        Where OSC is received (loopback by default).
+    allow : sequence of str, optional
+        OSC peers allowed to send.
+    reply_port : int, optional
+        Default reply port for hosts that send and receive on different sockets.
+    preset_dir : path-like, optional
+        Where presets are saved.
+    overrides : mapping, optional
+        Parameter values to apply before anything starts (``--set``).
+    out : file-like
+        Where plain status lines go.
+    """
+
+    def __init__(
+        self,
+        *,
+        audio: str = "auto",
+        osc_host: str = "127.0.0.1",
+        osc_port: int = 9000,
+        allow: Optional[Sequence[str]] = None,
+        reply_port: Optional[int] = None,
+        preset_dir: Optional[os.PathLike | str] = None,
+        overrides: Optional[Mapping[str, Any]] = None,
+        registry: Optional[Registry] = None,
+        out: Optional[IO[str]] = None,
+        max_datagram: Optional[int] = None,
+    ) -> None:
+        self.registry = registry or default_registry()
+        if overrides:
+            self.registry.update(overrides, source="cli")
+        self.audio_mode = audio
+        self.osc_host, self.osc_port = osc_host, osc_port
+        self.allow = allow
+        self.reply_port = reply_port
+        self.presets = PresetStore(preset_dir or default_preset_dir())
+        self.out = out or sys.stdout
+        self.max_datagram = max_datagram
+        self.audio = None
+        self.player = None
+        self.jobs: Optional[JobQueue] = None
+        self.router: Optional[OscRouter] = None
+        self.osc: Optional[OscServer] = None
+        self._closers: list[Callable[[], None]] = []
+        self.started_s = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def __enter__(self) -> "Engine":
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def say(self, line: str) -> None:
+        """One plain line on the console."""
+        self.out.write(line + "\n")
+        self.out.flush()
+
+    def start(self) -> None:
+        from earengine.synth.player import LoopPlayer
+        from earengine.synth.server import AudioServer
+
+        self.audio = AudioServer(self.audio_mode)
+        self.say(self.audio.reason)
+        self.audio.start()
+        self._closers.append(self.audio.close)
+        self.player = LoopPlayer(self.audio, self.registry)
+        self._closers.append(self.player.close)
+        self.jobs = JobQueue()
+        self._closers.append(self.jobs.close)
+        self.router = OscRouter(self.registry, status=self.status, jobs=self.jobs, reply_port=self.reply_port)
+        self._closers.append(self.router.close)
+        for address, handler in self.command_handlers().items():
+            self.router.on(address, handler)
+        kwargs = {"max_datagram": self.max_datagram} if self.max_datagram else {}
+        self.osc = OscServer(self.router, host=self.osc_host, port=self.osc_port, allow=self.allow, **kwargs)
+        self.osc.start()
+        self._closers.append(self.osc.close)
+        self.registry.running = True
+        self.started_s = time.monotonic()
+        host, port = self.osc.address
+        self.say(f"osc: listening on {host}:{port} (UDP); send /status for the state")
+
+    def close(self) -> None:
+        self.registry.running = False
+        while self._closers:
+            closer = self._closers.pop()
+            try:
+                closer()
+            except Exception:
+                log.exception("error while stopping")
+
+    # -- commands ----------------------------------------------------------------------------
+    def command_handlers(self) -> dict[str, Callable]:
+        return {
+            "/loop/load": self._loop_load,
+            "/loop/save": self._loop_save,
+            "/preset/save": self._preset_save,
+            "/preset/load": self._preset_load,
+            "/preset/list": self._preset_list,
+        }
+
+    def load_loop(self, path: str) -> None:
+        """Read an audio file and play it from the next bar line (any thread but audio)."""
+        from earengine.audiofile import read_mono
+
+        samples = read_mono(path, sr=self.audio.sr)
+        self.player.queue(self.player.make_loop(samples, sr=self.audio.sr, source=str(path)))
+
+    def _loop_load(self, args: tuple, sender: tuple) -> None:
+        self.load_loop(args[0])
+
+    def _loop_save(self, args: tuple, sender: tuple) -> None:
+        from earengine.audiofile import write_wav
+
+        heard = self.player.heard()
+        if heard is None:
+            raise EarEngineError("no loop is playing; load one with /loop/load first")
+        write_wav(args[0], heard, sr=self.audio.sr)
+
+    def _preset_save(self, args: tuple, sender: tuple) -> None:
+        self.presets.save(Preset.capture(args[0], self.registry))
+
+    def _preset_load(self, args: tuple, sender: tuple) -> None:
+        self.presets.load(args[0], self.registry, source="preset")
+
+    def _preset_list(self, args: tuple, sender: tuple) -> list[Reply]:
+        return [Reply("/preset/list.reply", tuple(self.presets.names()))]
+
+    # -- status ------------------------------------------------------------------------------
+    def status(self) -> tuple:
+        """Arguments of ``/status.reply``: worker, step, steps/s, loss, loops, bpm, beat, xruns."""
+        clock = self.player.clock
+        return ("none", 0, 0.0, 0.0, int(self.player.loops_started), float(clock.bpm),
+                float(clock.beat), int(self.audio.xruns))
+
+    def status_line(self) -> str:
+        clock = self.player.clock
+        bar = int(clock.bar_position)
+        beat = int(clock.beat % clock.beats_per_bar) + 1
+        loop = self.player.current
+        if loop is None:
+            what = "no loop yet (send /loop/load <path>)"
+        else:
+            what = f"loop {self.player.loops_started} {Path(loop.source).name or loop.source} ({loop.bars} bars)"
+        return (f"tempo {clock.bpm:.1f} BPM, bar {bar + 1} beat {beat}, {what}, peers 0, xruns {self.audio.xruns}")
+
+    def run(self, *, duration_s: Optional[float] = None, status_every_s: float = 5.0) -> None:
+        """Serve until interrupted (or for ``duration_s``), printing a status line now and then.
+
+        In offline mode the audio is rendered as fast as possible for ``duration_s``.
+        """
+        if self.audio.mode == "offline":
+            if duration_s is None:
+                raise ParameterError("--audio offline needs --duration")
+            step = int(self.audio.sr * 0.1)
+            for _ in range(int(duration_s / 0.1)):
+                self.jobs.drain()
+                self.audio.render(step)
+            self.say(self.status_line())
+            return
+        end = None if duration_s is None else time.monotonic() + duration_s
+        next_line = time.monotonic()
+        while end is None or time.monotonic() < end:
+            now = time.monotonic()
+            if now >= next_line:
+                self.say(self.status_line())
+                next_line = now + status_every_s
+            time.sleep(0.1 if end is None else max(0.0, min(0.1, end - now)))

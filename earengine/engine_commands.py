@@ -1,0 +1,70 @@
+"""``earengine run``: start the engine."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+
+from earengine.errors import ParameterError
+
+
+def _parse_sets(items: list[str]) -> dict:
+    from earengine.params import default_registry, parse_text
+
+    registry = default_registry()
+    out = {}
+    for item in items:
+        address, sep, text = item.partition("=")
+        if not sep:
+            raise ParameterError(f"--set {item!r} must look like /namespace/name=value")
+        out[address] = parse_text(registry.spec(address), text)
+    return out
+
+
+def _run(args: argparse.Namespace) -> int:
+    from earengine.engine import Engine
+
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    overrides = _parse_sets(args.set or [])
+    allow = [a.strip() for a in args.osc_allow.split(",") if a.strip()] if args.osc_allow else None
+    if args.reply_port is not None and not 1 <= args.reply_port <= 65535:
+        raise ParameterError(f"--reply-port={args.reply_port} must be within [1, 65535]")
+    # SIGTERM ends the engine as cleanly as Ctrl-C does
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with Engine(audio=args.audio, osc_host=args.osc_host, osc_port=args.osc_port, allow=allow,
+                reply_port=args.reply_port, preset_dir=args.preset_dir, overrides=overrides) as engine:
+        if args.preset:
+            engine.presets.load(args.preset, engine.registry, source="cli")
+        if args.loop:
+            engine.load_loop(args.loop)
+        if args.record:
+            engine.audio.record(args.record)
+        try:
+            engine.run(duration_s=args.duration, status_every_s=args.status_every)
+        except KeyboardInterrupt:
+            engine.say("stopping")
+        finally:
+            if args.record:
+                engine.audio.stop_recording()
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from earengine.synth.server import MODES  # light: no pyo import at module level there
+
+    p = sub.add_parser("run", help="run the engine (audio, OSC control, loop player)")
+    p.add_argument("--audio", default="auto", choices=MODES, help="audio output (default: auto)")
+    p.add_argument("--osc-host", default="127.0.0.1", help="interface for OSC (default: 127.0.0.1 only)")
+    p.add_argument("--osc-port", type=int, default=9000, help="UDP port for OSC (default: 9000)")
+    p.add_argument("--osc-allow", default="", help="comma-separated peer IPs allowed to send OSC")
+    p.add_argument("--reply-port", type=int, default=None,
+                   help="default UDP port for replies (hosts that receive on another socket: Max, TouchDesigner)")
+    p.add_argument("--preset-dir", default=None, help="where presets are saved")
+    p.add_argument("--preset", default=None, help="load this preset at start")
+    p.add_argument("--loop", default=None, help="audio file to play from the first bar")
+    p.add_argument("--set", action="append", metavar="ADDRESS=VALUE", help="set a parameter at start (repeatable)")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--record", default=None, help="also write the output to this WAV file")
+    p.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines")
+    p.set_defaults(func=_run)

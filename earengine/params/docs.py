@@ -1,0 +1,84 @@
+"""Documents derived from the registry rows: docs/osc.md, ``earengine params`` output."""
+
+from __future__ import annotations
+
+import json
+
+from earengine.params.registry import Registry
+
+__all__ = ["markdown", "as_json", "plain_lines"]
+
+
+def _range(spec) -> str:
+    if spec.type == "enum":
+        return " | ".join(spec.choices)
+    if spec.type == "bool":
+        return "0 | 1"
+    if spec.min is None and spec.max is None:
+        return ""
+    return f"{spec.min:g} … {spec.max:g}" + (" (log)" if spec.scale == "log" else "")
+
+
+def _default(spec) -> str:
+    value = spec.default
+    if spec.type == "bool":
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def markdown(registry: Registry) -> str:
+    """The OSC reference, one table row per parameter and per command (docs/osc.md)."""
+    lines = [
+        "# earengine OSC reference",
+        "",
+        "Generated from the parameter registry by `earengine params --markdown`; do not edit by hand.",
+        "",
+        "Send to UDP 127.0.0.1:9000 by default. Setting a parameter is silent on success; every rejected",
+        "message is answered `/fail <address> <reason>` and changes nothing. `/get <address>` answers with",
+        "the message that would set it. Replies go to the sender's port, or to the port named with",
+        "`/reply/port <n>`.",
+        "",
+    ]
+    for ns in registry.namespaces():
+        params = [s for s in registry if s.namespace == ns]
+        commands = [c for c in registry.commands.values() if c.namespace == ns]
+        lines.append(f"## /{ns}")
+        lines.append("")
+        if params:
+            lines.append("| address | type | range | default | unit | ramp ms | live | what it does |")
+            lines.append("|---|---|---|---|---|---|---|---|")
+            for s in params:
+                lines.append(
+                    f"| `{s.address}` | {s.type} | {_range(s)} | {_default(s)} | {s.unit} | "
+                    f"{s.ramp_ms:g} | {'yes' if s.live else 'no'} | {s.doc} |"
+                )
+            lines.append("")
+        if commands:
+            lines.append("| command | arguments | answers | what it does |")
+            lines.append("|---|---|---|---|")
+            for c in commands:
+                args = " ".join(f"<{a.name}>" for a in c.args)
+                answers = c.reply or ("/done" if c.later else "")
+                lines.append(f"| `{c.address}` | {args} | {answers} | {c.doc} |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def as_json(registry: Registry) -> str:
+    return json.dumps(
+        {"params": [s.to_dict() for s in registry], "commands": [c.to_dict() for c in registry.commands.values()]},
+        indent=2,
+    )
+
+
+def plain_lines(registry: Registry) -> list[str]:
+    """One line per parameter, for a terminal or a screen reader."""
+    out = []
+    for s in registry:
+        rng = _range(s)
+        out.append(f"{s.address}: {s.type}, default {_default(s)}{' ' + s.unit if s.unit else ''}"
+                   f"{', range ' + rng if rng else ''}. {s.doc}")
+    for c in registry.commands.values():
+        args = " ".join(f"<{a.name}>" for a in c.args)
+        out.append(f"{c.address}{' ' + args if args else ''}: command. {c.doc}")
+    return out

@@ -1,0 +1,144 @@
+"""Presets: named sets of parameter values, stored as JSON, validated on load.
+
+A preset file holds ``{"earengine_preset": 1, "name": ..., "version": ..., "values": {address: value}}``.
+Writing is atomic (temp file + rename). Loading validates every value before any is applied,
+warns once about unknown addresses, and gives missing ones their defaults. Names are plain words
+(letters, digits, ``-``, ``_``) so a name can never reach outside the preset folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+from earengine import __version__
+from earengine.errors import PresetError
+from earengine.params.registry import Registry
+
+__all__ = ["Preset", "PresetStore", "SHIPPED_DIR", "check_name"]
+
+log = logging.getLogger("earengine.presets")
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+#: Presets shipped with earengine (read-only).
+SHIPPED_DIR = Path(__file__).resolve().parents[2] / "patches" / "presets"
+FORMAT = 1
+
+
+def check_name(name: str) -> str:
+    """Return ``name`` if it is a valid preset name, else raise a one-line PresetError."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise PresetError(
+            f"preset name={name!r} must be 1-64 letters, digits, '-' or '_' (no paths, no dots)"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named, immutable set of values; ``values`` is a tuple of ``(address, value)`` pairs."""
+
+    name: str
+    values: tuple
+
+    @classmethod
+    def capture(cls, name: str, registry: Registry) -> "Preset":
+        return cls(check_name(name), tuple(sorted(registry.snapshot().items())))
+
+    def to_dict(self) -> dict:
+        return {"earengine_preset": FORMAT, "name": self.name, "version": __version__,
+                "values": dict(self.values)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Preset":
+        if not isinstance(data, Mapping) or not isinstance(data.get("values"), Mapping):
+            raise PresetError("a preset must be a JSON object with a 'values' object")
+        return cls(check_name(data.get("name", "")), tuple(sorted(data["values"].items())))
+
+    def resolve(self, registry: Registry) -> tuple[dict, list[str]]:
+        """Values to apply (defaults for missing addresses) and the unknown addresses.
+
+        Raises PresetError naming the first invalid value; nothing is applied by this call.
+        """
+        values = {spec.address: spec.default for spec in registry if spec.live or not registry.running}
+        unknown = []
+        for address, value in self.values:
+            if address not in registry.specs:
+                unknown.append(address)
+                continue
+            spec = registry.spec(address)
+            if registry.running and not spec.live:
+                continue
+            try:
+                values[address] = spec.validate((value,))
+            except ValueError as exc:
+                raise PresetError(f"preset {self.name!r}: {exc}") from None
+        return values, unknown
+
+
+class PresetStore:
+    """Presets in a user folder, falling back to the shipped ones.
+
+    Parameters
+    ----------
+    folder : path-like
+        Where ``/preset/save`` writes; created on first save.
+    shipped : path-like, optional
+        Read-only presets shipped with earengine.
+    """
+
+    def __init__(self, folder: os.PathLike | str, *, shipped: Optional[os.PathLike | str] = SHIPPED_DIR) -> None:
+        self.folder = Path(folder).expanduser()
+        self.shipped = Path(shipped) if shipped else None
+
+    def _dirs(self) -> Sequence[Path]:
+        return [d for d in (self.folder, self.shipped) if d is not None]
+
+    def names(self) -> list[str]:
+        found = set()
+        for d in self._dirs():
+            if d.is_dir():
+                found.update(p.stem for p in d.glob("*.json") if _NAME.match(p.stem))
+        return sorted(found)
+
+    def save(self, preset: Preset) -> Path:
+        """Write atomically to ``<folder>/<name>.json``."""
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".preset-", suffix=".json", dir=str(self.folder))
+            with os.fdopen(fd, "w") as f:
+                json.dump(preset.to_dict(), f, indent=2, sort_keys=True)
+                f.write("\n")
+            path = self.folder / f"{preset.name}.json"
+            os.replace(tmp, path)
+        except OSError as exc:
+            raise PresetError(f"cannot write preset {preset.name!r} in {self.folder}: {exc.strerror or exc}") from None
+        return path
+
+    def read(self, name: str) -> Preset:
+        check_name(name)
+        for d in self._dirs():
+            path = d / f"{name}.json"
+            if path.is_file():
+                try:
+                    data = json.loads(path.read_text())
+                except (OSError, ValueError) as exc:
+                    raise PresetError(f"preset {name!r} ({path}) is not valid JSON: {str(exc).splitlines()[0]}") from None
+                preset = Preset.from_dict({**data, "name": name})
+                return preset
+        raise PresetError(f"no preset named {name!r}; /preset/list shows the names")
+
+    def load(self, name: str, registry: Registry, *, source: str = "preset") -> list[str]:
+        """Read, validate and apply a preset all-or-nothing; returns unknown addresses (warned once)."""
+        preset = self.read(name)
+        values, unknown = preset.resolve(registry)
+        if unknown:
+            log.warning("preset %r: ignoring unknown address(es) %s", name, ", ".join(unknown))
+        registry.update(values, source=source)
+        return unknown

@@ -1,0 +1,212 @@
+"""The audio server: pyo on JACK, PortAudio, or no device at all.
+
+Modes
+-----
+``jack``       a running JACK server (never starts one).
+``portaudio``  the default PortAudio output device.
+``null``       no device, still in real time: a thread paces pyo buffer by buffer.
+``offline``    no device, no pacing: the caller renders buffers as fast as it likes
+               (:meth:`AudioServer.render`), for tests and renders.
+``auto``       JACK if a server is running, else a PortAudio device, else ``null``.
+
+Per-buffer callbacks registered with :meth:`AudioServer.add_callback` run on the audio thread
+before each buffer is computed; they must be short and must not block.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from typing import Callable, Optional
+
+from earengine.errors import DeviceError, ParameterError
+
+os.environ.setdefault("PYO_GUI_WX", "0")  # headless: never look for wxPython
+
+__all__ = ["AudioServer", "MODES", "resolve_mode"]
+
+log = logging.getLogger("earengine.audio")
+
+MODES = ("auto", "jack", "portaudio", "offline", "null")
+
+
+def _jack_running() -> bool:
+    """True when a JACK server answers (jack_lsp exits 0); never starts one."""
+    env = dict(os.environ, JACK_NO_START_SERVER="1")
+    try:
+        done = subprocess.run(["jack_lsp"], env=env, capture_output=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def _portaudio_outputs() -> int:
+    """Number of PortAudio output devices, probed in a child process: PortAudio with no device
+    can take the whole process down, and it prints pages of ALSA noise."""
+    code = "from pyo import pa_get_output_devices as g; print(len(g()[0]))"
+    env = dict(os.environ, PYO_GUI_WX="0")
+    try:
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=20)
+        return int(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else 0
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        return 0
+
+
+def resolve_mode(mode: str) -> tuple[str, str]:
+    """Pick the concrete mode for ``mode`` and say why, in one line."""
+    if mode not in MODES:
+        raise ParameterError(f"--audio={mode} must be one of {', '.join(MODES)}")
+    if mode != "auto":
+        return mode, f"audio: {mode} (as asked)"
+    if _jack_running():
+        return "jack", "audio: JACK server found, playing into it"
+    if _portaudio_outputs() > 0:
+        return "portaudio", "audio: no JACK server; playing to the default PortAudio device"
+    return "null", "audio: no JACK server and no sound device; running in real time with no output (null)"
+
+
+class AudioServer:
+    """A pyo server in one of :data:`MODES`; a context manager.
+
+    Parameters
+    ----------
+    mode : str
+        One of :data:`MODES`.
+    sr : int > 0
+        Sample rate in Hz (JACK imposes its own).
+    buffersize : int > 0
+        Samples per buffer (JACK imposes its own period).
+    nchnls : int > 0
+        Output channels.
+    jack_name : str
+        JACK client name.
+    """
+
+    def __init__(
+        self,
+        mode: str = "auto",
+        *,
+        sr: int = 44100,
+        buffersize: int = 256,
+        nchnls: int = 2,
+        jack_name: str = "earengine",
+    ) -> None:
+        self.requested = mode
+        self.mode, self.reason = resolve_mode(mode)
+        self.sr = int(sr)
+        self.buffersize = int(buffersize)
+        self.nchnls = int(nchnls)
+        self.jack_name = jack_name
+        self.server = None
+        self.buffers = 0
+        self.xruns = 0
+        self._callbacks: tuple[Callable[[], None], ...] = ()
+        self._pacer: Optional[threading.Thread] = None
+        self._running = False
+        self._last_cb = 0.0
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def __enter__(self) -> "AudioServer":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        import pyo
+
+        os.environ.setdefault("JACK_NO_START_SERVER", "1")
+        audio = {"null": "manual", "offline": "manual"}.get(self.mode, self.mode)
+        server = pyo.Server(sr=self.sr, nchnls=self.nchnls, buffersize=self.buffersize, duplex=0,
+                            audio=audio, jackname=self.jack_name)
+        server.setVerbosity(1)  # errors only
+        server.deactivateMidi()  # MIDI is control/midi.py's business, not pyo's
+        if self.mode == "jack":
+            server.setJackAuto(False, True)
+        server.boot()
+        if not server.getIsBooted():
+            raise DeviceError(f"audio: cannot start pyo with {self.mode}; try --audio null or check the device")
+        self.server = server
+        self.sr = int(server.getSamplingRate())
+        self.buffersize = int(server.getBufferSize())
+        server.setCallback(self._on_buffer)
+        server.start()
+        self._running = True
+        if self.mode == "null":
+            self._pacer = threading.Thread(target=self._pace, name="earengine-audio-null", daemon=True)
+            self._pacer.start()
+
+    def close(self) -> None:
+        self._running = False
+        if self._pacer is not None:
+            self._pacer.join(timeout=2)
+            self._pacer = None
+        if self.server is not None:
+            try:
+                self.server.stop()
+                time.sleep(0.05)  # let a device callback finish its buffer
+                self.server.shutdown()
+            finally:
+                self.server = None
+
+    @property
+    def realtime(self) -> bool:
+        return self.mode != "offline"
+
+    def describe(self) -> str:
+        return f"{self.reason}; {self.sr} Hz, {self.buffersize}-sample buffers"
+
+    # -- audio thread -------------------------------------------------------------------------
+    def add_callback(self, fn: Callable[[], None]) -> None:
+        """Run ``fn()`` on the audio thread before every buffer. It must not block."""
+        self._callbacks = self._callbacks + (fn,)
+
+    def remove_callback(self, fn: Callable[[], None]) -> None:
+        self._callbacks = tuple(f for f in self._callbacks if f is not fn)
+
+    def _on_buffer(self) -> None:
+        if self.realtime:
+            now = time.monotonic()
+            if self._last_cb and now - self._last_cb > 3.0 * self.buffersize / self.sr:
+                self.xruns += 1  # a buffer came late: the device (or pacer) starved
+            self._last_cb = now
+        self.buffers += 1
+        for fn in self._callbacks:
+            try:
+                fn()
+            except Exception:  # keep sounding whatever a callback does
+                log.exception("audio callback failed")
+
+    def _pace(self) -> None:
+        """The null device: one buffer per buffer-duration of wall time."""
+        period = self.buffersize / self.sr
+        deadline = time.monotonic()
+        while self._running:
+            self.server.process()
+            deadline += period
+            delay = deadline - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -0.5:  # far behind (machine suspended): resynchronise, count it
+                deadline = time.monotonic()
+
+    # -- offline ------------------------------------------------------------------------------
+    def render(self, n_samples: int) -> None:
+        """Compute at least ``n_samples`` of audio now (``offline`` mode only)."""
+        if self.mode != "offline":
+            raise DeviceError("render() needs --audio offline")
+        for _ in range(-(-int(n_samples) // self.buffersize)):
+            self.server.process()
+
+    def record(self, path: str) -> None:
+        """Start writing the output to a 32-bit float WAV file."""
+        self.server.recordOptions(filename=str(path), fileformat=0, sampletype=3)
+        self.server.recstart()
+
+    def stop_recording(self) -> None:
+        self.server.recstop()
