@@ -134,9 +134,12 @@ class LoopPlayer:
         mix = pyo.Mix([s.reader for s in self.slots], voices=1)
         self._pre = pyo.Sig(mix, mul=self.master * self.mute)
         ceiling = float(10.0 ** (LIMITER_CEILING_DBFS / 20.0))
-        self._comp = pyo.Compress(self._pre, thresh=LIMITER_CEILING_DBFS - 3.0, ratio=20, risetime=0.001,
-                                  falltime=0.1, lookahead=0.0, knee=0.3)
-        self.output = pyo.Clip(self._comp, min=-ceiling, max=ceiling)
+        # Limiter without look-ahead (no added latency, so loops stay on the grid): the gain
+        # follows the peak envelope down to the ceiling; the clip catches what the envelope's
+        # 2 ms attack lets through.
+        self._env = pyo.Follower2(pyo.Abs(self._pre), risetime=0.002, falltime=0.15)
+        self._lim_gain = pyo.Sig(ceiling) / pyo.Max(self._env, comp=ceiling)
+        self.output = pyo.Clip(self._pre * self._lim_gain, min=-ceiling, max=ceiling)
         self._outs = [pyo.Sig(self.output).out(ch) for ch in range(audio.nchnls)]
         self._sub = registry.subscribe(self._on_change)
         audio.add_callback(self._on_buffer)

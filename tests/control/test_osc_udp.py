@@ -1,0 +1,124 @@
+"""The OSC contract over real UDP sockets on loopback."""
+
+import time
+
+import pytest
+
+from earengine.control.osc import JobQueue, OscRouter, OscServer, encode_bundle, encode_message
+from earengine.params import default_registry
+from oscutil import Peer
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def server():
+    reg = default_registry()
+    with JobQueue() as jobs:
+        router = OscRouter(reg, jobs=jobs)
+        with OscServer(router, port=0, max_datagram=20000) as srv:
+            yield srv
+        router.close()
+
+
+@pytest.fixture
+def peer(server):
+    p = Peer(server.address)
+    yield p
+    p.close()
+
+
+def test_set_get_status(server, peer):
+    peer.send("/clock/bpm", 133.0)
+    assert peer.ask("/get", "/clock/bpm", reply="/clock/bpm") == ("/clock/bpm", (133.0,))
+    address, args = peer.ask("/status", reply="/status.reply")
+    assert address == "/status.reply" and args[5] == 133.0
+
+
+def test_notify_delivers_changed_from_other_senders(server, peer):
+    other = Peer(server.address)
+    try:
+        assert peer.ask("/notify", 1, reply="/none", wait_s=0.2) is None  # success is silent
+        other.send("/loop/bars", 8)
+        got = peer.replies(2.0, until=lambda a, _: a == "/changed")
+        assert got[-1] == ("/changed", ("/loop/bars", 8))
+    finally:
+        other.close()
+
+
+def test_sync_answers_after_slow_commands(server, peer):
+    order = []
+    server.router.on("/loop/save", lambda args, sender: (time.sleep(0.3), order.append("saved")) and None)
+    peer.send("/loop/save", "/tmp/whatever.wav")
+    peer.send("/sync", 7)
+    got = peer.replies(3.0, until=lambda a, _: a == "/synced")
+    assert [a for a, _ in got] == ["/done", "/synced"] and order == ["saved"]
+    assert got[-1] == ("/synced", (7,))
+
+
+def test_fail_replies_over_udp(server, peer):
+    assert peer.ask("/clock/bpm", float("nan"), reply="/fail")[0] == "/fail"
+    address, args = peer.ask("/clock/bmp", 1.0, reply="/fail")
+    assert address == "/fail" and args[0] == "/clock/bmp" and "unknown address" in args[1]
+    peer.send_raw(b"\x00\x01not osc")
+    got = peer.replies(2.0, until=lambda a, _: a == "/fail")
+    assert got and got[-1][0] == "/fail"
+    assert server.router.registry.get("/clock/bpm") == 120.0
+
+
+def test_large_datagrams_arrive_whole_and_oversized_ones_are_answered(server, peer):
+    # ~19 kB: more than python-osc's stock 8 KiB buffer; every message in it must apply
+    msgs = [encode_message("/loop/bars", (1 + i % 16,)) for i in range(800)] + [encode_message("/loop/bars", (13,))]
+    bundle = encode_bundle(None, msgs)
+    assert 8192 < len(bundle) < 20000
+    peer.send_raw(bundle)
+    assert peer.ask("/get", "/loop/bars", reply="/loop/bars") == ("/loop/bars", (13,))
+    big = encode_message("/loop/load", ("x" * 30000,))
+    peer.send_raw(big)
+    address, args = peer.replies(2.0, until=lambda a, _: a == "/fail")[-1]
+    assert (address, args[0]) == ("/fail", "/loop/load") and "30" in args[1] and "20000" in args[1]
+
+
+def test_future_timetags_are_scheduled_without_blocking(server, peer):
+    due = time.time() + 0.5
+    peer.send_raw(encode_bundle(due, [encode_message("/clock/bpm", (101.0,))]))
+    # the receive path is free meanwhile: a query is answered at once, with the old value
+    t0 = time.monotonic()
+    assert peer.ask("/get", "/clock/bpm", reply="/clock/bpm") == ("/clock/bpm", (120.0,))
+    assert time.monotonic() - t0 < 0.4
+    time.sleep(max(0.0, due - time.time()) + 0.2)
+    assert peer.ask("/get", "/clock/bpm", reply="/clock/bpm") == ("/clock/bpm", (101.0,))
+
+
+def test_reply_port_for_hosts_with_separate_sockets(server, peer):
+    listener = Peer(server.address)
+    try:
+        peer.send("/reply/port", listener.port)
+        peer.send("/get", "/loop/xfade")
+        assert listener.replies(2.0, until=lambda a, _: a == "/loop/xfade")[-1] == ("/loop/xfade", (50.0,))
+    finally:
+        listener.close()
+
+
+def test_allow_list_ignores_other_peers():
+    reg = default_registry()
+    router = OscRouter(reg)
+    with OscServer(router, port=0, allow=["127.0.0.2"]) as srv:
+        p = Peer(srv.address)
+        try:
+            p.send("/clock/bpm", 99.0)
+            assert p.replies(0.3) == []
+            time.sleep(0.1)
+            assert reg.get("/clock/bpm") == 120.0 and srv.counts["refused"] >= 1
+        finally:
+            p.close()
+    router.close()
+
+
+def test_port_in_use_is_a_clear_error(server):
+    from earengine.errors import EarEngineError
+
+    router = OscRouter(default_registry())
+    with pytest.raises(EarEngineError, match="cannot listen for OSC"):
+        OscServer(router, port=server.address[1]).start()
+    router.close()
