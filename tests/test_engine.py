@@ -1,0 +1,108 @@
+"""The whole engine process in offline audio mode, driven over real UDP like a host would."""
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+sys.path.insert(0, str(Path(__file__).parent / "control"))
+from oscutil import Peer  # noqa: E402
+
+from earengine.engine import Engine  # noqa: E402
+
+pytestmark = pytest.mark.integration
+SR = 44100
+
+
+@pytest.fixture
+def engine(tmp_path):
+    with Engine(audio="offline", osc_port=0, preset_dir=tmp_path / "presets", out=open("/dev/null", "w")) as eng:
+        yield eng
+
+
+@pytest.fixture
+def peer(engine):
+    p = Peer(engine.osc.address)
+    yield p
+    p.close()
+
+
+def tone_file(path, seconds=2.0, f=440.0, sr=SR, subtype=None):
+    t = np.arange(int(seconds * sr)) / sr
+    sf.write(str(path), (0.4 * np.sin(2 * np.pi * f * t)).astype(np.float32), sr, subtype=subtype)
+    return path
+
+
+def render_until(engine, predicate, seconds=3.0):
+    for _ in range(int(seconds / 0.05)):
+        engine.audio.render(int(0.05 * SR))
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return False
+
+
+def test_load_play_save_round_trip(engine, peer, tmp_path):
+    src = tone_file(tmp_path / "tone.flac", seconds=1.8, sr=48000)  # FLAC at another rate, 0.9 bar
+    peer.send("/loop/load", str(src))
+    assert peer.replies(5.0, until=lambda a, _: a in ("/done", "/fail"))[-1] == ("/done", ("/loop/load",))
+    assert render_until(engine, lambda: engine.player.loops_started == 1)
+    assert engine.player.current.bars == 1
+    out = tmp_path / "saved.wav"
+    peer.send("/loop/save", str(out))
+    assert peer.replies(5.0, until=lambda a, _: a in ("/done", "/fail"))[-1] == ("/done", ("/loop/save",))
+    saved, sr = sf.read(str(out))
+    assert sr == SR and saved.size == 2 * SR  # one bar at 120 BPM: resampled to fit
+    spectrum = np.abs(np.fft.rfft(saved))
+    assert np.fft.rfftfreq(saved.size, 1 / SR)[np.argmax(spectrum)] == pytest.approx(440 * 1.8 / 2.0, abs=1.0)
+    address, args = peer.ask("/status", reply="/status.reply")
+    assert args[4] == 1 and args[5] == 120.0
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda d: d / "missing.wav", "not a file"),
+    (lambda d: (d / "notes.wav").write_text("not audio") and d / "notes.wav", "not a readable audio file"),
+    (lambda d: d, "not a file"),
+])
+def test_bad_loop_files_fail_and_the_loop_keeps_playing(engine, peer, tmp_path, make, reason):
+    good = tone_file(tmp_path / "good.wav")
+    engine.load_loop(str(good))
+    assert render_until(engine, lambda: engine.player.loops_started == 1)
+    peer.send("/loop/load", str(make(tmp_path)))
+    address, args = peer.replies(5.0, until=lambda a, _: a in ("/done", "/fail"))[-1]
+    assert address == "/fail" and args[0] == "/loop/load" and reason in args[1]
+    render_until(engine, lambda: False, 0.5)
+    assert engine.player.current.source == str(good) and not engine.player.pending
+
+
+def test_save_without_loop_and_to_bad_places(engine, peer, tmp_path):
+    peer.send("/loop/save", str(tmp_path / "x.wav"))
+    address, args = peer.replies(5.0, until=lambda a, _: a in ("/done", "/fail"))[-1]
+    assert address == "/fail" and "no loop is playing" in args[1]
+    engine.load_loop(str(tone_file(tmp_path / "good.wav")))
+    render_until(engine, lambda: engine.player.loops_started == 1)
+    for bad in (str(tmp_path / "nowhere" / "x.wav"), str(tmp_path / "x.mp3")):
+        peer.send("/loop/save", bad)
+        address, args = peer.replies(5.0, until=lambda a, _: a in ("/done", "/fail"))[-1]
+        assert address == "/fail", bad
+
+
+def test_presets_over_osc(engine, peer):
+    peer.send("/clock/bpm", 97.0)
+    peer.send("/preset/save", "mine")
+    assert peer.replies(3.0, until=lambda a, _: a == "/done")[-1] == ("/done", ("/preset/save",))
+    peer.send("/clock/bpm", 140.0)
+    peer.send("/preset/load", "mine")
+    assert peer.replies(3.0, until=lambda a, _: a == "/done")[-1] == ("/done", ("/preset/load",))
+    assert engine.registry.get("/clock/bpm") == 97.0
+    address, names = peer.ask("/preset/list", reply="/preset/list.reply")
+    assert "mine" in names and "default" in names  # user and shipped presets
+    for bad in ("../mine", "a/b", "..", "x.json"):
+        peer.send("/preset/load", bad)
+        address, args = peer.replies(3.0, until=lambda a, _: a in ("/fail", "/done"))[-1]
+        assert address == "/fail" and "preset name" in args[1]
+    peer.send("/preset/load", "does-not-exist")
+    assert "no preset named" in peer.replies(3.0, until=lambda a, _: a == "/fail")[-1][1][1]
