@@ -18,7 +18,7 @@ test: $(STAMP)
 setup: $(STAMP)
 
 # Debian packages the real-time parts need: JACK (dummy driver for headless runs and tests),
-# its tools (jack_rec, jack_midi_dump as independent peers), libsndfile and PortAudio.
+# with its tools (jack_rec, jack_midi_dump as independent peers), libsndfile and PortAudio.
 system-deps:
 	@bash scripts/system-deps.sh
 

@@ -4,11 +4,11 @@
 set -u
 need=()
 command -v jackd >/dev/null 2>&1 || need+=(jackd2)
-command -v jack_rec >/dev/null 2>&1 || need+=(jack-tools)
+command -v jack_rec >/dev/null 2>&1 || need+=(jackd2)
 command -v jack_midi_dump >/dev/null 2>&1 || need+=(jackd2)
-[ -e /usr/include/jack/jack.h ] || need+=(libjack-jackd2-dev)
 ldconfig -p 2>/dev/null | grep -q libsndfile || need+=(libsndfile1)
 ldconfig -p 2>/dev/null | grep -q libportaudio || need+=(libportaudio2)
+need=($(printf "%s\n" "${need[@]}" | sort -u))
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "system-deps: installing ${need[*]}"
