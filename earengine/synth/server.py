@@ -108,6 +108,7 @@ class AudioServer:
         self._pacer: Optional[threading.Thread] = None
         self._running = False
         self._last_cb = 0.0
+        self._jack_monitor = None  # a JACK client that only counts the server's xruns
 
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> "AudioServer":
@@ -140,9 +141,33 @@ class AudioServer:
         if self.mode == "null":
             self._pacer = threading.Thread(target=self._pace, name="earengine-audio-null", daemon=True)
             self._pacer.start()
+        if self.mode == "jack":
+            self._watch_jack_xruns()
+
+    def _watch_jack_xruns(self) -> None:
+        """Count xruns as JACK itself reports them (a late callback is not an xrun under -S)."""
+        try:
+            import jack
+
+            client = jack.Client(f"{self.jack_name}-xruns", no_start_server=True)
+            client.set_xrun_callback(self._on_jack_xrun)
+            client.activate()
+            self._jack_monitor = client
+        except Exception as exc:  # the count is informative; audio does not depend on it
+            log.warning("cannot watch JACK xruns (%s); counting late buffers instead", exc)
+
+    def _on_jack_xrun(self, delay_us: float) -> None:
+        self.xruns += 1
 
     def close(self) -> None:
         self._running = False
+        if self._jack_monitor is not None:
+            try:
+                self._jack_monitor.deactivate()
+                self._jack_monitor.close()
+            except Exception:
+                pass
+            self._jack_monitor = None
         if self._pacer is not None:
             self._pacer.join(timeout=2)
             self._pacer = None
@@ -170,7 +195,7 @@ class AudioServer:
         self._callbacks = tuple(f for f in self._callbacks if f is not fn)
 
     def _on_buffer(self) -> None:
-        if self.realtime:
+        if self.realtime and self._jack_monitor is None:
             now = time.monotonic()
             if self._last_cb and now - self._last_cb > 3.0 * self.buffersize / self.sr:
                 self.xruns += 1  # a buffer came late: the device (or pacer) starved
