@@ -64,6 +64,8 @@ class Engine:
         registry: Optional[Registry] = None,
         out: Optional[IO[str]] = None,
         max_datagram: Optional[int] = None,
+        ear: Optional[os.PathLike | str] = None,
+        device: str = "cpu",
     ) -> None:
         self.registry = registry or default_registry()
         if overrides:
@@ -77,6 +79,11 @@ class Engine:
         self.max_datagram = max_datagram
         self.audio = None
         self.player = None
+        self.voices = None
+        self.sonify = None
+        self.ear_path = Path(ear) if ear else None
+        self.device = device
+        self.dream = None  # DreamSupervisor when an ear is given
         self.jobs: Optional[JobQueue] = None
         self.router: Optional[OscRouter] = None
         self.osc: Optional[OscServer] = None
@@ -110,8 +117,10 @@ class Engine:
         self._closers.append(self.audio.close)
         self.player = LoopPlayer(self.audio, self.registry)
         self._closers.append(self.player.close)
+        self._start_sonify()
         self.jobs = JobQueue()
         self._closers.append(self.jobs.close)
+        self._start_dream()
         self.router = OscRouter(self.registry, status=self.status, jobs=self.jobs, reply_port=self.reply_port)
         self._closers.append(self.router.close)
         for address, handler in self.command_handlers().items():
@@ -134,15 +143,111 @@ class Engine:
             except Exception:
                 log.exception("error while stopping")
 
+    # -- dreaming ----------------------------------------------------------------------------
+    def _start_dream(self) -> None:
+        """The worker process that dreams loops through the ear (see earengine.worker)."""
+        from earengine.optvis.targets import parse_many, format_many
+        from earengine.params.table import TAPS
+
+        def check_targets(text: str) -> str:
+            shapes = self.dream.info.get("shapes") if self.dream is not None else None
+            return format_many(parse_many(text, taps=TAPS, shapes=shapes))
+
+        self.registry.add_check("/target/spec", check_targets)
+        if self.ear_path is None:
+            return
+        if not (self.ear_path / "config.json").is_file():
+            self.say(f"dream: no ear at {self.ear_path} (train one with 'earengine train'); playing loops only")
+            return
+        from earengine.synth.player import Loop
+        from earengine.worker import DreamSupervisor
+
+        def deliver(samples, stats) -> None:
+            self.player.queue(Loop(samples, self.audio.sr, max(1, stats["bars"]), "dream"), keep_phase=True)
+
+        self.dream = DreamSupervisor(self.registry, str(self.ear_path), deliver=deliver, say=self.say,
+                                     device=self.device)
+        self.dream.start()
+        self._closers.append(self.dream.close)
+        self.say(f"dream: ear {self.ear_path}, target {self.target_description()}")
+
+    def target_description(self) -> str:
+        spec = self.registry.get("/target/spec")
+        if spec:
+            return spec
+        g = self.registry.get
+        return (f"{g('/target/layer')} channels {g('/target/channel'):.2f}±{g('/target/channel_width') / 2:.2f}")
+
+    def _target_set(self, args: tuple, sender: tuple) -> None:
+        self.registry.set("/target/spec", args[0], source="osc")
+
+    def _target_add(self, args: tuple, sender: tuple) -> None:
+        spec, weight = args
+        current = self.registry.get("/target/spec")
+        part = f"{spec}*{weight:g}"
+        self.registry.set("/target/spec", f"{current} + {part}" if current else part, source="osc")
+
+    def _target_clear(self, args: tuple, sender: tuple) -> None:
+        self.registry.set("/target/spec", "", source="osc")
+
+    def _need_dream(self, address: str) -> None:
+        if self.dream is None:
+            raise EarEngineError(f"{address} needs a dreaming engine (earengine run --ear PATH)")
+
+    def _opt_reset(self, args: tuple, sender: tuple) -> None:
+        from earengine.audiofile import read_mono
+
+        self._need_dream("/opt/reset")
+        kind = args[0]
+        samples = None
+        if kind == "file":
+            if len(args) < 2:
+                raise ParameterError("/opt/reset file needs a path")
+            samples = read_mono(args[1], sr=self.audio.sr)
+        elif len(args) > 1:
+            raise ParameterError(f"/opt/reset {kind} takes no path")
+        self.dream.send("reset", kind, samples)
+
+    def _reg_reference(self, args: tuple, sender: tuple) -> None:
+        from earengine.audiofile import read_mono
+
+        self._need_dream("/reg/reference")
+        self.dream.send("reference", read_mono(args[0], sr=self.audio.sr) if args else None)
+
+    # -- sonification ------------------------------------------------------------------------
+    def _start_sonify(self) -> None:
+        """Gradient voices on the bar clock, and the /son/* frame handlers (see earengine.sonify)."""
+        from earengine.sonify.receiver import SonReceiver
+        from earengine.synth.voices import GradientVoices
+
+        self.voices = GradientVoices(self.audio, self.registry, clock=self.player.clock)
+        self._closers.append(self.voices.close)
+        self.sonify = SonReceiver(self.registry, self.voices, notify=self._to_listeners)
+        self._closers.append(self.sonify.close)
+
+    def _to_listeners(self, address: str, args: tuple) -> None:
+        """Send an event (``/son/nan``) to every ``/notify`` subscriber."""
+        if self.router is not None:
+            for dest in tuple(self.router.listeners):
+                self.router.send(dest, address, args)
+
     # -- commands ----------------------------------------------------------------------------
     def command_handlers(self) -> dict[str, Callable]:
-        return {
+        handlers = {
             "/loop/load": self._loop_load,
             "/loop/save": self._loop_save,
             "/preset/save": self._preset_save,
             "/preset/load": self._preset_load,
             "/preset/list": self._preset_list,
+            "/target/set": self._target_set,
+            "/target/add": self._target_add,
+            "/target/clear": self._target_clear,
+            "/opt/reset": self._opt_reset,
+            "/reg/reference": self._reg_reference,
         }
+        if self.sonify is not None:
+            handlers.update(self.sonify.handlers())
+        return handlers
 
     def load_loop(self, path: str) -> None:
         """Read an audio file and play it from the next bar line (any thread but audio)."""
@@ -175,7 +280,12 @@ class Engine:
     def status(self) -> tuple:
         """Arguments of ``/status.reply``: worker, step, steps/s, loss, loops, bpm, beat, xruns."""
         clock = self.player.clock
-        return ("none", 0, 0.0, 0.0, int(self.player.loops_started), float(clock.bpm),
+        if self.dream is None:
+            worker, step, rate, loss = "none", 0, 0.0, 0.0
+        else:
+            last = self.dream.last
+            worker, step, rate, loss = self.dream.state, last["step"], last["steps_per_s"], last["loss"]
+        return (worker, int(step), float(rate), float(loss), int(self.player.loops_started), float(clock.bpm),
                 float(clock.beat), int(self.audio.xruns))
 
     def status_line(self) -> str:
@@ -187,7 +297,12 @@ class Engine:
             what = "no loop yet (send /loop/load <path>)"
         else:
             what = f"loop {self.player.loops_started} {Path(loop.source).name or loop.source} ({loop.bars} bars)"
-        return (f"tempo {clock.bpm:.1f} BPM, bar {bar + 1} beat {beat}, {what}, peers 0, xruns {self.audio.xruns}")
+        line = f"tempo {clock.bpm:.1f} BPM, bar {bar + 1} beat {beat}, {what}, peers 0, xruns {self.audio.xruns}"
+        if self.dream is not None:
+            d = self.dream.last
+            line += (f"; dream {self.dream.state}, step {d['step']}, {d['steps_per_s']:.2f} steps/s, "
+                     f"loss {d['loss']:.4g}, target {d['target']:.4g}, loops made {self.dream.loops}")
+        return line
 
     def run(self, *, duration_s: Optional[float] = None, status_every_s: float = 5.0) -> None:
         """Serve until interrupted (or for ``duration_s``), printing a status line now and then.

@@ -6,7 +6,12 @@ import argparse
 import logging
 import signal
 
+from pathlib import Path
+
 from earengine.errors import ParameterError
+
+#: The ear shipped with earengine.
+DEFAULT_EAR = Path(__file__).resolve().parents[1] / "models" / "ear-default"
 
 
 def _parse_sets(items: list[str]) -> dict:
@@ -32,8 +37,10 @@ def _run(args: argparse.Namespace) -> int:
         raise ParameterError(f"--reply-port={args.reply_port} must be within [1, 65535]")
     # SIGTERM ends the engine as cleanly as Ctrl-C does
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    ear = None if args.no_dream else args.ear
     with Engine(audio=args.audio, osc_host=args.osc_host, osc_port=args.osc_port, allow=allow,
-                reply_port=args.reply_port, preset_dir=args.preset_dir, overrides=overrides) as engine:
+                reply_port=args.reply_port, preset_dir=args.preset_dir, overrides=overrides,
+                ear=ear, device=args.device) as engine:
         if args.preset:
             engine.presets.load(args.preset, engine.registry, source="cli")
         if args.loop:
@@ -60,6 +67,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--osc-allow", default="", help="comma-separated peer IPs allowed to send OSC")
     p.add_argument("--reply-port", type=int, default=None,
                    help="default UDP port for replies (hosts that receive on another socket: Max, TouchDesigner)")
+    p.add_argument("--ear", default=str(DEFAULT_EAR), help="ear checkpoint folder to dream with (default: the shipped one)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where the worker runs the ear")
+    p.add_argument("--no-dream", action="store_true", help="play loops only; start no worker")
     p.add_argument("--preset-dir", default=None, help="where presets are saved")
     p.add_argument("--preset", default=None, help="load this preset at start")
     p.add_argument("--loop", default=None, help="audio file to play from the first bar")

@@ -107,6 +107,7 @@ class Registry:
         self._subscribers: tuple[Subscriber, ...] = ()
         self.version = 0
         self.running = False  # when True, parameters with live=False refuse changes
+        self._checks: dict[str, Callable[[Any], Any]] = {}
 
     # -- lookup -----------------------------------------------------------------------------
     def spec(self, address: str) -> ParamSpec:
@@ -138,6 +139,17 @@ class Registry:
             return dict(self._values)
 
     # -- change -----------------------------------------------------------------------------
+    def add_check(self, address: str, fn: Callable[[Any], Any]) -> None:
+        """Extra validation for one parameter beyond its row (e.g. a target against the ear's
+        taps): ``fn(value)`` returns the value to store or raises ParameterError."""
+        self.spec(address)
+        self._checks[address] = fn
+
+    def _validate(self, spec: ParamSpec, args: Sequence[Any]) -> Any:
+        value = spec.validate(args)
+        check = self._checks.get(spec.address)
+        return check(value) if check is not None else value
+
     def _check_live(self, spec: ParamSpec) -> None:
         if self.running and not spec.live:
             raise ParameterError(f"{spec.address} can only be set at start (earengine run --set {spec.address}=…)")
@@ -152,7 +164,7 @@ class Registry:
     def set_args(self, address: str, args: Sequence[Any], *, source: Optional[str] = None) -> Any:
         """Like :meth:`set`, from raw OSC arguments (count is checked too)."""
         spec = self.spec(address)
-        value = spec.validate(args)
+        value = self._validate(spec, args)
         self._check_live(spec)
         changes = self._apply({address: value}, source)
         self._notify(changes)
@@ -163,7 +175,7 @@ class Registry:
         checked = {}
         for address, value in values.items():
             spec = self.spec(address)
-            checked[address] = spec.validate((value,))
+            checked[address] = self._validate(spec, (value,))
             self._check_live(spec)
         changes = self._apply(checked, source)
         self._notify(changes)

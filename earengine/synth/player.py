@@ -92,7 +92,11 @@ class _Slot:
         self.index = index
         self.table = pyo.DataTable(size=2)
         self.gain = pyo.SigTo(0.0, time=0.05)
-        self.reader = pyo.TableRead(self.table, freq=0.5, loop=True, interp=4, mul=self.gain)
+        # A phasor drives the read position so a loop can start at any phase (dreamed loops keep
+        # their place in the bar cycle when they replace each other).
+        self.phasor = pyo.Phasor(freq=0.5, phase=0.0)
+        self.reader = pyo.Pointer2(self.table, self.phasor, interp=4, autosmooth=False, mul=self.gain)
+        self.phasor.stop()
         self.reader.stop()
         self.loop: Optional[Loop] = None
         self.tables: dict[int, object] = {}
@@ -128,6 +132,7 @@ class LoopPlayer:
         self._fade_done_at: Optional[int] = None
         self._lock = threading.Lock()  # guards _pending between queue() callers only
         self._retired: list = []  # tables replaced on the audio thread, freed off it
+        self._origin_bar: Optional[int] = None  # bar where the current sequence of loops began
 
         self.master = pyo.SigTo(db_to_amp(registry.get("/loop/gain")), time=self._ramp_s("/loop/gain"))
         self.mute = pyo.SigTo(0.0 if registry.get("/loop/mute") else 1.0, time=self._ramp_s("/loop/mute"))
@@ -160,14 +165,19 @@ class LoopPlayer:
             bars = fit_bars(len(samples), sr=sr, bpm=self.clock.bpm, beats_per_bar=self.clock.beats_per_bar)
         return Loop(samples, sr, bars, source)
 
-    def queue(self, loop: Loop) -> None:
-        """Play ``loop`` from the next bar line on. Off the audio thread: builds its table."""
+    def queue(self, loop: Loop, *, keep_phase: bool = False) -> None:
+        """Play ``loop`` from the next bar line on. Off the audio thread: builds its table.
+
+        With ``keep_phase`` the loop enters at the bar it would be at had it been playing since
+        the first loop of the sequence (dreamed loops replacing each other); otherwise it starts
+        from its first sample and starts a new sequence.
+        """
         import pyo
 
         table = pyo.DataTable(size=loop.samples.size)
         np.asarray(table.getBuffer())[:] = loop.samples
         with self._lock:
-            self._pending = (loop, table)
+            self._pending = (loop, table, keep_phase)
             # free tables the audio thread retired more than one swap ago
             del self._retired[:-2]
 
@@ -206,11 +216,12 @@ class LoopPlayer:
             self.clock.set_tempo(*tempo)
             for slot in self.slots:
                 if slot.loop is not None:
-                    slot.reader.freq = self._rate(slot.loop)
+                    slot.phasor.freq = self._rate(slot.loop)
         n = self.audio.buffersize
         if self._fade_done_at is not None and self.clock.samples >= self._fade_done_at:
             idle = self.slots[1 - self.active]
             idle.reader.stop()
+            idle.phasor.stop()
             idle.loop = None
             self._fade_done_at = None
         event = self.clock.tick(n)
@@ -221,20 +232,25 @@ class LoopPlayer:
         if pending is not None:
             self._start(pending, event)
 
-    def _start(self, pending: tuple[Loop, object], event: BarEvent) -> None:
-        loop, table = pending
+    def _start(self, pending: tuple, event: BarEvent) -> None:
+        loop, table, keep_phase = pending
+        if not keep_phase or self._origin_bar is None:
+            self._origin_bar = event.bar
+        phase = ((event.bar - self._origin_bar) % loop.bars) / loop.bars
         xfade_s = self.registry.get("/loop/xfade") / 1000.0
         old = self.slots[self.active]
         new = self.slots[1 - self.active] if old.loop is not None else old
         new.reader.stop()
+        new.phasor.stop()
         new.reader.table = table
         # The old table may still be referenced inside pyo until the reader has moved on: keep it
         # alive here; it is released from queue(), off the audio thread.
         self._retired.append(new.table)
         new.table = table
         new.loop = loop
-        new.reader.freq = self._rate(loop)
-        new.reader.reset()
+        new.phasor.freq = self._rate(loop)
+        new.phasor.phase = phase
+        new.phasor.reset()
         fade = max(1.0 / self.sr, xfade_s)
         new.gain.time = fade
         old.gain.time = fade
@@ -242,6 +258,7 @@ class LoopPlayer:
             old.gain.value = 0.0
             self._fade_done_at = self.clock.samples + int(fade * self.sr) + self.audio.buffersize
         new.gain.value = 1.0
+        new.phasor.play()
         new.reader.play()
         self.active = new.index
         self.loops_started += 1

@@ -1,0 +1,296 @@
+"""The loop optimizer: one step at a time, the loop changes so the target fires harder.
+
+A :class:`Dreamer` owns a parameterization of the loop, an optimizer and the objective. Every
+setting comes from the registry's ``/opt``, ``/target``, ``/reg`` (and ``/loop``, ``/clock``)
+values, given as a plain ``{address: value}`` mapping; :meth:`Dreamer.configure` applies new values
+at a step boundary. Each step:
+
+1. tile the loop ``1 + /opt/context`` times and roll each batch copy by a random phase
+   (``/reg/time_shift``), so the loop is heard with periodic context and loops seamlessly;
+2. jitter pitch (``/reg/pitch_cents``), compute the scaleogram, mask a time and a frequency band;
+3. run the ear, score the objective on the loop part only, add the regularizers;
+4. ``loss = penalties - score`` — the one place where the sign flips;
+5. normalise and noise the gradient, step, keep the waveform finite and within [-1, 1], mix
+   toward the reference clip.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Mapping, Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from earengine.errors import ParameterError
+from earengine.optvis import regularizers as R
+from earengine.optvis import transforms as T
+from earengine.optvis.objectives import Objective, Region, View, build
+from earengine.optvis.targets import parse_many
+
+__all__ = ["Dreamer", "StepStats", "loop_samples", "parse_target_spec"]
+
+
+def loop_samples(*, bars: int, bpm: float, beats_per_bar: int, sr: int) -> int:
+    """Samples in a loop of ``bars`` bars at a tempo."""
+    return int(round(bars * beats_per_bar * 60.0 / bpm * sr))
+
+
+def parse_target_spec(text: str, *, taps, shapes=None) -> Optional[Objective]:
+    """``"enc.5:12*1 + ar.3*0.5"`` → a weighted sum of objectives; ``""`` → None (the region)."""
+    total = None
+    for target, weight in parse_many(text, taps=taps, shapes=shapes):
+        obj = build(target)
+        obj = obj if weight == 1.0 else weight * obj
+        total = obj if total is None else total + obj
+    return total
+
+
+@dataclass(frozen=True)
+class StepStats:
+    """What one step did: loss (minimised), target score (maximised), time it took."""
+
+    step: int
+    loss: float
+    target: float
+    seconds: float
+    finite: bool
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class Dreamer:
+    """Optimizes a loop for an ear.
+
+    Parameters
+    ----------
+    ear : Ear
+        Any ear with ``scaleogram``, ``forward_scaleogram`` and ``tap_names``; put in eval mode
+        and frozen here.
+    settings : mapping
+        Registry values (address → value).
+    stats : mapping, optional
+        The checkpoint's activation statistics (for normalisation).
+    cpc : CPCHead, optional
+        For the ``surprise`` target.
+    device : str
+    """
+
+    def __init__(self, ear, settings: Mapping, *, stats: Optional[Mapping] = None, cpc=None, device: str = "cpu"):
+        self.ear = ear.to(device).eval()
+        for p in self.ear.parameters():
+            p.requires_grad_(False)
+        self.cpc = cpc.to(device).eval() if cpc is not None else None
+        self.stats = stats
+        self.device = device
+        self.sr = int(ear.scaleogram.config.sr)
+        self.silence = float(ear.scaleogram.silence_value)
+        self.settings: dict = {}
+        self.step_count = 0
+        self.objective: Optional[Objective] = None
+        self.reference: Optional[Tensor] = None
+        self._param: Optional[Tensor] = None
+        self._optimizer = None
+        self._last_good: Optional[Tensor] = None
+        self.generator = torch.Generator().manual_seed(int(settings.get("/opt/seed", 0)))
+        self.n = 0
+        self.configure(settings)
+        self.reset("silence")
+
+    # -- settings ---------------------------------------------------------------------------
+    def configure(self, settings: Mapping) -> None:
+        """Apply registry values at a step boundary; raises ParameterError, changing nothing."""
+        new = {**self.settings, **settings}
+        objective = self._objective(new)
+        n = loop_samples(bars=new["/loop/bars"], bpm=new["/clock/bpm"],
+                         beats_per_bar=new["/clock/beats_per_bar"], sr=self.sr)
+        old = self.settings
+        self.settings = new
+        self.objective = objective
+        if self._param is not None and n != self.n:
+            self._set_waveform(_resample(self.waveform_tensor(), n))
+        elif self._param is not None and (old.get("/opt/param") != new["/opt/param"]
+                                          or old.get("/opt/algorithm") != new["/opt/algorithm"]):
+            self._set_waveform(self.waveform_tensor())
+        elif self._optimizer is not None:
+            for group in self._optimizer.param_groups:
+                group["lr"] = new["/opt/lr"]
+        self.n = n
+
+    def _objective(self, s: Mapping) -> Objective:
+        taps = self.ear.tap_names()
+        target = parse_target_spec(s.get("/target/spec", ""), taps=taps)
+        if target is not None:
+            return target
+        tap = s["/target/layer"]
+        if tap not in taps:
+            raise ParameterError(f"/target/layer={tap} must be one of {', '.join(taps)}")
+        return Region(tap, s["/target/channel"], s["/target/channel_width"], s["/target/pitch"],
+                      s["/target/pitch_width"], s["/target/time"], s["/target/time_width"], s["/target/exponent"])
+
+    def set_reference(self, samples: Optional[np.ndarray]) -> None:
+        """The clip ``/reg/mix`` pulls toward (resampled to the loop's length when used)."""
+        self.reference = None if samples is None else torch.as_tensor(samples, dtype=torch.float32)
+
+    # -- the loop ---------------------------------------------------------------------------
+    def reset(self, kind: str, samples: Optional[np.ndarray] = None) -> None:
+        """Start again from ``silence``, ``noise``, a ``file``'s samples or the ``current`` loop."""
+        n = loop_samples(bars=self.settings["/loop/bars"], bpm=self.settings["/clock/bpm"],
+                         beats_per_bar=self.settings["/clock/beats_per_bar"], sr=self.sr)
+        self.n = n
+        if kind == "silence":
+            x = torch.zeros(n)
+        elif kind == "noise":
+            x = 0.05 * torch.randn(n, generator=self.generator)
+        elif kind in ("file", "current"):
+            if samples is None:
+                if self._param is None:
+                    raise ParameterError(f"reset {kind} needs samples")
+                samples = self.waveform()
+            x = _resample(torch.as_tensor(np.asarray(samples, dtype=np.float32)), n)
+        else:
+            raise ParameterError(f"reset kind={kind!r} must be silence, noise, file or current")
+        self._set_waveform(x.clamp(-1, 1))
+
+    def _set_waveform(self, x: Tensor) -> None:
+        x = x.detach().to(self.device, torch.float32)
+        if self.settings["/opt/param"] == "spectral":
+            spec = torch.fft.rfft(x)
+            self._param = torch.view_as_real(spec).clone().requires_grad_(True)
+        else:
+            self._param = x.clone().requires_grad_(True)
+        self.n = x.numel()
+        lr = self.settings["/opt/lr"]
+        if self.settings["/opt/algorithm"] == "adam":
+            self._optimizer = torch.optim.Adam([self._param], lr=lr)
+        else:
+            self._optimizer = torch.optim.SGD([self._param], lr=lr)
+        self._last_good = x.detach().clone()
+
+    def waveform_tensor(self) -> Tensor:
+        if self.settings["/opt/param"] == "spectral":
+            return torch.fft.irfft(torch.view_as_complex(self._param), n=self.n)
+        return self._param
+
+    def waveform(self) -> np.ndarray:
+        """The current loop, float32 in [-1, 1]."""
+        return self.waveform_tensor().detach().clamp(-1, 1).cpu().numpy().astype(np.float32)
+
+    # -- one step ---------------------------------------------------------------------------
+    def evaluate(self, *, grad: bool = False):
+        """Loss, score and the view for the current loop (no step)."""
+        s = self.settings
+        x = self.waveform_tensor()
+        reps = 1 + int(s["/opt/context"])
+        b = int(s["/opt/batch"])
+        n = x.numel()
+        tiled = x.repeat(reps)
+        shift = torch.rand(b, generator=self.generator) * float(s["/reg/time_shift"])
+        shift[0] = 0.0
+        offsets = (shift * n).long().to(x.device)
+        idx = (torch.arange(reps * n, device=x.device)[None, :] - offsets[:, None]) % (reps * n)
+        batch = tiled[idx]
+        batch = T.pitch_jitter(batch, self.generator, cents=float(s["/reg/pitch_cents"]))
+        spec = self.ear.scaleogram(batch)
+        spec = T.time_mask(spec, self.generator, width=float(s["/reg/time_mask"]), fill=self.silence)
+        spec = T.freq_mask(spec, self.generator, width=float(s["/reg/freq_mask"]), fill=self.silence)
+        taps = tuple(dict.fromkeys(self.objective.taps))
+        acts = self.ear.forward_scaleogram(spec, taps=taps)
+        loop = {}
+        for tap, a in acts.items():
+            total = a.shape[-1]
+            loop[tap] = (int(round(total * (reps - 1) / reps)), total)
+        view = View(acts, loop, shift, stats=self.stats, cpc=self._cpc_loss if self.cpc is not None else None)
+        score = self.objective(view).mean()
+        penalty = x.new_zeros(())
+        if s["/reg/act_l1"] > 0:
+            penalty = penalty + s["/reg/act_l1"] * R.activation_l1(view, [t for t in taps if t != "scaleogram"] or taps)
+        if s["/reg/denoise"] > 0:
+            penalty = penalty + s["/reg/denoise"] * R.spectral_noise(spec, self.silence)
+        if s["/reg/high_freq"] > 0:
+            penalty = penalty + s["/reg/high_freq"] * R.high_frequency(x, sr=self.sr)
+        if s["/reg/seam"] > 0:
+            penalty = penalty + s["/reg/seam"] * R.loop_seam(x)
+        loss = penalty - score  # the one sign flip: objectives are maximised, the optimizer minimises
+        return loss, score, view
+
+    def _cpc_loss(self, acts) -> Tensor:
+        z, c = acts["enc.7"][:, :, 0, :], acts["ar.8"]
+        ends = self.ear.context_end_steps(z.shape[-1])
+        return self.cpc(z, c, ends).loss
+
+    def step(self) -> StepStats:
+        """One optimizer step; the loop stays finite and within [-1, 1] whatever happens."""
+        t0 = time.perf_counter()
+        s = self.settings
+        self._optimizer.zero_grad(set_to_none=True)
+        loss, score, _ = self.evaluate(grad=True)
+        finite = bool(torch.isfinite(loss))
+        if finite:
+            loss.backward()
+            g = self._param.grad
+            if g is not None and torch.isfinite(g).all():
+                if s["/opt/grad_norm"]:
+                    g.div_(g.std().clamp_min(1e-12))
+                if s["/reg/grad_noise"] > 0:
+                    g.add_(torch.randn(g.shape, generator=self.generator).to(g.device) * s["/reg/grad_noise"] * g.std())
+                self._optimizer.step()
+            else:
+                finite = False
+        with torch.no_grad():
+            x = self.waveform_tensor()
+            if not torch.isfinite(x).all():
+                finite = False
+                self._set_waveform(self._last_good)
+            else:
+                peak = x.abs().max()
+                if peak > 1.0:  # peak-normalise rather than clip: keeps the shape of the sound
+                    x = x / peak
+                mix = float(s["/reg/mix"])
+                if mix > 0 and self.reference is not None:
+                    x = (1 - mix) * x + mix * _resample(self.reference, x.numel()).to(x.device)
+                self._write(x)
+                self._last_good = x.detach().clone()
+        self.step_count += 1
+        return StepStats(self.step_count, float(loss.detach()) if finite else float("nan"),
+                         float(score.detach()) if finite else float("nan"), time.perf_counter() - t0, finite)
+
+    def _write(self, x: Tensor) -> None:
+        if self.settings["/opt/param"] == "spectral":
+            self._param.data.copy_(torch.view_as_real(torch.fft.rfft(x)))
+        else:
+            self._param.data.copy_(x)
+
+    @torch.no_grad()
+    def activations(self, taps=None) -> dict:
+        """Every tap's activation for the current loop (no jitter), for streams and the player."""
+        x = self.waveform_tensor().detach()[None, :]
+        return self.ear(x, taps=taps)
+
+    @torch.no_grad()
+    def target_score(self) -> float:
+        """The objective on the current loop without jitter or masks (what is heard)."""
+        saved = {k: self.settings[k] for k in ("/reg/time_shift", "/reg/pitch_cents", "/reg/time_mask",
+                                               "/reg/freq_mask", "/opt/batch")}
+        self.settings.update({"/reg/time_shift": 0.0, "/reg/pitch_cents": 0.0, "/reg/time_mask": 0.0,
+                              "/reg/freq_mask": 0.0, "/opt/batch": 1})
+        try:
+            _, score, _ = self.evaluate()
+        finally:
+            self.settings.update(saved)
+        return float(score)
+
+
+def _resample(x: Tensor, n: int) -> Tensor:
+    """Linear resampling of a loop to ``n`` samples (periodic)."""
+    x = x.detach().float().cpu()
+    if x.numel() == n:
+        return x.clone()
+    pos = torch.arange(n, dtype=torch.float64) * (x.numel() / n)
+    lo = pos.floor().long()
+    frac = (pos - lo).float()
+    return x[lo % x.numel()] * (1 - frac) + x[(lo + 1) % x.numel()] * frac

@@ -1,0 +1,59 @@
+"""Engine + worker process: loops dreamed by a real ear reach the player; a killed worker comes back."""
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "control"))
+from oscutil import Peer  # noqa: E402
+
+from earengine.engine import Engine  # noqa: E402
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+SR = 44100
+
+
+def wait(predicate, seconds, engine=None):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if engine is not None:
+            engine.audio.render(int(0.05 * SR))
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_dreamed_loops_play_and_survive_sigkill(tiny_ear_dir, tmp_path):
+    values = {"/loop/bars": 1, "/clock/bpm": 240.0, "/target/layer": "enc.2", "/target/channel_width": 1.0,
+              "/opt/lr": 0.01}
+    with Engine(audio="offline", osc_port=0, ear=tiny_ear_dir, overrides=values,
+                preset_dir=tmp_path, out=open(os.devnull, "w")) as engine:
+        peer = Peer(engine.osc.address)
+        try:
+            assert wait(lambda: engine.dream.loops >= 2 and engine.player.loops_started >= 1, 120, engine)
+            assert engine.player.current.source == "dream"
+            heard = engine.player.heard()
+            assert np.all(np.isfinite(heard)) and np.abs(heard).max() <= 1.0
+            # parameters reach the worker and bad targets are refused at the boundary
+            address, args = peer.ask("/target/set", "enc.9:3", reply="/fail")
+            assert address == "/fail" and "enc.9" in args[1] and "scaleogram" in args[1]
+            peer.send("/target/set", "enc.2:0-1")
+            assert wait(lambda: engine.registry.get("/target/spec") == "enc.2:0-1*1", 5)
+            _, status = peer.ask("/status", reply="/status.reply")
+            assert status[0] in ("dreaming", "starting") and status[1] >= 1
+            # kill the worker: the loop keeps playing, the worker comes back with the same parameters
+            old_pid, before = engine.dream.pid, engine.player.current
+            os.kill(old_pid, signal.SIGKILL)
+            assert wait(lambda: engine.dream.restarts == 1, 10, engine)
+            assert engine.player.current is not None  # still sounding
+            steps_before = engine.dream.loops
+            assert wait(lambda: engine.dream.loops > steps_before + 1, 120, engine)
+            assert engine.dream.pid != old_pid and engine.registry.get("/target/spec") == "enc.2:0-1*1"
+        finally:
+            peer.close()
