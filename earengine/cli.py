@@ -22,6 +22,8 @@ COMMAND_MODULES = (
     "earengine.engine_commands",
     "earengine.params.commands",
     "earengine.ear.commands",
+    "earengine.optvis.commands",
+    "earengine.sonify.commands",
 )
 
 

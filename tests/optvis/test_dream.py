@@ -13,15 +13,14 @@ from earengine.params import default_registry
 
 @pytest.fixture(scope="module")
 def ear():
-    from earengine.ear.model import Ear, EarConfig
+    from conftest import make_tiny_ear
 
-    torch.manual_seed(0)
-    return Ear(EarConfig.preset("small", width=1 / 16)).eval()
+    return make_tiny_ear()
 
 
 def settings():
     s = default_registry().snapshot()
-    s.update({"/loop/bars": 1, "/clock/bpm": 480.0, "/opt/lr": 0.01, "/opt/batch": 2,
+    s.update({"/loop/bars": 1, "/clock/bpm": 400.0, "/opt/lr": 0.01, "/opt/batch": 2,
               "/target/layer": "enc.2", "/target/channel_width": 1.0})
     return s
 
@@ -35,7 +34,7 @@ def live_neuron(ear, tap):
 
 
 def run(ear, steps, **values):
-    d = Dreamer(ear, {**settings(), **values})
+    d = Dreamer(ear, {**settings(), "/opt/lr": 0.003, **values})
     d.reset("noise")
     first = d.target_score()
     for _ in range(steps):
@@ -72,7 +71,7 @@ def test_output_finite_and_bounded_even_with_absurd_lr(ear):
 
 def test_loop_length_follows_bars_and_tempo(ear):
     d = Dreamer(ear, settings())
-    assert d.n == loop_samples(bars=1, bpm=480.0, beats_per_bar=4, sr=44100) == 22050
+    assert d.n == loop_samples(bars=1, bpm=400.0, beats_per_bar=4, sr=44100) == 26460
     d.configure({"/clock/bpm": 240.0})
     assert d.n == d.waveform().size == 44100
     with pytest.raises(ParameterError):
