@@ -108,6 +108,7 @@ class Engine:
         self.out.flush()
 
     def start(self) -> None:
+        from earengine.synth.bus import OutputBus
         from earengine.synth.player import LoopPlayer
         from earengine.synth.server import AudioServer
 
@@ -115,9 +116,12 @@ class Engine:
         self.say(self.audio.reason)
         self.audio.start()
         self._closers.append(self.audio.close)
-        self.player = LoopPlayer(self.audio, self.registry)
+        self.player = LoopPlayer(self.audio, self.registry, out=False)
         self._closers.append(self.player.close)
         self._start_sonify()
+        # one limiter for everything that sounds: loops and gradient voices together
+        self.bus = OutputBus(self.audio, [self.player.stereo, self.voices.stereo])
+        self._closers.append(self.bus.close)
         self.jobs = JobQueue()
         self._closers.append(self.jobs.close)
         self._start_dream()
@@ -220,7 +224,7 @@ class Engine:
         from earengine.sonify.receiver import SonReceiver
         from earengine.synth.voices import GradientVoices
 
-        self.voices = GradientVoices(self.audio, self.registry, clock=self.player.clock)
+        self.voices = GradientVoices(self.audio, self.registry, clock=self.player.clock, out=False)
         self._closers.append(self.voices.close)
         self.sonify = SonReceiver(self.registry, self.voices, notify=self._to_listeners)
         self._closers.append(self.sonify.close)

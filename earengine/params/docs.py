@@ -11,9 +11,9 @@ __all__ = ["markdown", "as_json", "plain_lines"]
 
 def _range(spec) -> str:
     if spec.type == "enum":
-        return " | ".join(spec.choices)
+        return ", ".join(spec.choices)
     if spec.type == "bool":
-        return "0 | 1"
+        return "0 or 1"
     if spec.min is None and spec.max is None:
         return ""
     return f"{spec.min:g} … {spec.max:g}" + (" (log)" if spec.scale == "log" else "")

@@ -1,1 +1,42 @@
-"""earengine.sonify."""
+"""Listen to training: gradient-norm sonification of any PyTorch run (after C. Perone, 2019).
+
+::
+
+    from earengine.sonify import GradientSonifier
+
+    with GradientSonifier(model, sink="engine", run="mnist", optimizer=optimizer):
+        for x, y in loader:              # your loop, unchanged
+            ...
+            optimizer.step()             # each step is heard in the running engine
+
+Names are imported lazily, so ``import earengine.sonify`` needs neither torch nor pyo.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "GradientSonifier": "earengine.sonify.capture",
+    "layer_groups": "earengine.sonify.capture",
+    "GradientFrame": "earengine.sonify.frame",
+    "Settings": "earengine.sonify.mapping",
+    "map_norms": "earengine.sonify.mapping",
+    "SEED_PRESET": "earengine.sonify.mapping",
+    "OscSink": "earengine.sonify.sinks",
+    "WavSink": "earengine.sonify.sinks",
+    "MemorySink": "earengine.sonify.sinks",
+    "LocalSynthSink": "earengine.sonify.sinks",
+    "Renderer": "earengine.sonify.render",
+    "render_frames": "earengine.sonify.render",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'earengine.sonify' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

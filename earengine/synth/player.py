@@ -6,8 +6,8 @@ thread, the idle slot takes it and starts from its first sample while the playin
 over ``/loop/xfade``. Loops are read at the rate that makes them last exactly their bars at the
 current tempo, so a tempo change resamples the playing loop and keeps it on the grid.
 
-The output passes a fast compressor and a hard clip at ``LIMITER_CEILING_DBFS``; loop tables
-are checked finite before they reach the audio thread, so the output never carries NaN or inf.
+The output passes the limiter of :mod:`earengine.synth.bus`; loop tables are checked finite
+before they reach the audio thread, so the output never carries NaN or inf.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 from earengine.control.clock import BarClock, BarEvent
 from earengine.errors import ParameterError
 from earengine.params.registry import Change, Registry
-from earengine.params.table import LIMITER_CEILING_DBFS
+from earengine.synth.bus import OutputBus
 from earengine.synth.server import AudioServer
 
 __all__ = ["Loop", "LoopPlayer", "fit_bars", "db_to_amp"]
@@ -111,9 +111,12 @@ class LoopPlayer:
         A started server.
     registry : Registry
         Supplies ``/clock/*`` and ``/loop/*``; the player follows its changes.
+    out : bool
+        Send to the outputs through its own limiter (True), or leave :attr:`stereo` for an
+        :class:`~earengine.synth.bus.OutputBus` that sums it with other sources.
     """
 
-    def __init__(self, audio: AudioServer, registry: Registry) -> None:
+    def __init__(self, audio: AudioServer, registry: Registry, *, out: bool = True) -> None:
         import pyo
 
         self.audio = audio
@@ -138,22 +141,17 @@ class LoopPlayer:
         self.mute = pyo.SigTo(0.0 if registry.get("/loop/mute") else 1.0, time=self._ramp_s("/loop/mute"))
         mix = pyo.Mix([s.reader for s in self.slots], voices=1)
         self._pre = pyo.Sig(mix, mul=self.master * self.mute)
-        ceiling = float(10.0 ** (LIMITER_CEILING_DBFS / 20.0))
-        # Limiter without look-ahead (no added latency, so loops stay on the grid): the gain
-        # follows the peak envelope down to the ceiling; the clip catches what the envelope's
-        # 2 ms attack lets through.
-        self._env = pyo.Follower2(pyo.Abs(self._pre), risetime=0.002, falltime=0.15)
-        self._lim_gain = pyo.Sig(ceiling) / pyo.Max(self._env, comp=ceiling)
-        self.output = pyo.Clip(self._pre * self._lim_gain, min=-ceiling, max=ceiling)
-        self._outs = [pyo.Sig(self.output).out(ch) for ch in range(audio.nchnls)]
+        # one stream per output channel, so the engine's bus can sum it with other sources
+        self.stereo = pyo.Sig(self._pre, mul=[1.0] * audio.nchnls)
+        self.bus = OutputBus(audio, [self.stereo]) if out else None
         self._sub = registry.subscribe(self._on_change)
         audio.add_callback(self._on_buffer)
 
     def close(self) -> None:
         self._sub.close()
         self.audio.remove_callback(self._on_buffer)
-        for out in self._outs:
-            out.stop()
+        if self.bus is not None:
+            self.bus.close()
 
     def _ramp_s(self, address: str) -> float:
         return max(1e-4, self.registry.spec(address).ramp_ms / 1000.0)

@@ -1,0 +1,267 @@
+"""The engine's side of sonification: runs, frames, parts and the NaN cue, without audio or torch.
+
+:class:`SonReceiver` handles ``/son/begin``, ``/son/end``, ``/son/frame``, ``/son/part``,
+``/son/nan``, ``/son/mute``, ``/son/solo`` and ``/son/runs``. Every frame is checked against its
+run (open? right number of norms? a part inside the run's layers?) and refused with a one-line
+reason otherwise — changing nothing. A good frame is mapped (:mod:`earengine.sonify.mapping`)
+and its targets handed to the voices, which pick the newest at their next step boundary. The work
+per frame is small and never waits for anything, so a flood of frames cannot stall the OSC
+dispatch thread; a run of frames faster than the step rate simply keeps the newest.
+
+Runs with more layers than the voices have are heard in bands: contiguous layers share a voice,
+which plays the largest norm of its band (a NaN or inf anywhere in a band makes the band's cue).
+
+The voices are any object with ``max_voices``, ``open_run(slot, n_voices, wave)``, ``close_run(slot)``,
+``submit(slot, targets)``, ``cue(slot)`` and ``set_audible(slot, on)``;
+:class:`earengine.synth.voices.GradientVoices` is the pyo one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from earengine.errors import EarEngineError, ParameterError
+from earengine.params.registry import Change, Registry
+from earengine.sonify.frame import check_run_name
+from earengine.sonify.mapping import Mapper, Settings
+from earengine.sonify.params import MAX_LAYERS, MAX_RUNS
+from earengine.sonify.timbre import CUE_GAP_S, run_wave
+
+__all__ = ["SonReceiver", "RunError"]
+
+log = logging.getLogger("earengine.sonify")
+
+
+class RunError(EarEngineError, ValueError):
+    """A frame for a run that is not open, or that does not fit the run."""
+
+
+@dataclass
+class _Run:
+    name: str
+    slot: int
+    layers: int
+    starts: np.ndarray  # first layer of each voice's band
+    mapper: Mapper
+    muted: bool = False
+    solo: bool = False
+    frames: int = 0
+    last_step: Optional[int] = None
+    last_cue_s: float = -1e9
+    part_step: Optional[int] = None
+    part_values: Optional[np.ndarray] = None
+    part_filled: Optional[np.ndarray] = None
+    stats: dict = field(default_factory=lambda: {"frames": 0, "parts_dropped": 0, "nan_frames": 0})
+
+
+def _bands(layers: int, voices: int) -> np.ndarray:
+    """Start index of each of ``min(layers, voices)`` contiguous, nearly equal bands."""
+    k = min(layers, voices)
+    return (np.arange(k) * layers // k).astype(np.intp)
+
+
+class SonReceiver:
+    """Sonification runs inside the engine.
+
+    Parameters
+    ----------
+    registry : Registry
+        Supplies the ``/son/*`` values and ``/clock/bpm``; followed as they change.
+    voices : object
+        The synth side (see the module docstring).
+    notify : callable, optional
+        ``notify(address, args)`` sends an event to the engine's listeners (``/son/nan``).
+    max_runs : int > 0
+    now : callable
+        Monotonic clock in seconds (for the cue's rate limit).
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        voices: Any,
+        *,
+        notify: Optional[Callable[[str, tuple], None]] = None,
+        max_runs: int = MAX_RUNS,
+        now: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.registry = registry
+        self.voices = voices
+        self.notify = notify or (lambda address, args: None)
+        self.max_runs = int(max_runs)
+        self.now = now
+        self.runs: dict[str, _Run] = {}
+        self.counts = {"frames": 0, "refused": 0, "cues": 0}
+        self._lock = threading.Lock()
+        self._settings = Settings.from_registry(registry)
+        self._bpm = float(registry.get("/clock/bpm"))
+        self._sub = registry.subscribe(self._on_change)
+
+    def close(self) -> None:
+        self._sub.close()
+        with self._lock:
+            for run in list(self.runs.values()):
+                self.voices.close_run(run.slot)
+            self.runs.clear()
+
+    def _on_change(self, change: Change) -> None:
+        if change.address.startswith("/son/"):
+            self._settings = Settings.from_registry(self.registry)
+            if change.address == "/son/wave":
+                with self._lock:
+                    for run in self.runs.values():
+                        self.voices.open_run(run.slot, len(run.starts), run_wave(self._settings.wave, run.slot))
+        elif change.address == "/clock/bpm":
+            self._bpm = float(change.value)
+
+    def handlers(self) -> dict[str, Callable[[tuple, Any], Any]]:
+        """OSC handlers, by address, for :meth:`earengine.control.osc.OscRouter.on`."""
+        return {
+            "/son/begin": lambda args, sender: self.begin(args[0], args[1]),
+            "/son/end": lambda args, sender: self.end(args[0]),
+            "/son/frame": lambda args, sender: self.frame(args[0], args[1], args[2:]),
+            "/son/part": lambda args, sender: self.part(args[0], args[1], args[2], args[3], args[4:]),
+            "/son/nan": lambda args, sender: self.nan(args[0], args[1], args[2]),
+            "/son/mute": lambda args, sender: self.mute(args[0], args[1]),
+            "/son/solo": lambda args, sender: self.solo(args[0], args[1]),
+            "/son/runs": lambda args, sender: self._runs_reply(),
+        }
+
+    # -- runs --------------------------------------------------------------------------------
+    def begin(self, run: str, layers: int) -> None:
+        """Open (or reopen, resetting) a run of ``layers`` layers."""
+        check_run_name(run)
+        if not 1 <= layers <= MAX_LAYERS:
+            raise ParameterError(f"/son/begin layers={layers} must be within [1, {MAX_LAYERS}]")
+        with self._lock:
+            old = self.runs.get(run)
+            if old is not None:
+                slot = old.slot
+            else:
+                used = {r.slot for r in self.runs.values()}
+                free = [s for s in range(self.max_runs) if s not in used]
+                if not free:
+                    raise RunError(f"too many runs: {len(self.runs)} are open ({', '.join(self.runs)}); "
+                                   f"at most {self.max_runs}; send /son/end <run> first")
+                slot = free[0]
+            starts = _bands(layers, self.voices.max_voices)
+            self.runs[run] = _Run(run, slot, int(layers), starts, Mapper(self._settings))
+            self.voices.open_run(slot, len(starts), run_wave(self._settings.wave, slot))
+            self._update_audible()
+
+    def end(self, run: str) -> None:
+        with self._lock:
+            state = self._get(run)
+            del self.runs[run]
+            self.voices.close_run(state.slot)
+            self._update_audible()
+
+    def mute(self, run: str, on: bool) -> None:
+        with self._lock:
+            self._get(run).muted = bool(on)
+            self._update_audible()
+
+    def solo(self, run: str, on: bool) -> None:
+        with self._lock:
+            self._get(run).solo = bool(on)
+            self._update_audible()
+
+    def _update_audible(self) -> None:
+        soloing = any(r.solo for r in self.runs.values())
+        for r in self.runs.values():
+            self.voices.set_audible(r.slot, not r.muted and (r.solo or not soloing))
+
+    def _get(self, run: str) -> _Run:
+        state = self.runs.get(run)
+        if state is None:
+            self.counts["refused"] += 1
+            opened = ", ".join(self.runs) or "none"
+            raise RunError(f"run={run!r} is not open (open: {opened}); send /son/begin {run} <layers> first")
+        return state
+
+    def _runs_reply(self) -> list:
+        from earengine.control.osc import Reply
+
+        return [Reply("/son/runs.reply", tuple(self.runs))]
+
+    # -- frames ------------------------------------------------------------------------------
+    def frame(self, run: str, step: int, norms: Sequence[float]) -> None:
+        """One whole frame: exactly as many norms as the run's layers."""
+        with self._lock:
+            state = self._get(run)
+            if len(norms) != state.layers:
+                self.counts["refused"] += 1
+                raise RunError(f"/son/frame for run {run!r} has {len(norms)} norms; the run has "
+                               f"{state.layers} layers (send them all, or in /son/part messages)")
+            self._deliver(state, int(step), np.asarray(norms, dtype=np.float64))
+
+    def part(self, run: str, step: int, start: int, count: int, norms: Sequence[float]) -> None:
+        """Part of a frame: ``count`` norms from layer ``start`` on; delivered once complete."""
+        with self._lock:
+            state = self._get(run)
+            if count != len(norms):
+                self.counts["refused"] += 1
+                raise RunError(f"/son/part count={count} but {len(norms)} norms follow")
+            if start < 0 or start + count > state.layers:
+                self.counts["refused"] += 1
+                raise RunError(f"/son/part start={start} count={count} must lie within the run's "
+                               f"{state.layers} layers")
+            if state.part_step is not None and step != state.part_step:
+                if step < state.part_step:
+                    self.counts["refused"] += 1
+                    raise RunError(f"/son/part step={step} is older than the frame being assembled "
+                                   f"(step {state.part_step})")
+                state.stats["parts_dropped"] += 1  # the older frame never completed
+                state.part_step = None
+            if state.part_step is None:
+                state.part_step = int(step)
+                state.part_values = np.zeros(state.layers)
+                state.part_filled = np.zeros(state.layers, dtype=bool)
+            state.part_values[start : start + count] = norms
+            state.part_filled[start : start + count] = True
+            if state.part_filled.all():
+                values, state.part_step = state.part_values, None
+                self._deliver(state, int(step), values)
+
+    def nan(self, run: str, step: int, layer: int) -> None:
+        """Sound the cue for a run, as a frame holding NaN would."""
+        with self._lock:
+            state = self._get(run)
+            if not 0 <= layer < state.layers:
+                self.counts["refused"] += 1
+                raise RunError(f"/son/nan layer={layer} must be within [0, {state.layers - 1}]")
+            self._cue(state, int(step), int(layer))
+
+    def _deliver(self, state: _Run, step: int, norms: np.ndarray) -> None:
+        settings = self._settings
+        if state.mapper.settings is not settings:
+            state.mapper.configure(settings)
+        finite = np.isfinite(norms)
+        bands = norms if len(state.starts) == norms.size else np.maximum.reduceat(norms, state.starts)
+        targets = state.mapper(bands, bpm=self._bpm)
+        self.voices.submit(state.slot, targets)
+        state.frames += 1
+        state.last_step = step
+        state.stats["frames"] += 1
+        self.counts["frames"] += 1
+        if not finite.all():
+            state.stats["nan_frames"] += 1
+            self._cue(state, step, int(np.flatnonzero(~finite)[0]))
+
+    def _cue(self, state: _Run, step: int, layer: int) -> None:
+        now = self.now()
+        if now - state.last_cue_s < CUE_GAP_S:
+            return
+        state.last_cue_s = now
+        self.counts["cues"] += 1
+        self.voices.cue(state.slot)
+        try:
+            self.notify("/son/nan", (state.name, step, layer))
+        except Exception:  # a listener that cannot be reached must not stop the sound
+            log.debug("cannot notify /son/nan", exc_info=True)
