@@ -259,6 +259,8 @@ class Engine:
 
         samples = read_mono(path, sr=self.audio.sr)
         self.player.queue(self.player.make_loop(samples, sr=self.audio.sr, source=str(path)))
+        if self.dream is not None:  # the dream goes on from the loaded loop
+            self.dream.send("reset", "file", samples)
 
     def _loop_load(self, args: tuple, sender: tuple) -> None:
         self.load_loop(args[0])

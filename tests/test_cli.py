@@ -35,11 +35,11 @@ def test_params_plain_lines_read_well(capsys):
 
 
 @pytest.mark.parametrize("argv, reason", [
-    (["run", "--audio", "offline", "--set", "/clock/bpm=fast"], "must be a number"),
-    (["run", "--audio", "offline", "--set", "/no/such=1"], "is not a parameter"),
-    (["run", "--audio", "offline", "--set", "/clock/bpm"], "must look like"),
-    (["run", "--audio", "offline", "--reply-port", "99999"], "--reply-port"),
-    (["run", "--audio", "offline", "--osc-port", "0", "--loop", "/no/such.wav", "--duration", "1"], "is not a file"),
+    (["run", "--audio", "offline", "--no-dream", "--set", "/clock/bpm=fast"], "must be a number"),
+    (["run", "--audio", "offline", "--no-dream", "--set", "/no/such=1"], "is not a parameter"),
+    (["run", "--audio", "offline", "--no-dream", "--set", "/clock/bpm"], "must look like"),
+    (["run", "--audio", "offline", "--no-dream", "--reply-port", "99999"], "--reply-port"),
+    (["run", "--audio", "offline", "--no-dream", "--osc-port", "0", "--loop", "/no/such.wav", "--duration", "1"], "is not a file"),
 ])
 def test_run_errors_are_one_line(argv, reason, capsys):
     assert main(argv) == 2
@@ -56,7 +56,7 @@ def test_run_offline_records_a_loop(tmp_path):
     sf.write(str(loop), 0.3 * np.sin(np.arange(88200) * 2 * np.pi * 220 / 44100), 44100)
     rec = tmp_path / "rec.wav"
     done = subprocess.run(
-        [sys.executable, "-m", "earengine", "run", "--audio", "offline", "--osc-port", "0", "--loop", str(loop),
+        [sys.executable, "-m", "earengine", "run", "--audio", "offline", "--no-dream", "--osc-port", "0", "--loop", str(loop),
          "--duration", "3", "--record", str(rec), "--set", "/clock/bpm=120"],
         capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -202,7 +202,7 @@ class EngineProcess:
 @contextmanager
 def engine(jack, *, loop: Path, sets: tuple[str, ...] = ()) -> Iterator[EngineProcess]:
     """``earengine run --audio jack`` playing ``loop``, with OSC on a free port; always stopped."""
-    cmd = [sys.executable, "-m", "earengine", "run", "--audio", "jack", "--osc-port", "0",
+    cmd = [sys.executable, "-m", "earengine", "run", "--audio", "jack", "--no-dream", "--osc-port", "0",
            "--duration", "60", "--status-every", "1", "--loop", str(loop)]
     for item in sets:
         cmd += ["--set", item]

@@ -61,7 +61,7 @@ TRAINER = textwrap.dedent("""
 
 @contextmanager
 def engine_process(jack) -> Iterator[jack_helpers.EngineProcess]:
-    cmd = [sys.executable, "-m", "earengine", "run", "--audio", "jack", "--osc-port", "0",
+    cmd = [sys.executable, "-m", "earengine", "run", "--audio", "jack", "--no-dream", "--osc-port", "0",
            "--duration", "60", "--status-every", "1"]
     proc = subprocess.Popen(cmd, env=jack.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, text=True)
