@@ -47,6 +47,17 @@ def test_dreamed_loops_play_and_survive_sigkill(tiny_ear_dir, tmp_path):
             assert wait(lambda: engine.registry.get("/target/spec") == "enc.2:0-1*1", 5)
             _, status = peer.ask("/status", reply="/status.reply")
             assert status[0] in ("dreaming", "starting") and status[1] >= 1
+            # reset and reference: good files are taken, bad ones fail cleanly and change nothing
+            src = tmp_path / "ref.wav"
+            import soundfile as sf
+
+            sf.write(str(src), (0.3 * np.sin(np.arange(44100) * 2 * np.pi * 330 / SR)).astype(np.float32), SR)
+            for msg, want in ((("/opt/reset", "file", str(src)), "/done"), (("/opt/reset", "noise"), "/done"),
+                              (("/reg/reference", str(src)), "/done"), (("/reg/reference", str(tmp_path / "no.wav")), "/fail"),
+                              (("/opt/reset", "file"), "/fail"), (("/opt/reset", "sideways"), "/fail")):
+                peer.send(*msg)
+                got = peer.replies(5.0, until=lambda a, _: a in ("/done", "/fail"))
+                assert got and got[-1][0] == want and got[-1][1][0] == msg[0], (msg, got)
             # kill the worker: the loop keeps playing, the worker comes back with the same parameters
             old_pid, before = engine.dream.pid, engine.player.current
             os.kill(old_pid, signal.SIGKILL)
