@@ -68,6 +68,7 @@ class LoopBuffer:
               bars: int, sr: int) -> None:
         n = min(samples.size, self.capacity)
         seq = self.header[0]
+        seq += int(seq) % 2  # a writer killed mid-write left it odd: start again from even
         self.header[0] = seq + 1  # odd: writing
         self.data[:n] = samples[:n]
         self.header[1:9] = (n, step, loss, target, steps_per_s, bars, time.time(), sr)
@@ -115,8 +116,10 @@ def worker_main(model: str, settings: dict, shm_name: str, inbox, outbox, device
     from earengine.ear.checkpoint import load_ear
     from earengine.optvis.dream import Dreamer
 
-    if threads:
-        torch.set_num_threads(threads)
+    # Leave a core to the engine process: its audio thread must not wait for the ear, and OpenMP
+    # threads spinning on an oversubscribed machine can make each step a hundred times slower.
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    torch.set_num_threads(threads or max(1, cores - 1))
     buf = LoopBuffer(name=shm_name)
     try:
         loaded = load_ear(model, device=device)
@@ -124,7 +127,7 @@ def worker_main(model: str, settings: dict, shm_name: str, inbox, outbox, device
         n = dreamer.n
         shapes = {k: list(v) for k, v in loaded.ear.tap_shapes(n).items()}
         outbox.put(("ready", {"taps": list(loaded.ear.tap_names()), "shapes": shapes,
-                              "hash": loaded.config.get("hash", ""), "sr": dreamer.sr}))
+                              "hash": loaded.config.get("weights_sha256", ""), "sr": dreamer.sr}))
     except Exception as exc:
         outbox.put(("error", f"worker cannot start: {exc}".splitlines()[0]))
         buf.close()
@@ -214,6 +217,8 @@ class DreamSupervisor:
         self._outbox = None
         self._seq = 0.0
         self._started_at = 0.0
+        self._last_loop: Optional[np.ndarray] = None  # last loop delivered: a restarted worker goes on from it
+        self._reference: Optional[np.ndarray] = None  # the /reg/reference clip, sent again on restart
         self._closing = False
         self._sub = None
         self._thread: Optional[threading.Thread] = None
@@ -252,6 +257,8 @@ class DreamSupervisor:
 
     def send(self, *msg: Any) -> None:
         """Hand a message to the worker without ever blocking (dropped, and said, if it is stuck)."""
+        if msg[0] == "reference":
+            self._reference = msg[1]
         try:
             self._inbox.put_nowait(msg)
         except (queue.Full, AttributeError, ValueError):
@@ -289,6 +296,7 @@ class DreamSupervisor:
             self.last = stats
             if np.all(np.isfinite(samples)) and samples.size > 1:
                 self.loops += 1
+                self._last_loop = samples
                 self.deliver(samples, stats)
         if self.state in ("dreaming", "paused"):
             self.state = "dreaming" if self.registry.get("/opt/run") else "paused"
@@ -306,6 +314,12 @@ class DreamSupervisor:
         self.say(f"worker: {why}; restarting with the current parameters (the last loop keeps playing)")
         self._stop_process()
         self._spawn()
+        # the same parameters also means the same reference clip, and the dream goes on from the
+        # loop that is playing instead of starting again from silence
+        if self._reference is not None:
+            self.send("reference", self._reference)
+        if self._last_loop is not None:
+            self.send("reset", "current", self._last_loop)
 
     def _stop_process(self) -> None:
         if self._process is None:

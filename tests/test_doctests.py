@@ -12,6 +12,8 @@ MODULES = [
     "earengine.control.clock",
     "earengine.synth.player",
     "earengine.progress",
+    "earengine.ear.model",
+    "earengine.optvis.targets",
 ]
 
 

@@ -1,0 +1,613 @@
+"""Training the ear with contrastive predictive coding.
+
+Adam with a linear warm-up and a cosine decay, progress as plain lines, periodic resumable
+checkpoints, a loss-curve PNG, and — at the end — per-tap activation statistics stored in the
+checkpoint. Runs on one CPU or GPU, or on several processes with PyTorch's
+DistributedDataParallel when started by ``torchrun`` (each rank draws different clips; rank 0
+writes every file).
+
+Resuming is exact: a checkpoint holds the weights and batch-norm statistics, Adam's state, the
+step counter and every random state (the numpy generator that draws clips and the torch
+generator that draws dropout masks and input noise, per rank), and the learning rate is a pure
+function of the step. An interrupted run resumed with the same configuration ends with the same
+weights, bit for bit, as one that was never interrupted.
+
+Files under ``out/``::
+
+    model.safetensors, config.json     the final ear (see earengine.ear.checkpoint)
+    loss.png                           loss and contrastive accuracy against step
+    checkpoints/latest.json            which periodic checkpoint is newest
+    checkpoints/step-NNNNNNN/          model + optimizer + random states at that step
+
+Feeding the encoder: the scaleogram has no parameters, so when the training part of the data is
+short enough (``cache="auto"``: up to two hours), the scaleogram of every track's training part
+is computed once and batches are random crops of it — three to four times faster than computing
+it per batch on a CPU. Waveform input noise (``EarConfig.input_noise``) exists only in the
+waveform path (``cache="off"``), so a cached run trains without it.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Mapping, Optional, Union
+
+import numpy as np
+
+from earengine.errors import CheckpointError, ConfigError
+
+__all__ = ["TrainConfig", "TRAIN_PRESETS", "train", "lr_at", "min_clip_s", "TrainResult"]
+
+_CACHE_MODES = ("auto", "on", "off")
+_CACHE_AUTO_MAX_S = 2 * 3600.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train (the ear's own architecture lives in :class:`~earengine.ear.model.EarConfig`).
+
+    Parameters
+    ----------
+    data : str
+        ``"synthetic"``, ``"synthetic:N"`` or a folder of audio files.
+    data_seed : int >= 0
+        Seed of the synthetic corpus.
+    steps : int > 0
+        Optimizer steps.
+    batch_size : int >= 2
+        Clips per step (per process under torchrun); also the number of negatives per prediction.
+    clip_s : float > 0
+        Clip length in seconds; at least the ear's receptive field plus the prediction horizon.
+    lr : float > 0
+        Peak learning rate of Adam.
+    warmup_steps : int >= 0
+        Linear warm-up from 0 to ``lr``; then a cosine decay to ``lr * final_lr_ratio``.
+    final_lr_ratio : float in [0, 1]
+    grad_clip : float >= 0
+        Clip the global gradient norm to this value (0: no clipping).
+    seed : int >= 0
+        Seeds the initial weights (the same for every rank), the clips and the dropout masks.
+    checkpoint_every : int > 0
+        Steps between resumable checkpoints.
+    keep_checkpoints : int > 0
+        Periodic checkpoints kept on disk.
+    stats_clips : int >= 0
+        Training clips used for the activation statistics at the end (0: skip data statistics).
+    cache : {"auto", "on", "off"}
+        Precompute the scaleograms of the training data (see the module notes).
+    """
+
+    data: str = "synthetic"
+    data_seed: int = 0
+    steps: int = 1000
+    batch_size: int = 16
+    clip_s: float = 6.5
+    lr: float = 3e-4
+    warmup_steps: int = 100
+    final_lr_ratio: float = 0.02
+    grad_clip: float = 5.0
+    seed: int = 0
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 2
+    stats_clips: int = 64
+    cache: str = "auto"
+
+    def __post_init__(self) -> None:
+        def integer(name: str, low: int) -> None:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+                raise ConfigError(f"{name}={v!r} must be an integer >= {low}")
+
+        integer("steps", 1)
+        integer("batch_size", 2)
+        integer("warmup_steps", 0)
+        integer("seed", 0)
+        integer("data_seed", 0)
+        integer("checkpoint_every", 1)
+        integer("keep_checkpoints", 1)
+        integer("stats_clips", 0)
+        for name in ("clip_s", "lr"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise ConfigError(f"{name}={v!r} must be a finite number > 0")
+        if not 0.0 <= self.final_lr_ratio <= 1.0:
+            raise ConfigError(f"final_lr_ratio={self.final_lr_ratio} must be in [0, 1]")
+        if not math.isfinite(self.grad_clip) or self.grad_clip < 0:
+            raise ConfigError(f"grad_clip={self.grad_clip} must be a finite number >= 0 (0 turns clipping off)")
+        if self.cache not in _CACHE_MODES:
+            raise ConfigError(f"cache={self.cache!r} must be one of {', '.join(_CACHE_MODES)}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "TrainConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ConfigError(f"training config keys={sorted(unknown)} are unknown; expected some of {sorted(known)}")
+        return cls(**dict(data))
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "TrainConfig":
+        if name not in TRAIN_PRESETS:
+            raise ConfigError(f"config={name!r} must be one of {sorted(TRAIN_PRESETS)}")
+        values = {k: v for k, v in overrides.items() if v is not None}
+        return dataclasses.replace(TRAIN_PRESETS[name], **values)
+
+
+# Both presets train on 96 synthetic tracks: on the 16-track corpus a small ear learns the
+# 13 minutes of training audio by heart and its context vectors barely generalise (see
+# models/ear-default/README.md).
+TRAIN_PRESETS: dict[str, TrainConfig] = {
+    # The paper: batch 32, Adam 3e-4, 1k warm-up (its cosine ran over 100k steps).
+    "paper": TrainConfig(data="synthetic:96", batch_size=32, clip_s=7.0, lr=3e-4, warmup_steps=1000,
+                         checkpoint_every=1000),
+    # A CPU-sized run: shorter warm-up, a higher rate for the narrower network.
+    "small": TrainConfig(data="synthetic:96", batch_size=16, clip_s=6.5, lr=1e-3, warmup_steps=100,
+                         checkpoint_every=200),
+}
+
+
+def lr_at(step: int, config: TrainConfig) -> float:
+    """Learning rate for optimizer step ``step`` (0-based): linear warm-up, then cosine decay."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    span = max(1, config.steps - config.warmup_steps)
+    progress = min(1.0, (step - config.warmup_steps) / span)
+    floor = config.final_lr_ratio
+    return config.lr * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
+def _min_clip_frames(ear) -> int:
+    """Fewest scaleogram frames for which at least one context sees its whole receptive field
+    and still has all its prediction targets inside the clip."""
+    rf = ear.receptive_field_frames()
+    horizon = ear.config.cpc.horizon_steps
+    n = rf
+    while True:
+        step_end = ear.step_end_frames(n)
+        ctx_end = ear.context_end_steps(step_end.numel())
+        ok = (step_end[ctx_end] >= rf - 1) & (ctx_end + horizon <= step_end.numel() - 1)
+        if bool(ok.any()):
+            return n
+        n += 1
+
+
+def min_clip_s(ear) -> float:
+    """Shortest training clip (seconds) the ear's receptive field and CPC horizon allow."""
+    cfg = ear.config.scaleogram
+    return _min_clip_frames(ear) * cfg.hop_length / cfg.sr
+
+
+def check_clip(ear, clip_s: float) -> None:
+    """Raise :class:`ConfigError` when ``clip_s`` is too short for the receptive field + horizon."""
+    cfg = ear.config.scaleogram
+    need = _min_clip_frames(ear)
+    have = int(round(clip_s * cfg.sr)) // cfg.hop_length
+    if have < need:
+        raise ConfigError(
+            f"clip_s={clip_s:g} must be at least {need * cfg.hop_length / cfg.sr:.2f} s: the receptive "
+            f"field ({ear.receptive_field_frames() * cfg.hop_length / cfg.sr:.2f} s) plus the prediction "
+            f"horizon ({ear.config.cpc.horizon_steps} steps of {ear.samples_per_step / cfg.sr * 1000:.0f} ms)"
+        )
+
+
+@dataclass
+class TrainResult:
+    path: Path
+    steps: int
+    wall_s: float
+    final_loss: float
+    final_accuracy: float
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches
+# ---------------------------------------------------------------------------------------------
+class _FrameBank:
+    """Scaleograms of every track's training part, computed once; batches are random crops."""
+
+    def __init__(self, source, scaleogram, *, n_frames: int, device: str, chunk_s: float = 30.0) -> None:
+        import torch
+
+        from earengine.ear.data import Split, n_samples
+        from earengine.ear.scaleogram import kernel_lengths
+
+        cfg = scaleogram.config
+        hop = cfg.hop_length
+        margin = int(math.ceil(float(np.max(kernel_lengths(cfg))) / 2 / hop)) + 1
+        chunk = max(1, int(chunk_s * cfg.sr) // hop)
+        self.n_frames = n_frames
+        self.tracks: list = []
+        self.track_ids: list[int] = []
+        for t in range(source.n_tracks):
+            lo, hi = Split().bounds(n_samples(source.duration_s(t), source.sr), "train")
+            total = (hi - lo) // hop
+            if total < n_frames:
+                continue
+            audio = source.clip(t, lo / source.sr, (hi - lo) / source.sr)
+            pieces = []
+            for a in range(0, total, chunk):
+                b = min(total, a + chunk)
+                first, last = (a - margin) * hop, (b + margin) * hop
+                seg = np.zeros(last - first, dtype=np.float32)
+                src_lo, src_hi = max(0, first), min(len(audio), last)
+                if src_hi > src_lo:
+                    seg[src_lo - first : src_hi - first] = audio[src_lo:src_hi]
+                with torch.no_grad():
+                    s = scaleogram(torch.from_numpy(seg)[None].to(device))
+                pieces.append(s[0, :, :, margin : margin + (b - a)])
+            self.tracks.append(torch.cat(pieces, dim=-1))
+            self.track_ids.append(t)
+        if not self.tracks:
+            raise ConfigError(
+                f"clip length of {n_frames} frames must fit in the training part of at least one track"
+            )
+
+    def batch(self, batch_size: int, rng: np.random.Generator, generator):
+        import torch
+
+        picks = rng.integers(0, len(self.tracks), size=batch_size)
+        crops = []
+        for p in picks:
+            s = self.tracks[int(p)]
+            start = int(rng.integers(0, s.shape[-1] - self.n_frames + 1))
+            crops.append(s[:, :, start : start + self.n_frames])
+        return torch.stack(crops)
+
+
+class _WaveBatches:
+    """Clips drawn from the training split and turned into scaleograms per batch."""
+
+    def __init__(self, source, scaleogram, *, clip_s: float, noise: float, device: str) -> None:
+        self.source, self.scaleogram, self.clip_s, self.noise, self.device = source, scaleogram, clip_s, noise, device
+
+    def batch(self, batch_size: int, rng: np.random.Generator, generator):
+        import torch
+
+        from earengine.ear.data import sample_batch
+
+        audio, _ = sample_batch(self.source, batch_size=batch_size, duration_s=self.clip_s, split="train", rng=rng)
+        x = torch.from_numpy(audio).to(self.device)
+        if self.noise > 0:
+            x = x + self.noise * torch.randn(x.shape, generator=generator, device=x.device)
+        with torch.no_grad():
+            return self.scaleogram(x)
+
+
+# ---------------------------------------------------------------------------------------------
+# The training module (one forward = one loss, as DistributedDataParallel wants)
+# ---------------------------------------------------------------------------------------------
+def _cpc_module(ear, head):
+    import torch
+
+    class CPCModel(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ear = ear
+            self.head = head
+
+        def forward(self, s):
+            z, c = self.ear.encode(s)
+            result = self.head(z, c, self.ear.context_end_steps(z.shape[-1]))
+            return result.loss, result.accuracy
+
+    return CPCModel()
+
+
+def build_ear(ear_config, seed: int):
+    """The ear and its CPC predictors, initialised from ``seed`` (global RNG state untouched)."""
+    import torch
+
+    from earengine.ear.cpc import CPCHead
+    from earengine.ear.model import Ear
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        ear = Ear(ear_config)
+        head = CPCHead(ear.context_channels, ear.encoding_channels, ear_config.cpc)
+    return ear, head
+
+
+# ---------------------------------------------------------------------------------------------
+# Checkpoints for resuming
+# ---------------------------------------------------------------------------------------------
+def _rank_state(np_rng: np.random.Generator, generator) -> dict:
+    return {
+        "numpy": np_rng.bit_generator.state,
+        "torch": base64.b64encode(generator.get_state().numpy().tobytes()).decode(),
+    }
+
+
+def _restore_rank_state(state: Mapping, np_rng: np.random.Generator, generator) -> None:
+    import torch
+
+    np_rng.bit_generator.state = state["numpy"]
+    raw = np.frombuffer(base64.b64decode(state["torch"]), dtype=np.uint8).copy()
+    generator.set_state(torch.from_numpy(raw))
+
+
+def _optimizer_tensors(opt) -> tuple[dict, dict]:
+    sd = opt.state_dict()
+    tensors = {}
+    for pid, st in sd["state"].items():
+        for key, value in st.items():
+            tensors[f"{pid}.{key}"] = value.detach().cpu().contiguous()
+    return tensors, {"param_groups": sd["param_groups"]}
+
+
+def _load_optimizer(opt, tensors: Mapping, meta: Mapping) -> None:
+    state: dict = {}
+    for name, value in tensors.items():
+        pid, key = name.split(".", 1)
+        state.setdefault(int(pid), {})[key] = value
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def _plot_loss(history: list, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not history:
+        return
+    steps = np.array([h[0] for h in history])
+    loss = np.array([h[1] for h in history])
+    acc = np.array([h[2] for h in history])
+    k = max(1, len(history) // 50)
+    kernel = np.ones(k) / k
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(7, 5), sharex=True)
+    a1.plot(steps, loss, color="0.75", lw=0.6, label="per step")
+    if len(loss) >= k:
+        a1.plot(steps[k - 1 :], np.convolve(loss, kernel, mode="valid"), color="C0", lw=1.5, label=f"mean of {k}")
+    a1.set_ylabel("CPC loss (InfoNCE)")
+    a1.legend(loc="upper right")
+    a2.plot(steps, acc, color="0.75", lw=0.6)
+    if len(acc) >= k:
+        a2.plot(steps[k - 1 :], np.convolve(acc, kernel, mode="valid"), color="C1", lw=1.5)
+    a2.set_ylabel("contrastive accuracy")
+    a2.set_xlabel("step")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _latest_checkpoint(out: Path) -> Optional[Path]:
+    pointer = out / "checkpoints" / "latest.json"
+    if not pointer.is_file():
+        return None
+    name = json.loads(pointer.read_text())["dir"]
+    return out / "checkpoints" / name
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------
+def _dist_env() -> tuple[int, int]:
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def train(
+    ear_config,
+    config: TrainConfig,
+    out: Union[str, Path],
+    *,
+    device: str = "cpu",
+    resume: bool = False,
+    stream: Optional[IO[str]] = None,
+    source=None,
+    stop_after: Optional[int] = None,
+    log_interval_s: float = 10.0,
+) -> TrainResult:
+    """Train an ear with CPC and write it to ``out``.
+
+    Parameters
+    ----------
+    ear_config : EarConfig
+    config : TrainConfig
+    out : path-like
+        Output folder (a checkpoint folder when done).
+    device : str
+        ``"cpu"`` or ``"cuda"`` (under torchrun each rank takes ``cuda:LOCAL_RANK``).
+    resume : bool
+        Continue from the newest checkpoint in ``out`` (it must exist).
+    stream : file-like, optional
+        Where progress lines go (stderr by default).
+    source : ClipSource, optional
+        Use this source instead of opening ``config.data``.
+    stop_after : int, optional
+        Stop (after writing a checkpoint) once this many steps are done, as an interruption would.
+    log_interval_s : float > 0
+        Seconds between progress lines off a terminal.
+
+    Returns
+    -------
+    TrainResult
+    """
+    import torch
+    import torch.distributed as dist
+
+    from earengine import __version__
+    from earengine.ear.checkpoint import atomic_write_bytes, atomic_write_json, save_ear
+    from earengine.ear.data import open_source
+    from earengine.ear.stats import ear_statistics, stats_to_json
+    from earengine.progress import Progress
+    from safetensors.torch import load_file, save
+
+    stream = stream if stream is not None else sys.stderr
+    out = Path(out)
+    rank, world = _dist_env()
+    distributed = world > 1
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device={device!r} must be available; no CUDA device found (use --device cpu)")
+    if distributed:
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if device.startswith("cuda") else "gloo")
+        if device.startswith("cuda"):
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+            torch.cuda.set_device(device)
+
+    t_start = time.monotonic()
+    ear, head = build_ear(ear_config, config.seed)
+    check_clip(ear, config.clip_s)
+    if config.batch_size < 2 and not ear_config.cpc.score_across_time:
+        raise ConfigError(f"batch_size={config.batch_size} must be >= 2")
+    source = source if source is not None else open_source(config.data, seed=config.data_seed)
+    ear.to(device)
+    head.to(device)
+    model = _cpc_module(ear, head)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    np_rng = np.random.default_rng([config.seed, rank])
+    generator = torch.Generator(device=device)
+    generator.manual_seed(config.seed * 1_000_003 + rank + 1)
+    ear.set_generator(generator)
+
+    start_step, history, wall_before = 0, [], 0.0
+    if resume:
+        ckpt = _latest_checkpoint(out)
+        if ckpt is None:
+            raise CheckpointError(f"out={str(out)!r} must hold a checkpoint to --resume; none found")
+        meta = json.loads((ckpt / "train_state.json").read_text())
+        if meta["ear"] != ear_config.to_dict():
+            raise ConfigError(f"ear config must match the checkpoint in {str(ckpt)!r} to resume; it differs")
+        saved = TrainConfig.from_dict(meta["train"])
+        if dataclasses.replace(saved, steps=config.steps) != config:
+            raise ConfigError(
+                f"training config must match the checkpoint in {str(ckpt)!r} to resume (only --steps may change)"
+            )
+        if meta["world_size"] != world:
+            raise ConfigError(f"world_size={world} must be {meta['world_size']} as when the checkpoint was written")
+        state = load_file(str(ckpt / "model.safetensors"))
+        ear.load_state_dict({k: v for k, v in state.items() if not k.startswith("cpc.")}, strict=False)
+        head.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("cpc.")})
+        _load_optimizer(opt, load_file(str(ckpt / "optimizer.safetensors")), meta["optimizer"])
+        _restore_rank_state(json.loads((ckpt / f"rng.rank{rank}.json").read_text()), np_rng, generator)
+        start_step, history, wall_before = meta["step"], meta["history"], meta["wall_s"]
+
+    cfg_s = ear_config.scaleogram
+    n_frames = int(round(config.clip_s * cfg_s.sr)) // cfg_s.hop_length
+    use_cache = config.cache == "on" or (
+        config.cache == "auto"
+        and sum(source.duration_s(t) for t in range(source.n_tracks)) * 0.8 <= _CACHE_AUTO_MAX_S
+    )
+    if use_cache:
+        batches = _FrameBank(source, ear.scaleogram, n_frames=n_frames, device=device)
+    else:
+        batches = _WaveBatches(source, ear.scaleogram, clip_s=config.clip_s, noise=ear_config.input_noise, device=device)
+
+    step_model = model
+    if distributed:
+        step_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.startswith("cuda") else None)
+
+    def write_checkpoint(step: int) -> None:
+        name = f"step-{step:07d}"
+        folder = out / "checkpoints" / name
+        if rank == 0:
+            folder.mkdir(parents=True, exist_ok=True)
+        if distributed:
+            dist.barrier()
+        atomic_write_json(folder / f"rng.rank{rank}.json", _rank_state(np_rng, generator))
+        if distributed:
+            dist.barrier()
+        if rank != 0:
+            return
+        from earengine.ear.checkpoint import ear_state
+
+        atomic_write_bytes(folder / "model.safetensors", save(ear_state(ear, head)))
+        tensors, opt_meta = _optimizer_tensors(opt)
+        atomic_write_bytes(folder / "optimizer.safetensors", save(tensors))
+        atomic_write_json(folder / "train_state.json", {
+            "step": step,
+            "ear": ear_config.to_dict(),
+            "train": config.to_dict(),
+            "world_size": world,
+            "optimizer": opt_meta,
+            "wall_s": wall_before + time.monotonic() - t_start,
+            "history": history,
+        })
+        atomic_write_json(out / "checkpoints" / "latest.json", {"dir": name, "step": step})
+        _plot_loss(history, out / "loss.png")
+        kept = sorted(p for p in (out / "checkpoints").iterdir() if p.is_dir() and p.name.startswith("step-"))
+        for old in kept[: -config.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+
+    model.train()
+    end_step = config.steps if stop_after is None else min(config.steps, int(stop_after))
+    label = "train" if not distributed else f"train rank {rank}"
+    progress_out = stream if rank == 0 else open(os.devnull, "w")
+    with Progress(config.steps, label, stream=progress_out, interval_s=log_interval_s) as progress:
+        progress.done = start_step
+        for step in range(start_step, end_step):
+            lr = lr_at(step, config)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            s = batches.batch(config.batch_size, np_rng, generator)
+            loss, acc = step_model(s)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            opt.step()
+            loss_v, acc_v = float(loss.detach()), float(acc)
+            if not math.isfinite(loss_v):
+                raise ConfigError(
+                    f"loss={loss_v} at step {step + 1} must be finite; lower --lr or check the data"
+                )
+            history.append([step + 1, round(loss_v, 5), round(acc_v, 5), float(f"{lr:.4g}")])
+            progress.update(1, loss=loss_v, acc=acc_v, lr=lr)
+            done = step + 1
+            if done % config.checkpoint_every == 0 or done == end_step:
+                write_checkpoint(done)
+    if rank != 0:
+        progress_out.close()
+    wall_s = wall_before + time.monotonic() - t_start
+    tail = history[-max(1, min(50, len(history) // 5)) :]
+    final_loss = float(np.mean([h[1] for h in tail])) if tail else float("nan")
+    final_acc = float(np.mean([h[2] for h in tail])) if tail else float("nan")
+    if end_step < config.steps:
+        if distributed:
+            dist.barrier()
+        return TrainResult(out, end_step, wall_s, final_loss, final_acc)
+
+    if rank == 0:
+        print(f"train: measuring activation statistics on silence and {config.stats_clips} clips", file=stream)
+        stats = ear_statistics(
+            ear, source, clip_s=config.clip_s, n_clips=max(config.stats_clips, 1),
+            rng=np.random.default_rng([config.seed, 1_000]), device=device,
+        ) if config.stats_clips > 0 else None
+        info = {
+            "data": source.describe(),
+            "training": {
+                **config.to_dict(),
+                "steps_done": end_step,
+                "wall_s": round(wall_s, 1),
+                "device": str(device),
+                "world_size": world,
+                "torch_version": torch.__version__,
+                "cached_scaleograms": bool(use_cache),
+                "input_noise_applied": (not use_cache) and ear_config.input_noise > 0,
+                "final_loss": round(final_loss, 5),
+                "final_accuracy": round(final_acc, 5),
+                "earengine_version": __version__,
+            },
+        }
+        if stats is not None:
+            info["stats"] = stats_to_json(stats)
+        save_ear(out, ear, head, info=info)
+        _plot_loss(history, out / "loss.png")
+        print(f"train: wrote {out / 'model.safetensors'} and {out / 'config.json'}", file=stream)
+    if distributed:
+        dist.barrier()
+    return TrainResult(out, end_step, wall_s, final_loss, final_acc)
