@@ -124,6 +124,8 @@ def worker_main(model: str, settings: dict, shm_name: str, inbox, outbox, device
     try:
         loaded = load_ear(model, device=device)
         dreamer = Dreamer(loaded.ear, settings, stats=loaded.stats, cpc=loaded.cpc, device=device)
+        # start from quiet noise: from exact silence the ear hears nothing to follow for a while
+        dreamer.reset("noise")
         n = dreamer.n
         shapes = {k: list(v) for k, v in loaded.ear.tap_shapes(n).items()}
         outbox.put(("ready", {"taps": list(loaded.ear.tap_names()), "shapes": shapes,
@@ -197,14 +199,15 @@ class DreamSupervisor:
 
     def __init__(self, registry, model: str, *, deliver: Callable[[np.ndarray, dict], None],
                  say: Callable[[str], None] = print, device: str = "cpu", hang_s: float = 120.0,
-                 threads: int = 0) -> None:
+                 threads: Optional[int] = None) -> None:
         self.registry = registry
         self.model = str(model)
         self.deliver = deliver
         self.say = say
         self.device = device
         self.hang_s = hang_s
-        self.threads = threads
+        # leave a core to the audio and control threads of the engine
+        self.threads = threads if threads is not None else max(1, (os.cpu_count() or 2) - 1)
         self.ctx = mp.get_context("spawn")
         self.buffer = LoopBuffer()
         self.state = "starting"
@@ -216,6 +219,7 @@ class DreamSupervisor:
         self._inbox = None
         self._outbox = None
         self._seq = 0.0
+        self._last_samples: Optional[np.ndarray] = None
         self._started_at = 0.0
         self._last_loop: Optional[np.ndarray] = None  # last loop delivered: a restarted worker goes on from it
         self._reference: Optional[np.ndarray] = None  # the /reg/reference clip, sent again on restart
@@ -296,6 +300,7 @@ class DreamSupervisor:
             self.last = stats
             if np.all(np.isfinite(samples)) and samples.size > 1:
                 self.loops += 1
+                self._last_samples = samples
                 self._last_loop = samples
                 self.deliver(samples, stats)
         if self.state in ("dreaming", "paused"):

@@ -126,3 +126,20 @@ def test_dream_steps_are_reproducible(ear):
         d.step()
         d.step()
     assert np.array_equal(a.waveform(), b.waveform())
+
+
+def test_a_dream_on_the_default_ear_raises_its_target():
+    from earengine.ear.checkpoint import load_ear
+    from earengine.engine_commands import DEFAULT_EAR
+
+    loaded = load_ear(DEFAULT_EAR)
+    s = default_registry().snapshot()  # the shipped defaults: 2 bars at 120 BPM, region target on enc.5
+    d = Dreamer(loaded.ear, s, stats=loaded.stats, cpc=loaded.cpc)
+    d.reset("noise")
+    first = d.target_score()
+    for _ in range(30):
+        d.step()
+    last = d.target_score()
+    assert last > first + 0.3, (first, last)  # normalised units: data's spread is about 1
+    x = d.waveform()
+    assert np.all(np.isfinite(x)) and np.abs(x).max() <= 1.0
