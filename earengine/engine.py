@@ -167,6 +167,8 @@ class Engine:
         from earengine.worker import DreamSupervisor
 
         def deliver(samples, stats) -> None:
+            if self.player.pending:  # one loop per bar line is all that can be heard: skip the rest
+                return
             self.player.queue(Loop(samples, self.audio.sr, max(1, stats["bars"]), "dream"), keep_phase=True)
 
         self.dream = DreamSupervisor(self.registry, str(self.ear_path), deliver=deliver, say=self.say,

@@ -227,6 +227,12 @@ class Dreamer:
         """One optimizer step; the loop stays finite and within [-1, 1] whatever happens."""
         t0 = time.perf_counter()
         s = self.settings
+        with torch.no_grad():
+            x = self.waveform_tensor()
+            if float(x.square().mean().sqrt()) < 1e-3:
+                # In (near) silence the log scaleogram sits on its floor and the gradient is
+                # exactly zero: give the ear a faint noise (-50 dBFS) to start hearing from.
+                self._write(x + 3e-3 * torch.randn(x.shape, generator=self.generator).to(x.device))
         self._optimizer.zero_grad(set_to_none=True)
         loss, score, _ = self.evaluate(grad=True)
         finite = bool(torch.isfinite(loss))

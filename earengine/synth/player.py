@@ -136,6 +136,7 @@ class LoopPlayer:
         self._lock = threading.Lock()  # guards _pending between queue() callers only
         self._retired: list = []  # tables replaced on the audio thread, freed off it
         self._origin_bar: Optional[int] = None  # bar where the current sequence of loops began
+        self._origin_error = 0.0  # how far from that bar line (samples) its first loop started
 
         self.master = pyo.SigTo(db_to_amp(registry.get("/loop/gain")), time=self._ramp_s("/loop/gain"))
         self.mute = pyo.SigTo(0.0 if registry.get("/loop/mute") else 1.0, time=self._ramp_s("/loop/mute"))
@@ -233,8 +234,11 @@ class LoopPlayer:
     def _start(self, pending: tuple, event: BarEvent) -> None:
         loop, table, keep_phase = pending
         if not keep_phase or self._origin_bar is None:
-            self._origin_bar = event.bar
-        phase = ((event.bar - self._origin_bar) % loop.bars) / loop.bars
+            self._origin_bar, self._origin_error = event.bar, event.error_samples
+        # Bar lines are taken at buffer boundaries, each off the true line by its own error: a
+        # loop that keeps the phase also takes the difference, or every swap would jump by it.
+        offset = (event.error_samples - self._origin_error) / (loop.bars * self.clock.bar_s * self.sr)
+        phase = (((event.bar - self._origin_bar) % loop.bars) / loop.bars + offset) % 1.0
         xfade_s = self.registry.get("/loop/xfade") / 1000.0
         old = self.slots[self.active]
         new = self.slots[1 - self.active] if old.loop is not None else old
