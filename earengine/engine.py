@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import IO, Any, Callable, Mapping, Optional, Sequence
@@ -49,6 +50,11 @@ class Engine:
         Parameter values to apply before anything starts (``--set``).
     out : file-like
         Where plain status lines go.
+    midi_in, midi_out : port patterns, optional
+        MIDI ports to open by name or pattern (``virtual``: a port others connect to).
+    midi_backend : {'auto', 'jack', 'alsa'}
+    midi_map : str, optional
+        Controller map to load at start (``bcf2000``, ``launch-control-xl`` or a saved one).
     """
 
     def __init__(
@@ -66,6 +72,13 @@ class Engine:
         max_datagram: Optional[int] = None,
         ear: Optional[os.PathLike | str] = None,
         device: str = "cpu",
+        stream_ws_port: Optional[int] = None,
+        oscquery_port: Optional[int] = None,
+        zeroconf: bool = False,
+        midi_in: Sequence[str] = (),
+        midi_out: Optional[str] = None,
+        midi_backend: str = "auto",
+        midi_map: Optional[str] = None,
     ) -> None:
         self.registry = registry or default_registry()
         if overrides:
@@ -83,6 +96,18 @@ class Engine:
         self.sonify = None
         self.ear_path = Path(ear) if ear else None
         self.device = device
+        # streams, the layout and OSCQuery (earengine/control/stream.py, oscquery.py)
+        self.stream_ws_port, self.oscquery_port, self.zeroconf = stream_ws_port, oscquery_port, zeroconf
+        self.streams = None  # StreamHub
+        self.oscquery = None  # OscQueryServer when --oscquery-port is given
+        self._layout_job: Optional[threading.Thread] = None
+        self._layout_proc = None
+        self.midi_in, self.midi_out = tuple(midi_in or ()), midi_out
+        self.midi_backend, self.midi_map = midi_backend, midi_map
+        self.midi = None  # MidiService when ports were asked for
+        self.midi_control = None
+        self.clock = None  # ClockControl: internal, Link or MIDI clock
+        self._transport_muted = False
         self.dream = None  # DreamSupervisor when an ear is given
         self.jobs: Optional[JobQueue] = None
         self.router: Optional[OscRouter] = None
@@ -125,14 +150,17 @@ class Engine:
         self.jobs = JobQueue()
         self._closers.append(self.jobs.close)
         self._start_dream()
+        self._start_clock_midi()
         self.router = OscRouter(self.registry, status=self.status, jobs=self.jobs, reply_port=self.reply_port)
         self._closers.append(self.router.close)
+        self._start_streams()
         for address, handler in self.command_handlers().items():
             self.router.on(address, handler)
         kwargs = {"max_datagram": self.max_datagram} if self.max_datagram else {}
         self.osc = OscServer(self.router, host=self.osc_host, port=self.osc_port, allow=self.allow, **kwargs)
         self.osc.start()
         self._closers.append(self.osc.close)
+        self._start_oscquery()
         self.registry.running = True
         self.started_s = time.monotonic()
         host, port = self.osc.address
@@ -167,9 +195,8 @@ class Engine:
         from earengine.worker import DreamSupervisor
 
         def deliver(samples, stats) -> None:
-            if self.player.pending:  # one loop per bar line is all that can be heard: skip the rest
-                return
-            self.player.queue(Loop(samples, self.audio.sr, max(1, stats["bars"]), "dream"), keep_phase=True)
+            self.player.queue(Loop(samples, self.audio.sr, max(1, stats["bars"]), "dream",
+                                   meta={"key": stats.get("key")}), keep_phase=True)
 
         self.dream = DreamSupervisor(self.registry, str(self.ear_path), deliver=deliver, say=self.say,
                                      device=self.device)
@@ -237,6 +264,152 @@ class Engine:
             for dest in tuple(self.router.listeners):
                 self.router.send(dest, address, args)
 
+    # -- tempo and MIDI ----------------------------------------------------------------------
+    def _start_clock_midi(self) -> None:
+        """Clock sources (internal, Link, MIDI clock), MIDI ports and controls (see earengine.control)."""
+        from earengine.control.clock import ClockControl, MidiClockIn
+        from earengine.control.midi import MapStore, MidiControl, MidiService
+
+        self.midi_maps = MapStore()
+        if self.midi_in or self.midi_out is not None:
+            self.midi = MidiService.open(self.midi_in, self.midi_out, backend=self.midi_backend, say=self.say)
+            self._closers.append(self.midi.close)
+        send = self.midi.send if self.midi is not None and self.midi.output is not None else None
+        self.midi_control = MidiControl(self.registry, dispatch=self._midi_dispatch, send=send,
+                                        on_learn=self._midi_learned)
+        self._closers.append(self.midi_control.close)
+        # JACK stamps MIDI at the start of the period that carries it: half a period early on average
+        jack = self.midi is not None and self.audio.mode == "jack" and self.midi.inputs \
+            and getattr(self.midi.inputs[0], "backend", "") == "jack"
+        bias_s = self.audio.buffersize / self.audio.sr / 2.0 if jack else 0.0
+        clock_in = MidiClockIn(bpm=self.registry.get("/clock/bpm"), stamp_bias_s=bias_s)
+        self.clock = ClockControl(self.registry, self.player.clock, midi_in=clock_in, midi_send=send,
+                                  on_transport=self._transport, say=self.say)
+        self.clock.start()
+        self._closers.append(self.clock.close)
+        if self.midi is not None:
+            self.midi.on_control = self.midi_control.handle
+            self.midi.on_clock = clock_in.feed
+            self.midi.start()
+        if self.midi_map:
+            self.midi_control.set_bindings(self.midi_maps.load(self.midi_map, self.registry), source="cli")
+            self.say(f"midi: map {self.midi_map}, {len(self.midi_control.bindings)} bindings")
+
+    def _midi_dispatch(self, address: str, args: tuple) -> None:
+        """A command from a MIDI control, through the same router as OSC."""
+        if self.router is None:
+            return
+        for reply in self.router.handle(address, args, ("midi", 0)):
+            if reply.address == "/fail":
+                log.info("midi: %s", " ".join(str(a) for a in reply.args))
+
+    def _midi_learned(self, address: str, control: str) -> None:
+        self.say(f"midi: {control} now moves {address}")
+        self._to_listeners("/midi/learned", (address, control))
+
+    def _transport(self, what: str) -> None:
+        """Start, continue or stop from the clock: loops fall silent on stop and come back on
+        the bar line (from their first sample on start, in place on continue)."""
+        if what == "stop":
+            if not self.registry.get("/loop/mute"):
+                self.registry.set("/loop/mute", True, source="transport")
+                self._transport_muted = True
+            return
+        loop = self.player.current if self.player is not None else None
+        if loop is not None:
+            self.player.queue(loop, keep_phase=(what == "continue"))
+        if self._transport_muted:
+            self._transport_muted = False
+            self.registry.set("/loop/mute", False, source="transport")
+
+    # -- streams, the neuron layout, OSCQuery -------------------------------------------------
+    def _start_streams(self) -> None:
+        """Activation streams to visualizers, timed by the player, fed by the worker
+        (see earengine.control.stream)."""
+        from earengine.control.stream import PlayerTracker, StreamHub, WebSocketStreams
+
+        self.tracker = PlayerTracker(self.player, self.audio)
+        self._closers.append(self.tracker.close)
+        self.streams = StreamHub(self.registry, position=self.tracker, on_demand=self._stream_demand,
+                                 reply=lambda dest, address, args: self.router.send(dest, address, args))
+        self._closers.append(self.streams.close)
+        if self.dream is not None:
+            self.dream.on_activations = self.streams.publish
+            self._layout(compute=False)
+        if self.stream_ws_port is not None:
+            ws = WebSocketStreams(self.streams, host=self.osc_host, port=self.stream_ws_port)
+            self._closers.append(ws.close)
+            self.say("streams: WebSocket receivers on ws://%s:%d" % ws.address)
+
+    def _stream_demand(self, on: bool) -> None:
+        """Someone looks (or nobody does any more): the worker publishes activations only then."""
+        if self.dream is not None:
+            self.dream.stream_activations(on)
+            if on:
+                self._layout(compute=True)
+
+    def _layout(self, *, compute: bool) -> None:
+        """The ear's neuron layout for the streams: read from its cache, or computed once in a
+        child process (torch stays out of this one), on a thread of its own."""
+        if self._layout_job is not None or self.streams.layout is not None:
+            return
+        from earengine.viz.layout import read_cached_layout
+
+        try:
+            layout = read_cached_layout(self.ear_path)
+        except EarEngineError:
+            layout = None
+        if layout is not None:
+            self.streams.set_layout(layout)
+            return
+        if not compute:
+            return
+
+        def job() -> None:
+            import subprocess
+
+            self.say(f"layout: laying out the neurons of {self.ear_path.name} once; it is cached beside the ear")
+            cmd = [sys.executable, "-m", "earengine", "layout", "--model", str(self.ear_path), "--threads", "1"]
+            try:
+                self._layout_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                                     text=True, preexec_fn=lambda: os.nice(10))
+                _, err = self._layout_proc.communicate()
+                layout = read_cached_layout(self.ear_path) if self._layout_proc.returncode == 0 else None
+            except (OSError, EarEngineError) as exc:
+                layout, err = None, str(exc)
+            if layout is None:
+                lines = (err or "").strip().splitlines()
+                self.say(f"layout: not available ({lines[-1] if lines else 'stopped'})")
+                return
+            self.streams.set_layout(layout)
+            self.say(f"layout: {layout.positions.shape[0]} neurons, sent to every stream destination")
+
+        def stop() -> None:
+            if self._layout_proc is not None and self._layout_proc.poll() is None:
+                self._layout_proc.kill()
+
+        self._closers.append(stop)
+        self._layout_job = threading.Thread(target=job, name="earengine-layout", daemon=True)
+        self._layout_job.start()
+
+    def _start_oscquery(self) -> None:
+        """OSCQuery from the registry (see earengine.control.oscquery)."""
+        if self.oscquery_port is None:
+            return
+        from earengine.control.oscquery import OscQueryServer
+
+        try:
+            self.oscquery = OscQueryServer(self.registry, host=self.osc_host, port=self.oscquery_port,
+                                           osc_port=self.osc.address[1], handle=self.router.handle,
+                                           zeroconf=self.zeroconf)
+        except EarEngineError as exc:  # discovery is a convenience: the engine runs without it
+            self.say(f"oscquery: {exc}")
+            return
+        self._closers.append(self.oscquery.close)
+        host, port = self.oscquery.address
+        self.say(f"oscquery: http://{host}:{port}/ (WebSocket LISTEN on the same port)"
+                 + (", advertised as _oscjson._tcp" if self.zeroconf else ""))
+
     # -- commands ----------------------------------------------------------------------------
     def command_handlers(self) -> dict[str, Callable]:
         handlers = {
@@ -253,6 +426,12 @@ class Engine:
         }
         if self.sonify is not None:
             handlers.update(self.sonify.handlers())
+        if self.streams is not None:
+            handlers.update(self.streams.handlers(self.router.reply_dest))
+        if self.midi_control is not None:
+            from earengine.control.midi import command_handlers as midi_handlers
+
+            handlers.update(midi_handlers(self.midi_control, self.midi_maps, self.midi))
         return handlers
 
     def load_loop(self, path: str) -> None:
@@ -305,7 +484,11 @@ class Engine:
             what = "no loop yet (send /loop/load <path>)"
         else:
             what = f"loop {self.player.loops_started} {Path(loop.source).name or loop.source} ({loop.bars} bars)"
-        line = f"tempo {clock.bpm:.1f} BPM, bar {bar + 1} beat {beat}, {what}, peers 0, xruns {self.audio.xruns}"
+        source = self.registry.get("/clock/source")
+        peers = f", peers {self.registry.get('/clock/peers')}" if source == "link" else ""
+        stopped = "" if clock.playing else " (stopped)"
+        line = (f"tempo {clock.bpm:.1f} BPM ({source}{peers}){stopped}, bar {bar + 1} beat {beat}, {what}, "
+                f"xruns {self.audio.xruns}")
         if self.dream is not None:
             d = self.dream.last
             line += (f"; dream {self.dream.state}, step {d['step']}, {d['steps_per_s']:.2f} steps/s, "

@@ -1,18 +1,54 @@
 """Clocks: where tempo and bar lines come from.
 
-:class:`BarClock` is the internal clock. It is advanced by the audio thread once per buffer, in
-samples, so bar lines are counted on the audio timeline itself; it holds no lock and does no
-I/O. Bar events are reported on the buffer boundary nearest to the true bar line, so a loop that
-starts on one is off the grid by at most half an audio buffer.
+:class:`BarClock` is the clock the loop player plays on. It is advanced by the audio thread once
+per buffer, in samples, so bar lines are counted on the audio timeline itself; it holds no lock
+and does no I/O. Bar events are reported on the buffer boundary nearest to the true bar line, so
+a loop that starts on one is off the grid by at most half an audio buffer.
+
+By default the clock keeps its own tempo (``internal``). It can instead *follow* a source that
+publishes a :class:`Timeline` — a beat grid in :func:`time.monotonic` seconds:
+
+- :class:`LinkClock`, an Ableton Link session (the ``aalink`` package), polled on its own thread;
+- :class:`MidiClockIn`, MIDI clock (24 pulses per quarter note, start, stop, continue, song
+  position), with :class:`PulseTempo`, a least-squares tempo estimate over the last pulses that
+  restarts its window when the residuals show a real tempo change.
+
+Sources publish by replacing one attribute (``timeline``), so the audio thread reads the newest
+grid without a lock. On each buffer the clock maps its sample count onto monotonic time
+(:class:`ArrivalClock`: the lower envelope of the callback times, because a callback can come
+late but never early), adds ``offset_s`` (output latency: what is computed now is heard later)
+and takes the source's beat at that time. :class:`MidiClockOut` sends MIDI clock from the grid
+the engine plays. :class:`ClockControl` keeps all of this in step with the registry's ``/clock/*``.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from dataclasses import dataclass
-from typing import Optional
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Mapping, Optional
 
-__all__ = ["BarClock", "BarEvent"]
+__all__ = [
+    "BarClock",
+    "BarEvent",
+    "Timeline",
+    "ArrivalClock",
+    "PulseTempo",
+    "MidiClockIn",
+    "MidiClockOut",
+    "LinkClock",
+    "ClockControl",
+    "PPQ",
+]
+
+log = logging.getLogger("earengine.clock")
+
+#: MIDI clock pulses per quarter note.
+PPQ = 24
+_CLOCK, _START, _CONTINUE, _STOP, _SONG_POSITION = 0xF8, 0xFA, 0xFB, 0xFC, 0xF2
 
 
 @dataclass(frozen=True)
@@ -26,8 +62,101 @@ class BarEvent:
     error_samples: float
 
 
+@dataclass(frozen=True)
+class Timeline:
+    """A beat grid: at monotonic time ``time_s`` the position is ``beat``, moving at ``bpm``.
+
+    A stopped grid (``playing`` false) stays at ``beat``.
+
+    Examples
+    --------
+    >>> grid = Timeline(time_s=10.0, beat=4.0, bpm=120.0)
+    >>> grid.beat_at(11.0), grid.time_at(8.0)
+    (6.0, 12.0)
+    >>> Timeline.from_dict(grid.to_dict()) == grid
+    True
+    """
+
+    time_s: float
+    beat: float
+    bpm: float
+    playing: bool = True
+
+    def beat_at(self, time_s: float) -> float:
+        if not self.playing:
+            return self.beat
+        return self.beat + (time_s - self.time_s) * self.bpm / 60.0
+
+    def time_at(self, beat: float) -> float:
+        """When ``beat`` falls (as if playing)."""
+        return self.time_s + (beat - self.beat) * 60.0 / self.bpm
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Timeline":
+        return cls(float(data["time_s"]), float(data["beat"]), float(data["bpm"]), bool(data.get("playing", True)))
+
+
+class ArrivalClock:
+    """Maps a device's own count of seconds (samples / sr, summed MIDI delta times) onto
+    :func:`time.monotonic`, from the times its events are seen to arrive.
+
+    An event is seen at ``local + offset + latency`` with a latency that is never negative, so
+    the offset is the lower envelope of ``arrival - local``. The envelope rises slowly
+    (``drift_ppm``) so that it follows a device clock that runs slow; a device that lost time
+    (an xrun, a suspended machine) shows up as arrivals that stay late, and after
+    ``resync_after_s`` of that the offset jumps to them.
+
+    Examples
+    --------
+    >>> clock = ArrivalClock()
+    >>> [round(clock.update(k * 0.01, 100.0 + k * 0.01 + late), 4) for k, late in enumerate((0.002, 0.0, 0.003))]
+    [100.002, 100.01, 100.02]
+    """
+
+    def __init__(self, *, drift_ppm: float = 200.0, resync_s: float = 0.02, resync_after_s: float = 0.25) -> None:
+        self.drift = drift_ppm * 1e-6
+        self.resync_s = resync_s
+        self.resync_after_s = resync_after_s
+        self.offset: Optional[float] = None
+        self._last_local = 0.0
+        self._late_since: Optional[float] = None
+        self._late_min = math.inf
+
+    def reset(self) -> None:
+        self.offset = None
+        self._late_since = None
+
+    def update(self, local_s: float, arrival_s: float) -> float:
+        """Record one arrival; returns the monotonic time of ``local_s``."""
+        measured = arrival_s - local_s
+        if self.offset is None:
+            self.offset = measured
+        else:
+            self.offset += max(0.0, local_s - self._last_local) * self.drift
+            if measured <= self.offset:
+                self.offset = measured
+                self._late_since = None
+            elif measured - self.offset > self.resync_s:
+                if self._late_since is None:
+                    self._late_since, self._late_min = local_s, measured
+                else:
+                    self._late_min = min(self._late_min, measured)
+                    if local_s - self._late_since >= self.resync_after_s:
+                        self.offset, self._late_since = self._late_min, None
+            else:
+                self._late_since = None
+        self._last_local = local_s
+        return local_s + self.offset
+
+    def to_monotonic(self, local_s: float) -> float:
+        return local_s + (self.offset or 0.0)
+
+
 class BarClock:
-    """Beat position integrated sample by sample from the tempo.
+    """Beat position integrated sample by sample from the tempo, or taken from a source.
 
     Parameters
     ----------
@@ -35,6 +164,8 @@ class BarClock:
         Sample rate in Hz.
     bpm : float > 0
     beats_per_bar : int > 0
+    now : callable, optional
+        Monotonic seconds (``time.monotonic``); tests pass their own.
 
     Examples
     --------
@@ -43,7 +174,12 @@ class BarClock:
     [0, 1, 2]
     """
 
-    def __init__(self, *, sr: int, bpm: float, beats_per_bar: int) -> None:
+    #: After a jump of the source (start, song position), a bar line this recent still starts
+    #: loops: a start message cannot arrive before the beat it starts.
+    LATE_START_S = 0.05
+
+    def __init__(self, *, sr: int, bpm: float, beats_per_bar: int,
+                 now: Callable[[], float] = time.monotonic) -> None:
         if sr <= 0:
             raise ValueError(f"sr={sr} must be > 0")
         self.sr = int(sr)
@@ -52,6 +188,14 @@ class BarClock:
         self.beat = 0.0  # beats since start, at the start of the coming buffer
         self.samples = 0  # samples since start
         self._last_bar = -1
+        self.offset_s = 0.0  # output latency made up for: the grid is played this much early
+        self.timer = ArrivalClock()
+        self.timeline: Optional[Timeline] = None  # the grid as heard, published every buffer
+        self.playing = True
+        self.relocations = 0
+        self._now = now
+        self._source = None
+        self._transport: Optional[str] = None  # "start" | "stop" requested for the internal clock
 
     @property
     def bar_s(self) -> float:
@@ -63,9 +207,56 @@ class BarClock:
         """Bars since start (fractional)."""
         return self.beat / self.beats_per_bar
 
+    @property
+    def following(self) -> bool:
+        return self._source is not None
+
+    def follow(self, source: Optional[object]) -> None:
+        """Take beat and tempo from ``source.timeline`` (None: keep the clock's own tempo).
+
+        A source whose ``timeline`` is still None (nothing heard yet) leaves the clock running on
+        its own until it has one.
+        """
+        self._source = source
+        self.playing = True
+
+    def start(self) -> None:
+        """Internal transport: play again from bar 0 at the next buffer."""
+        self._transport = "start"
+
+    def stop(self) -> None:
+        """Internal transport: hold the position; no bar lines until :meth:`start`."""
+        self._transport = "stop"
+
+    def seconds_to_next_bar(self) -> float:
+        """Time from the start of the coming buffer to the next bar line, at the current tempo."""
+        beats_left = self.beats_per_bar - (self.beat % self.beats_per_bar)
+        return beats_left * 60.0 / self.bpm
+
     def tick(self, n_samples: int) -> Optional[BarEvent]:
         """Called at the start of each buffer of ``n_samples``; returns a bar event when the
         bar line nearest this boundary has not been reported yet, then advances."""
+        heard = self.timer.update(self.samples / self.sr, self._now()) + self.offset_s
+        request, self._transport = self._transport, None
+        if request == "stop":
+            self.playing = False
+        elif request == "start":
+            self.playing = True
+            self._relocate(0.0, n_samples)
+        source = self._source
+        grid = getattr(source, "timeline", None) if source is not None else None
+        if grid is not None:
+            if grid.playing:
+                beat = grid.beat_at(heard)
+                if not self.playing and math.isfinite(beat):
+                    self._relocate(beat, n_samples)  # started: whatever the old position was
+                self._sync(beat, grid.bpm, n_samples)
+            self.playing = grid.playing
+        if not self.playing:
+            self.samples += n_samples
+            self.timeline = Timeline(heard, self.beat, self.bpm, False)
+            return None
+        self.timeline = Timeline(heard, self.beat, self.bpm, True)
         beats_per_sample = self.bpm / 60.0 / self.sr
         event = None
         next_bar = self._last_bar + 1
@@ -77,6 +268,24 @@ class BarClock:
         self.samples += n_samples
         return event
 
+    def _sync(self, beat: float, bpm: float, n_samples: int) -> None:
+        if math.isfinite(bpm) and bpm > 0:
+            self.bpm = float(bpm)
+        if not math.isfinite(beat):
+            return
+        if abs(beat - self.beat) > 0.5:  # a jump (start, song position, a new session), not drift
+            self._relocate(beat, n_samples)
+        else:
+            self.beat = beat
+
+    def _relocate(self, beat: float, n_samples: int) -> None:
+        """Move to ``beat``; the next bar event is the bar line at or after it, or one that
+        passed within :attr:`LATE_START_S`."""
+        self.beat = beat
+        late_beats = max(n_samples / 2.0 / self.sr, self.LATE_START_S) * self.bpm / 60.0
+        self._last_bar = math.ceil((beat - late_beats) / self.beats_per_bar) - 1
+        self.relocations += 1
+
     def set_tempo(self, bpm: float, beats_per_bar: Optional[int] = None) -> None:
         """Change tempo (and metre) from the next buffer on, keeping the bar count."""
         if beats_per_bar is not None and beats_per_bar != self.beats_per_bar:
@@ -86,3 +295,703 @@ class BarClock:
         self.bpm = float(bpm)
         if not math.isfinite(self.bpm) or self.bpm <= 0:
             raise ValueError(f"bpm={bpm} must be > 0")
+
+
+# ---------------------------------------------------------------------------------------------
+# MIDI clock in
+# ---------------------------------------------------------------------------------------------
+class PulseTempo:
+    """Tempo and phase from pulse times: a least-squares line through the last ``window`` pulses.
+
+    Timing noise (jitter, timestamps rounded to an audio period) averages out over the window;
+    a real tempo change shows as ``run`` residuals in a row beyond ``z`` robust deviations, all
+    of one sign, and the window then restarts from those pulses, so the estimate follows within
+    a fraction of a beat.
+
+    Parameters
+    ----------
+    ppq : int > 0
+        Pulses per quarter note.
+    window : int >= 8
+        Most pulses fitted.
+    bpm : float > 0
+        Tempo assumed until two pulses have been seen.
+
+    Examples
+    --------
+    >>> est = PulseTempo()
+    >>> for k in range(48):
+    ...     est.add(k, 5.0 + k * 60.0 / 128.0 / 24.0)
+    >>> round(est.bpm, 6)
+    128.0
+    """
+
+    def __init__(self, *, ppq: int = PPQ, window: int = 192, bpm: float = 120.0, z: float = 3.5,
+                 run: int = 6, floor_s: float = 0.0003) -> None:
+        self.ppq = int(ppq)
+        self.window = max(8, int(window))
+        self.z, self.run, self.floor_s = float(z), int(run), float(floor_s)
+        self.period_s = 60.0 / float(bpm) / self.ppq
+        self.sigma_s = 0.0
+        self.restarts = 0
+        self._k: deque = deque(maxlen=self.window)
+        self._t: deque = deque(maxlen=self.window)
+        self._a = 0.0  # fitted time of pulse _k0 (the line is t = _a + (k - _k0) * period)
+        self._k0 = 0
+        self._signs: deque = deque(maxlen=self.run)
+
+    @property
+    def bpm(self) -> float:
+        return 60.0 / (self.period_s * self.ppq)
+
+    @property
+    def count(self) -> int:
+        return len(self._k)
+
+    def time_of(self, k: float) -> float:
+        """Fitted time of pulse ``k``."""
+        return self._a + (k - self._k0) * self.period_s
+
+    def restart(self) -> None:
+        """Forget the pulses (keep the tempo as the prior)."""
+        self._k.clear()
+        self._t.clear()
+        self._signs.clear()
+
+    def add(self, k: int, t_s: float) -> None:
+        """One pulse: its index (increasing) and its time in seconds."""
+        if self._k and k <= self._k[-1]:
+            return  # an index out of order carries nothing we could fit
+        if self._t and t_s < self._t[-1]:
+            t_s = self._t[-1]  # time never runs back; a stamp that does is noise
+        if len(self._k) >= 12:
+            residual = t_s - self.time_of(k)
+            if abs(residual) > self.z * max(self.sigma_s, self.floor_s):
+                self._signs.append(1 if residual > 0 else -1)
+                if len(self._signs) == self.run and abs(sum(self._signs)) == self.run:
+                    keep = self.run - 1  # the pulses of the run already belong to the new tempo
+                    ks, ts = list(self._k)[-keep:], list(self._t)[-keep:]
+                    self.restart()
+                    self._k.extend(ks)
+                    self._t.extend(ts)
+                    self.restarts += 1
+            else:
+                self._signs.clear()
+        self._k.append(k)
+        self._t.append(t_s)
+        self._fit()
+
+    def _fit(self) -> None:
+        n = len(self._k)
+        k_last, t_last = self._k[-1], self._t[-1]
+        if n < 2:
+            self._a, self._k0 = t_last, k_last
+            return
+        # centred sums: small numbers, no cancellation
+        mk = sum(self._k) / n
+        mt = sum(self._t) / n
+        sxx = sxy = 0.0
+        for k, t in zip(self._k, self._t):
+            dk = k - mk
+            sxx += dk * dk
+            sxy += dk * (t - mt)
+        if sxx <= 0 or sxy <= 0:
+            return
+        period = sxy / sxx
+        if n < 4:
+            # two or three pulses say little: blend toward the prior rather than jump
+            period = 0.5 * (period + self.period_s)
+        self.period_s = period
+        self._k0 = k_last
+        self._a = mt + (k_last - mk) * period
+        if n >= 8:
+            dev = sorted(abs(t - self.time_of(k)) for k, t in zip(self._k, self._t))
+            self.sigma_s = 1.4826 * dev[len(dev) // 2]
+
+
+class MidiClockIn:
+    """MIDI clock as a clock source: feed it realtime messages, read :attr:`timeline`.
+
+    Start plays from song position 0 at the next clock pulse; continue plays from the position
+    where it stopped (or that a song position pointer set); stop holds it. Clock that arrives
+    before any transport message is followed as it is (a device that sends only clock). If the
+    clock stops without a stop message (a cable pulled, a port gone), the grid keeps time at the
+    last tempo, and when pulses come back they are counted from where that grid says they are.
+
+    Parameters
+    ----------
+    bpm : float > 0
+        Tempo assumed before pulses say otherwise.
+    stamp_bias_s : float
+        Added to every pulse time (timestamps taken at the start of an audio period are early by
+        half a period on average).
+    on_transport : callable(str), optional
+        Called with ``"start"``, ``"continue"`` or ``"stop"`` on the thread that feeds, before the
+        first pulse of the new state is published.
+    """
+
+    def __init__(self, *, bpm: float = 120.0, stamp_bias_s: float = 0.0,
+                 on_transport: Optional[Callable[[str], None]] = None, window: int = 192) -> None:
+        self.tempo = PulseTempo(bpm=bpm, window=window)
+        self.stamp_bias_s = float(stamp_bias_s)
+        self.on_transport = on_transport
+        self.timeline: Optional[Timeline] = None
+        self.playing = False
+        self.counts = {"pulses": 0, "ignored": 0, "gaps": 0}
+        self._k = -1  # pulses counted (with the ones a gap swallowed)
+        self._k0: Optional[int] = None  # pulse count at song position 0 while playing
+        self._position = 0  # song position (pulses) of the next pulse, while stopped
+        self._armed = False
+        self._strict = False  # a transport message was seen: clock alone no longer plays
+        self._last_t: Optional[float] = None
+
+    @property
+    def bpm(self) -> float:
+        return self.tempo.bpm
+
+    def _transport(self, what: str) -> None:
+        if self.on_transport is not None:
+            try:
+                self.on_transport(what)
+            except Exception:
+                log.exception("transport callback failed on %s", what)
+
+    def feed(self, message: Any, time_s: float) -> None:
+        """One message (status byte first) seen at monotonic ``time_s``. Never raises."""
+        try:
+            status = message[0]
+            if status == _CLOCK:
+                self._pulse(float(time_s) + self.stamp_bias_s)
+            elif status == _START:
+                self._stop_grid()
+                self._strict, self._armed, self._position = True, True, 0
+                self._publish_stopped()
+                self._transport("start")
+            elif status == _CONTINUE:
+                self._strict = True
+                if not self.playing:
+                    self._armed = True
+                    self._transport("continue")
+            elif status == _STOP:
+                self._strict, self._armed = True, False
+                if self.playing:
+                    self._stop_grid()
+                    self._transport("stop")
+            elif status == _SONG_POSITION and len(message) >= 3:
+                self._position = 6 * ((message[1] & 0x7F) | (message[2] & 0x7F) << 7)  # sixteenths
+                if self.playing:
+                    self._k0 = self._k + 1 - self._position
+                else:
+                    self._publish_stopped()
+            else:
+                self.counts["ignored"] += 1
+        except Exception:  # bad input never stops the clock
+            self.counts["ignored"] += 1
+            log.debug("ignored MIDI clock message %r", message, exc_info=True)
+
+    def _stop_grid(self) -> None:
+        if self.playing and self._k0 is not None:
+            self._position = self._k + 1 - self._k0
+        self.playing = False
+        self._k0 = None
+        self._publish_stopped()
+
+    def _publish_stopped(self) -> None:
+        when = self._last_t if self._last_t is not None else 0.0
+        self.timeline = Timeline(when, self._position / PPQ, self.tempo.bpm, False)
+
+    def _pulse(self, t: float) -> None:
+        self.counts["pulses"] += 1
+        period = self.tempo.period_s
+        if self._last_t is not None and t - self._last_t > max(0.25, 6.0 * period):
+            # pulses stopped and came back: count the ones the gap swallowed
+            self.counts["gaps"] += 1
+            missed = max(0, int(round((t - self._last_t) / period)) - 1)
+            if self.playing and self.timeline is not None and self._k0 is not None:
+                expected = self.timeline.beat_at(t) * PPQ  # where the grid we kept says we are
+                self._k = self._k0 + int(round(expected)) - 1
+            else:
+                self._k += missed
+            self.tempo.restart()
+        self._last_t = t
+        self._k += 1
+        self.tempo.add(self._k, t)
+        if self._armed or (not self._strict and not self.playing):
+            free = not self._armed
+            self._armed = False
+            self._k0 = self._k - (self._position if self._strict else 0)
+            self.playing = True
+            if free:  # clock with no transport messages: follow it as it comes
+                self._transport("continue")
+        if self.playing:
+            beat = (self._k - self._k0) / PPQ
+            fitted = self.tempo.time_of(self._k) if self.tempo.count >= 8 else t
+            self.timeline = Timeline(fitted, beat, self.tempo.bpm, True)
+        else:
+            self.timeline = Timeline(t, self._position / PPQ, self.tempo.bpm, False)
+
+
+# ---------------------------------------------------------------------------------------------
+# MIDI clock out
+# ---------------------------------------------------------------------------------------------
+class MidiClockOut:
+    """Sends MIDI clock from a master grid on its own thread; a context manager.
+
+    Clock starts on the next bar line of the grid (start, then the first pulse on the line), so
+    a receiver's bar 1 is one of ours; stop is sent when the grid stops or the sender is closed.
+    Pulse times come from the grid itself, so nothing accumulates however late a wake-up is.
+
+    Parameters
+    ----------
+    grid : callable() -> Timeline or None
+        The grid as heard (the player's :attr:`BarClock.timeline`).
+    send : callable(bytes)
+        Sends one MIDI message; must not block for long.
+    beats_per_bar : callable() -> int
+    """
+
+    def __init__(self, grid: Callable[[], Optional[Timeline]], send: Callable[[bytes], None], *,
+                 beats_per_bar: Callable[[], int] = lambda: 4, now: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.grid, self.send, self.beats_per_bar = grid, send, beats_per_bar
+        self._now, self._sleep = now, sleep
+        self.running = False
+        self.sent = {"clock": 0, "start": 0, "stop": 0}
+        self._next_beat = 0.0
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def __enter__(self) -> "MidiClockOut":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="earengine-midi-clock-out", daemon=True)
+            self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+            self._thread = None
+        if self.running:
+            self._send(bytes([_STOP]), "stop")
+            self.running = False
+
+    def _send(self, message: bytes, what: str) -> None:
+        try:
+            self.send(message)
+            self.sent[what] += 1
+        except Exception:
+            log.debug("cannot send MIDI clock", exc_info=True)
+
+    def step(self) -> float:
+        """Do what is due now; returns how long to wait before the next call (seconds)."""
+        grid = self.grid()
+        now = self._now()
+        if grid is None or not grid.playing or grid.bpm <= 0:
+            if self.running:
+                self._send(bytes([_STOP]), "stop")
+                self.running = False
+            return 0.005
+        beat_now = grid.beat_at(now)
+        if self.running and not (self._next_beat - 2.0 <= beat_now <= self._next_beat + 1.0):
+            # the grid jumped (a restart, a new session): stop, and start again on a bar line
+            self._send(bytes([_STOP]), "stop")
+            self.running = False
+        if not self.running:
+            bar = max(1, self.beats_per_bar())
+            first = math.ceil((beat_now + 1e-3) / bar) * bar
+            due = grid.time_at(first)
+            if due - now > 0.002:
+                return min(0.005, due - now - 0.002)
+            self._send(bytes([_START]), "start")
+            self.running = True
+            self._next_beat = first
+        due = grid.time_at(self._next_beat)
+        if due - now > 0.0003:
+            return min(0.005, due - now)
+        self._send(bytes([_CLOCK]), "clock")
+        self._next_beat += 1.0 / PPQ
+        return max(0.0, min(0.005, grid.time_at(self._next_beat) - now))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                wait = self.step()
+            except Exception:
+                log.exception("MIDI clock out failed")
+                wait = 0.05
+            if wait > 0:
+                self._sleep(wait)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ableton Link
+# ---------------------------------------------------------------------------------------------
+class LinkClock:
+    """An Ableton Link session as a clock source (``aalink``); a context manager.
+
+    aalink needs an asyncio loop; the session lives on a thread of its own that runs one and
+    reads the session every ``poll_s``, publishing :attr:`timeline`, :attr:`peers` and
+    :attr:`playing`. Joining adopts the session's tempo and beat grid and never changes them;
+    only :meth:`set_tempo` (a user's ``/clock/bpm``) does. The quantum is the bar, so bar lines
+    line up with every peer that uses the same quantum.
+
+    Parameters
+    ----------
+    bpm : float > 0
+        Tempo of a session this peer starts alone.
+    beats_per_bar : int > 0
+        The Link quantum.
+    start_stop_sync : bool
+        Share start and stop with the session; without it the grid always plays.
+    """
+
+    def __init__(self, *, bpm: float = 120.0, beats_per_bar: int = 4, start_stop_sync: bool = False,
+                 poll_s: float = 0.005) -> None:
+        self.bpm = float(bpm)
+        self.quantum = int(beats_per_bar)
+        self.start_stop_sync = bool(start_stop_sync)
+        self.poll_s = float(poll_s)
+        self.timeline: Optional[Timeline] = None
+        self.peers = 0
+        self.playing = True
+        self.error: Optional[str] = None
+        self._loop = None
+        self._link = None
+        self._ready = threading.Event()
+        self._done = None
+        self._thread: Optional[threading.Thread] = None
+
+    def __enter__(self) -> "LinkClock":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def available() -> Optional[str]:
+        """None when aalink can be imported, else how to install it."""
+        try:
+            import aalink  # noqa: F401
+        except ImportError:
+            return "Ableton Link needs the aalink package: pip install aalink"
+        return None
+
+    def start(self, timeout_s: float = 5.0) -> None:
+        """Join (or start) the session; returns once the first grid is published."""
+        from earengine.errors import DeviceError
+
+        why = self.available()
+        if why:
+            raise DeviceError(why)
+        self._thread = threading.Thread(target=self._main, name="earengine-link", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout_s) or self.error:
+            raise DeviceError(f"cannot join Ableton Link: {self.error or 'no answer'}")
+
+    def close(self) -> None:
+        loop, done = self._loop, self._done
+        if loop is not None and done is not None:
+            try:
+                loop.call_soon_threadsafe(done.set)
+            except RuntimeError:
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=3)
+            self._thread = None
+
+    def _call(self, fn: Callable[[Any], None]) -> None:
+        """Run ``fn(link)`` on the session's thread (aalink objects belong to their loop)."""
+        loop = self._loop
+        if loop is None:
+            return
+
+        def run() -> None:
+            if self._link is not None:
+                try:
+                    fn(self._link)
+                except Exception:
+                    log.exception("Link call failed")
+
+        try:
+            loop.call_soon_threadsafe(run)
+        except RuntimeError:
+            pass
+
+    def set_tempo(self, bpm: float) -> None:
+        """Propose a tempo to the whole session."""
+        self._call(lambda link: setattr(link, "tempo", float(bpm)))
+
+    def set_quantum(self, beats_per_bar: int) -> None:
+        self.quantum = int(beats_per_bar)
+        self._call(lambda link: setattr(link, "quantum", float(beats_per_bar)))
+
+    def set_start_stop_sync(self, on: bool) -> None:
+        self.start_stop_sync = bool(on)
+        self._call(lambda link: setattr(link, "start_stop_sync_enabled", bool(on)))
+
+    def set_playing(self, on: bool) -> None:
+        """Start or stop the session (with start/stop sync)."""
+        self._call(lambda link: setattr(link, "playing", bool(on)))
+
+    def _main(self) -> None:
+        import asyncio
+
+        try:
+            asyncio.run(self._session())
+        except Exception as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.exception("Link session failed")
+        finally:
+            self._ready.set()
+
+    async def _session(self) -> None:
+        import asyncio
+
+        import aalink
+
+        self._loop = asyncio.get_running_loop()
+        self._done = asyncio.Event()
+        link = aalink.Link(self.bpm)
+        link.quantum = float(self.quantum)
+        link.start_stop_sync_enabled = self.start_stop_sync
+        link.enabled = True
+        self._link = link
+        try:
+            while not self._done.is_set():
+                self._read(link)
+                self._ready.set()
+                try:
+                    await asyncio.wait_for(self._done.wait(), self.poll_s)
+                except asyncio.TimeoutError:
+                    pass
+        finally:
+            link.enabled = False
+            self._link = None
+
+    def _read(self, link: Any) -> None:
+        before = time.monotonic()
+        beat = float(link.beat)  # the session's beat at Link's own "now", taken inside the call
+        after = time.monotonic()
+        # Link keeps its own clock; the grid is told in time.monotonic, and the moment of the
+        # reading is the middle of the two stamps around it (a few microseconds apart).
+        tempo = float(link.tempo)
+        self.peers = int(link.num_peers)
+        self.playing = bool(link.playing) if self.start_stop_sync else True
+        self.timeline = Timeline(0.5 * (before + after), beat, tempo, self.playing)
+
+
+# ---------------------------------------------------------------------------------------------
+# The registry's /clock/* and the active source, kept in step
+# ---------------------------------------------------------------------------------------------
+class ClockControl:
+    """Keeps the player's :class:`BarClock`, the active source and ``/clock/*`` in step.
+
+    - ``/clock/source`` switches what the clock follows (Link is joined on first use);
+    - a source's tempo is written to ``/clock/bpm`` (so loops are resampled and the next dream
+      has the new length) once it moves by ``publish_bpm``; a user's ``/clock/bpm`` under Link
+      sets the session's tempo;
+    - ``/clock/offset_ms``, ``/clock/beats_per_bar`` (the Link quantum), ``/clock/playing``,
+      ``/clock/link_start_stop`` and ``/clock/midi_out`` act at once;
+    - transport changes reach ``on_transport("start" | "continue" | "stop")``.
+
+    All registry writes happen on this object's thread or a source's (MIDI) thread, never on the
+    audio thread. A context manager.
+
+    Parameters
+    ----------
+    registry : Registry
+    clock : BarClock
+        The player's clock.
+    midi_in : MidiClockIn, optional
+        MIDI clock source (fed by the MIDI input).
+    midi_send : callable(bytes), optional
+        MIDI output for clock out.
+    on_transport : callable(str), optional
+    say : callable(str), optional
+        Where plain status lines go.
+    """
+
+    SOURCE = "clock"
+
+    def __init__(self, registry, clock: BarClock, *, midi_in: Optional[MidiClockIn] = None,
+                 midi_send: Optional[Callable[[bytes], None]] = None,
+                 on_transport: Optional[Callable[[str], None]] = None,
+                 say: Callable[[str], None] = lambda line: None, poll_s: float = 0.02,
+                 publish_bpm: float = 0.05, link_factory: Optional[Callable[..., LinkClock]] = None) -> None:
+        self.registry = registry
+        self.clock = clock
+        self.midi_in = midi_in or MidiClockIn(bpm=registry.get("/clock/bpm"))
+        self.midi_in.on_transport = self._midi_transport
+        self.midi_send = midi_send
+        self.on_transport = on_transport
+        self.say = say
+        self.poll_s = poll_s
+        self.publish_bpm = publish_bpm
+        self.link_factory = link_factory or LinkClock
+        self.link: Optional[LinkClock] = None
+        self.clock_out: Optional[MidiClockOut] = None
+        self.source = "internal"
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._sub = None
+        self._last_publish_s = 0.0
+        self._playing = bool(registry.get("/clock/playing"))
+
+    def __enter__(self) -> "ClockControl":
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> None:
+        self.clock.offset_s = self.registry.get("/clock/offset_ms") / 1000.0
+        self._sub = self.registry.subscribe(self._on_change)
+        self._select(self.registry.get("/clock/source"))
+        self._midi_out(self.registry.get("/clock/midi_out"))
+        if not self._playing and self.source == "internal":
+            self.clock.stop()
+        self._thread = threading.Thread(target=self._run, name="earengine-clock", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        if self._sub is not None:
+            self._sub.close()
+            self._sub = None
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+            self._thread = None
+        if self.clock_out is not None:
+            self.clock_out.close()
+            self.clock_out = None
+        self.clock.follow(None)
+        if self.link is not None:
+            self.link.close()
+            self.link = None
+
+    # -- sources -----------------------------------------------------------------------------
+    def active(self) -> Optional[object]:
+        return {"link": self.link, "midi": self.midi_in}.get(self.source)
+
+    def _select(self, source: str) -> None:
+        with self._lock:
+            if source == "link" and self.link is None:
+                try:
+                    link = self.link_factory(bpm=self.registry.get("/clock/bpm"),
+                                             beats_per_bar=self.registry.get("/clock/beats_per_bar"),
+                                             start_stop_sync=self.registry.get("/clock/link_start_stop"))
+                    link.start()
+                    self.link = link
+                except Exception as exc:
+                    self.say(f"clock: {exc}; keeping the internal clock")
+                    log.warning("cannot join Link: %s", exc)
+                    self.source = "internal"
+                    self.clock.follow(None)
+                    return
+            self.source = source
+            self.clock.follow(self.active())
+            if source == "internal" and not self.registry.get("/clock/playing"):
+                self.clock.stop()
+            if source == "link":
+                self.say("clock: following the Ableton Link session")
+            elif source == "midi":
+                self.say("clock: following MIDI clock on the MIDI input")
+            if self.clock_out is not None or self.registry.get("/clock/midi_out"):
+                self._midi_out(self.registry.get("/clock/midi_out"))
+
+    def _midi_out(self, on: bool) -> None:
+        want = bool(on) and self.midi_send is not None and self.source != "midi"
+        if want and self.clock_out is None:
+            self.clock_out = MidiClockOut(lambda: self.clock.timeline, self.midi_send,
+                                          beats_per_bar=lambda: self.clock.beats_per_bar)
+            self.clock_out.start()
+        elif not want and self.clock_out is not None:
+            self.clock_out.close()
+            self.clock_out = None
+
+    # -- registry → clock --------------------------------------------------------------------
+    def _on_change(self, change) -> None:
+        a, v = change.address, change.value
+        mine = change.source == self.SOURCE
+        if a == "/clock/source":
+            self._select(v)
+        elif a == "/clock/offset_ms":
+            self.clock.offset_s = v / 1000.0
+        elif a == "/clock/bpm" and not mine and self.source == "link" and self.link is not None:
+            self.link.set_tempo(v)
+        elif a == "/clock/beats_per_bar" and self.link is not None:
+            self.link.set_quantum(v)
+        elif a == "/clock/link_start_stop" and self.link is not None:
+            self.link.set_start_stop_sync(v)
+        elif a == "/clock/midi_out":
+            self._midi_out(v)
+        elif a == "/clock/playing" and not mine:
+            if self.source == "internal":
+                self._set_playing(bool(v), "start" if v else "stop", write=False)
+                if v:
+                    self.clock.start()
+                else:
+                    self.clock.stop()
+            elif self.source == "link" and self.link is not None and self.link.start_stop_sync:
+                self.link.set_playing(bool(v))
+            # under MIDI clock the master decides; the poll puts the value back
+
+    # -- transport ---------------------------------------------------------------------------
+    def _midi_transport(self, what: str) -> None:
+        if self.source == "midi":
+            self._set_playing(what != "stop", what)
+
+    def _set_playing(self, playing: bool, what: str, *, write: bool = True) -> None:
+        with self._lock:
+            changed = playing != self._playing
+            self._playing = playing
+        if write and self.registry.get("/clock/playing") != playing:
+            try:
+                self.registry.set("/clock/playing", playing, source=self.SOURCE)
+            except Exception:
+                log.exception("cannot write /clock/playing")
+        if (changed or what == "start") and self.on_transport is not None:
+            try:
+                self.on_transport(what)
+            except Exception:
+                log.exception("transport handler failed on %s", what)
+
+    # -- source → registry -------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            try:
+                self.poll()
+            except Exception:
+                log.exception("clock poll failed")
+
+    def poll(self) -> None:
+        """Publish the active source's tempo, peers and transport (called every ``poll_s``)."""
+        source = self.active()
+        if self.link is not None and self.registry.get("/clock/peers") != self.link.peers:
+            self.registry.set("/clock/peers", self.link.peers, source=self.SOURCE)
+        grid = getattr(source, "timeline", None) if source is not None else None
+        if grid is None:
+            return
+        bpm = round(min(400.0, max(20.0, grid.bpm)), 2)
+        current = self.registry.get("/clock/bpm")
+        now = time.monotonic()
+        moved = abs(bpm - current)
+        # a big move is published at once; a small one at most once a beat, so a noisy
+        # estimate does not resample the loop over and over
+        if moved >= 1.0 or (moved >= self.publish_bpm and now - self._last_publish_s >= 60.0 / bpm):
+            self._last_publish_s = now
+            self.registry.set("/clock/bpm", bpm, source=self.SOURCE)
+        # MIDI transport arrives through the source's callback, ahead of its first pulse
+        if self.source == "link" and grid.playing != self._playing:
+            self._set_playing(grid.playing, "start" if grid.playing else "stop")

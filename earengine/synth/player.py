@@ -173,6 +173,15 @@ class LoopPlayer:
         """
         import pyo
 
+        with self._lock:
+            pending = self._pending
+            if pending is not None and pending[2] and keep_phase and pending[0].samples.size == loop.samples.size:
+                # Replace a dreamed loop that has not started yet in place: no new table, so the
+                # engine allocates one table per bar, not one per optimizer step. Should the bar
+                # line take it mid-copy, it plays two successive dreams spliced, which sound alike.
+                np.asarray(pending[1].getBuffer())[:] = loop.samples
+                self._pending = (loop, pending[1], True)
+                return
         table = pyo.DataTable(size=loop.samples.size)
         np.asarray(table.getBuffer())[:] = loop.samples
         with self._lock:

@@ -17,10 +17,7 @@ import math
 import os
 import signal
 import subprocess
-import sys
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -114,45 +111,12 @@ class DreamEngine:
         return found[0]
 
 
-@contextmanager
-def dreaming_engine(jack, ear: Path) -> Iterator[DreamEngine]:
-    cmd = [sys.executable, "-m", "earengine", "run", "--audio", "jack", "--ear", str(ear), "--osc-port", "0",
-           "--duration", "240", "--status-every", "1"]
+def dreaming_engine(jack, ear: Path):
+    """The engine dreaming through ``ear`` with the settings of this file."""
+    args = ["--ear", str(ear)]
     for item in SETS:
-        cmd += ["--set", item]
-    proc = subprocess.Popen(cmd, env=jack.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, text=True)
-    lines: list[str] = []
-    port: list[int] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        for line in proc.stdout:
-            lines.append(line.rstrip("\n"))
-            if line.startswith("osc: listening on "):
-                port.append(int(line.split()[3].rsplit(":", 1)[1]))
-                ready.set()
-        ready.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    osc = None
-    try:
-        ready.wait(60)
-        if not port:
-            pytest.fail("earengine run did not start; its output:\n" + "\n".join(lines))
-        osc = jack_helpers.OscPeer(port[0])
-        yield DreamEngine(proc, osc, lines)
-    finally:
-        if osc is not None:
-            osc.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        reader.join(timeout=5)
+        args += ["--set", item]
+    return jack_helpers.engine_process(jack, args, duration_s=240, ready_s=60, wrap=DreamEngine)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import pytest
@@ -200,12 +200,14 @@ class EngineProcess:
 
 
 @contextmanager
-def engine(jack, *, loop: Path, sets: tuple[str, ...] = ()) -> Iterator[EngineProcess]:
-    """``earengine run --audio jack`` playing ``loop``, with OSC on a free port; always stopped."""
-    cmd = [sys.executable, "-m", "earengine", "run", "--audio", "jack", "--no-dream", "--osc-port", "0",
-           "--duration", "60", "--status-every", "1", "--loop", str(loop)]
-    for item in sets:
-        cmd += ["--set", item]
+def engine_process(jack, args: Sequence[str] = ("--no-dream",), *, duration_s: float = 60, ready_s: float = 30,
+                   wrap=None) -> Iterator[EngineProcess]:
+    """``earengine run --audio jack <args>`` with OSC on a free port and an OSC peer; always stopped.
+
+    ``wrap`` builds the yielded object from ``(proc, osc, lines)`` (default: EngineProcess).
+    """
+    cmd = [sys.executable, "-m", "earengine", "run", "--audio", "jack", "--osc-port", "0",
+           "--duration", str(duration_s), "--status-every", "1", *map(str, args)]
     proc = subprocess.Popen(cmd, env=jack.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, text=True)
     lines: list[str] = []
@@ -225,11 +227,11 @@ def engine(jack, *, loop: Path, sets: tuple[str, ...] = ()) -> Iterator[EnginePr
     reader.start()
     osc = None
     try:
-        ready.wait(30)
+        ready.wait(ready_s)
         if not port:
             pytest.fail("earengine run did not start; its output:\n" + "\n".join(lines))
         osc = OscPeer(port[0])
-        yield EngineProcess(proc, osc, lines)
+        yield (wrap or EngineProcess)(proc, osc, lines)
     finally:
         if osc is not None:
             osc.close()
@@ -240,6 +242,14 @@ def engine(jack, *, loop: Path, sets: tuple[str, ...] = ()) -> Iterator[EnginePr
             proc.kill()
             proc.wait(timeout=5)
         reader.join(timeout=5)
+
+
+def engine(jack, *, loop: Path, sets: tuple[str, ...] = ()):
+    """The engine playing ``loop`` with no worker, with ``--set`` overrides."""
+    args = ["--no-dream", "--loop", str(loop)]
+    for item in sets:
+        args += ["--set", item]
+    return engine_process(jack, args)
 
 
 class Recorder:

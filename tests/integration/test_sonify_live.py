@@ -13,11 +13,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -59,43 +56,9 @@ TRAINER = textwrap.dedent("""
 """)
 
 
-@contextmanager
-def engine_process(jack) -> Iterator[jack_helpers.EngineProcess]:
-    cmd = [sys.executable, "-m", "earengine", "run", "--audio", "jack", "--no-dream", "--osc-port", "0",
-           "--duration", "60", "--status-every", "1"]
-    proc = subprocess.Popen(cmd, env=jack.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, text=True)
-    lines: list[str] = []
-    port: list[int] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        for line in proc.stdout:
-            lines.append(line.rstrip("\n"))
-            if line.startswith("osc: listening on "):
-                port.append(int(line.split()[3].rsplit(":", 1)[1]))
-                ready.set()
-        ready.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    osc = None
-    try:
-        ready.wait(30)
-        if not port:
-            pytest.fail("earengine run did not start; its output:\n" + "\n".join(lines))
-        osc = jack_helpers.OscPeer(port[0])
-        yield jack_helpers.EngineProcess(proc, osc, lines)
-    finally:
-        if osc is not None:
-            osc.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        reader.join(timeout=5)
+def engine_process(jack):
+    """The engine with no worker: the gradient voices are what is heard."""
+    return jack_helpers.engine_process(jack, ("--no-dream",))
 
 
 def trainer(jack, script: Path, port: int, run: str, norm: float, steps: int, rate: float, go: Path) -> subprocess.Popen:
