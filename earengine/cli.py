@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "earengine.ear.commands",
     "earengine.optvis.commands",
     "earengine.sonify.commands",
+    "earengine.viz.commands",
 )
 
 

@@ -38,9 +38,13 @@ def _run(args: argparse.Namespace) -> int:
     # SIGTERM ends the engine as cleanly as Ctrl-C does
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     ear = None if args.no_dream else args.ear
+    if args.clock:
+        overrides["/clock/source"] = args.clock
+    midi = dict(midi_in=args.midi_in or (), midi_out=args.midi_out, midi_backend=args.midi_backend,
+                midi_map=args.midi_map)
     with Engine(audio=args.audio, osc_host=args.osc_host, osc_port=args.osc_port, allow=allow,
                 reply_port=args.reply_port, preset_dir=args.preset_dir, overrides=overrides,
-                ear=ear, device=args.device) as engine:
+                ear=ear, device=args.device, **midi, **_stream_options(args)) as engine:
         if args.preset:
             engine.presets.load(args.preset, engine.registry, source="cli")
         if args.loop:
@@ -77,4 +81,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--record", default=None, help="also write the output to this WAV file")
     p.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines")
+    # -- tempo and MIDI (earengine/control/clock.py, midi.py) ----------------------------------
+    from earengine.control.params import CLOCK_SOURCES
+
+    p.add_argument("--clock", default=None, choices=CLOCK_SOURCES,
+                   help="where tempo and bar lines come from (default: internal; sets /clock/source)")
+    p.add_argument("--midi-in", action="append", metavar="PORT",
+                   help="MIDI input by name or pattern, e.g. 'BCF2000' or '*clock*'; 'virtual' makes a port to connect to (repeatable)")
+    p.add_argument("--midi-out", default=None, metavar="PORT",
+                   help="MIDI output for controller feedback and clock out, by name or pattern, or 'virtual'")
+    p.add_argument("--midi-backend", default="auto", choices=("auto", "jack", "alsa"),
+                   help="MIDI system (default: JACK when a JACK server runs, else ALSA)")
+    p.add_argument("--midi-map", default=None, metavar="NAME",
+                   help="controller map to load at start: bcf2000, launch-control-xl, or one saved with /midi/save")
+    # -- streams and OSCQuery (earengine/control/stream.py, oscquery.py) -----------------------
+    p.add_argument("--stream-ws-port", type=int, default=None, metavar="PORT",
+                   help="also stream activations to WebSocket receivers on this TCP port (default: off)")
+    p.add_argument("--oscquery-port", type=int, default=9001, metavar="PORT",
+                   help="TCP port of the OSCQuery namespace (HTTP + WebSocket; default 9001)")
+    p.add_argument("--no-oscquery", action="store_true", help="serve no OSCQuery namespace")
+    p.add_argument("--no-zeroconf", action="store_true", help="do not advertise OSCQuery with zeroconf")
     p.set_defaults(func=_run)
+
+
+def _stream_options(args: argparse.Namespace) -> dict:
+    for flag, port in (("--stream-ws-port", args.stream_ws_port), ("--oscquery-port", args.oscquery_port)):
+        if port is not None and not 0 <= port <= 65535:
+            raise ParameterError(f"{flag}={port} must be within [0, 65535]")
+    return {"stream_ws_port": args.stream_ws_port, "oscquery_port": None if args.no_oscquery else args.oscquery_port,
+            "zeroconf": not args.no_zeroconf}

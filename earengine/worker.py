@@ -135,6 +135,7 @@ def worker_main(model: str, settings: dict, shm_name: str, inbox, outbox, device
         buf.close()
         return
     recent: list[float] = []
+    publisher = None  # activations for the engine's streams, while it asks for them
     try:
         while True:
             changes: dict = {}
@@ -154,6 +155,8 @@ def worker_main(model: str, settings: dict, shm_name: str, inbox, outbox, device
                     dreamer.reset(msg[1], msg[2])
                 elif msg[0] == "reference":
                     dreamer.set_reference(msg[1])
+                elif msg[0] == "acts":  # the engine's streams want activations (name) or not (None)
+                    publisher = _activation_publisher(publisher, msg[1])
             if changes:
                 try:
                     dreamer.configure(changes)
@@ -167,13 +170,49 @@ def worker_main(model: str, settings: dict, shm_name: str, inbox, outbox, device
             recent = (recent + [stats.seconds])[-20:]
             samples = dreamer.waveform()
             if stats.finite and np.all(np.isfinite(samples)):
+                if publisher is not None:  # before the loop: the engine pairs them by step
+                    _publish_activations(publisher, dreamer, stats, outbox)
                 buf.write(samples, step=stats.step, loss=stats.loss, target=stats.target,
                           steps_per_s=len(recent) / max(1e-9, sum(recent)), bars=dreamer.settings["/loop/bars"],
                           sr=dreamer.sr)
             else:
                 buf.beat()
     finally:
+        if publisher is not None:
+            publisher.close()
         buf.close()
+
+
+def _activation_publisher(old, name: Optional[str]):
+    from earengine.viz.frames import ActivationPublisher
+
+    if old is not None:
+        old.close()
+    try:
+        return ActivationPublisher(name) if name else None
+    except FileNotFoundError:  # replaced by a larger one meanwhile: its name is on the way
+        return None
+
+
+def _publish_activations(publisher, dreamer, stats, outbox) -> None:
+    try:
+        need = publisher.publish(dreamer, step=stats.step, loss=stats.loss)
+    except Exception as exc:  # streams are a view: never let them stop the dream
+        if not getattr(publisher, "failed", False):
+            publisher.failed = True
+            outbox.put(("error", f"activations not published: {exc}".splitlines()[0]))
+        return
+    if need:
+        outbox.put(("acts_need", need))
+
+
+def _acts_floats(shapes: Mapping[str, Any]) -> int:
+    """float32 values one loop's activations and masks take, from the worker's tap shapes."""
+    total = 0
+    for shape in shapes.values():
+        c, f = shape[0], (shape[1] if len(shape) == 3 else 1)
+        total += int(np.prod(shape)) + c * f
+    return total
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,6 +265,12 @@ class DreamSupervisor:
         self._closing = False
         self._sub = None
         self._thread: Optional[threading.Thread] = None
+        # activations for the streams: called with each new loop's ActivationSet before the loop
+        # is delivered; the worker computes them only while wanted
+        self.on_activations: Optional[Callable[[Any], None]] = None
+        self.acts = None  # ActivationBuffer, made when first wanted
+        self._want_acts = False
+        self._acts_dirty = False
 
     def __enter__(self) -> "DreamSupervisor":
         self.start()
@@ -268,6 +313,30 @@ class DreamSupervisor:
         except (queue.Full, AttributeError, ValueError):
             log.warning("worker inbox full; %s dropped", msg[0])
 
+    def stream_activations(self, on: bool) -> None:
+        """Ask the worker to publish every loop's activations (streams have destinations) or to
+        stop (they have none). Never blocks; applied on the supervisor's thread, the only one
+        that touches the activation buffer."""
+        self._want_acts = bool(on)
+        self._acts_dirty = True
+
+    def _apply_acts(self) -> None:
+        self._acts_dirty = False
+        if not self._want_acts:
+            self.send("acts", None)
+        elif self.info.get("shapes"):
+            self._acts_buffer(_acts_floats(self.info["shapes"]))
+            self.send("acts", self.acts.name)
+
+    def _acts_buffer(self, floats: int) -> None:
+        from earengine.viz.frames import ActivationBuffer
+
+        if self.acts is not None and self.acts.capacity >= floats:
+            return
+        old, self.acts = self.acts, ActivationBuffer(int(floats * 1.25) + 1024)
+        if old is not None:  # only this thread reads it: nobody holds a view into it now
+            old.close()
+
     def _on_change(self, change) -> None:
         if change.address.split("/")[1] in DREAM_NAMESPACES or change.address in DREAM_EXTRA:
             self.send("set", {change.address: change.value})
@@ -281,6 +350,8 @@ class DreamSupervisor:
             time.sleep(0.05)
 
     def _poll(self) -> None:
+        if self._acts_dirty:
+            self._apply_acts()
         while True:
             try:
                 kind, payload = self._outbox.get_nowait()
@@ -290,6 +361,12 @@ class DreamSupervisor:
                 self.info = payload
                 self.state = "dreaming" if self.registry.get("/opt/run") else "paused"
                 self.say(f"worker: ear loaded ({len(payload['taps'])} taps), dreaming on {self.device}")
+                if self._want_acts:
+                    self._apply_acts()
+            elif kind == "acts_need":
+                if self._want_acts:
+                    self._acts_buffer(int(payload))
+                    self.send("acts", self.acts.name)
             elif kind == "error":
                 self.say(f"worker: {payload}")
                 if payload.startswith("worker cannot start"):
@@ -299,6 +376,11 @@ class DreamSupervisor:
             self._seq, samples, stats = got
             self.last = stats
             if np.all(np.isfinite(samples)) and samples.size > 1:
+                stats["key"] = int(self._seq)
+                if self.acts is not None and self.on_activations is not None:
+                    found = self.acts.read(stats["step"], taps=self.info.get("taps", ()), key=int(self._seq))
+                    if found is not None:
+                        self.on_activations(found)
                 self.loops += 1
                 self._last_samples = samples
                 self._last_loop = samples
@@ -350,3 +432,5 @@ class DreamSupervisor:
             self._thread.join(timeout=2)
         self._stop_process()
         self.buffer.close()
+        if self.acts is not None:
+            self.acts.close()

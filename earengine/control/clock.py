@@ -301,21 +301,25 @@ class BarClock:
 # MIDI clock in
 # ---------------------------------------------------------------------------------------------
 class PulseTempo:
-    """Tempo and phase from pulse times: a least-squares line through the last ``window`` pulses.
+    """Tempo and phase from pulse times, steady under jitter and quick to follow a real change.
 
-    Timing noise (jitter, timestamps rounded to an audio period) averages out over the window;
-    a real tempo change shows as ``run`` residuals in a row beyond ``z`` robust deviations, all
-    of one sign, and the window then restarts from those pulses, so the estimate follows within
-    a fraction of a beat.
+    The tempo is the slope of a least-squares line through every pulse since the last tempo
+    change (at most ``window``): timing noise averages out the longer the tempo holds, whether
+    it is noise around a steady grid (timestamps rounded to an audio period) or noise in each
+    interval (a clock whose beats wander). A real change shows as a short fit (the last
+    ``short`` pulses) that departs from the long one by more than ``z`` times its usual
+    departure (learnt as it runs, at least ``min_change``) for ``persist`` pulses in a row; the
+    long fit then starts again from the recent pulses. The phase is the line with the long
+    slope through the last ``phase`` pulses, so the grid stays on the pulses as they come.
 
     Parameters
     ----------
     ppq : int > 0
         Pulses per quarter note.
-    window : int >= 8
-        Most pulses fitted.
+    window : int >= 64
+        Most pulses in the long fit.
     bpm : float > 0
-        Tempo assumed until two pulses have been seen.
+        Tempo assumed until pulses say otherwise.
 
     Examples
     --------
@@ -326,19 +330,22 @@ class PulseTempo:
     128.0
     """
 
-    def __init__(self, *, ppq: int = PPQ, window: int = 192, bpm: float = 120.0, z: float = 3.5,
-                 run: int = 6, floor_s: float = 0.0003) -> None:
+    def __init__(self, *, ppq: int = PPQ, window: int = 2048, short: int = 48, phase: int = 24,
+                 bpm: float = 120.0, z: float = 4.0, min_change: float = 0.005, persist: int = 8) -> None:
         self.ppq = int(ppq)
-        self.window = max(8, int(window))
-        self.z, self.run, self.floor_s = float(z), int(run), float(floor_s)
+        self.window = max(64, int(window))
+        self.short, self.phase = int(short), int(phase)
+        self.z, self.min_change, self.persist = float(z), float(min_change), int(persist)
         self.period_s = 60.0 / float(bpm) / self.ppq
-        self.sigma_s = 0.0
         self.restarts = 0
-        self._k: deque = deque(maxlen=self.window)
-        self._t: deque = deque(maxlen=self.window)
-        self._a = 0.0  # fitted time of pulse _k0 (the line is t = _a + (k - _k0) * period)
-        self._k0 = 0
-        self._signs: deque = deque(maxlen=self.run)
+        self.scale = 0.004  # usual relative departure of the short fit from the long one
+        self._pulses: deque = deque(maxlen=self.window)
+        self._run = 0
+        self._sign = 0
+        self._anchor_k = 0
+        self._anchor_t = 0.0
+        self._origin = (0, 0.0)
+        self._sums = [0.0] * 5  # n, Σk, Σt, Σkk, Σkt about the origin
 
     @property
     def bpm(self) -> float:
@@ -346,67 +353,118 @@ class PulseTempo:
 
     @property
     def count(self) -> int:
-        return len(self._k)
+        return len(self._pulses)
 
     def time_of(self, k: float) -> float:
-        """Fitted time of pulse ``k``."""
-        return self._a + (k - self._k0) * self.period_s
+        """Time of pulse ``k`` on the fitted grid."""
+        return self._anchor_t + (k - self._anchor_k) * self.period_s
 
-    def restart(self) -> None:
-        """Forget the pulses (keep the tempo as the prior)."""
-        self._k.clear()
-        self._t.clear()
-        self._signs.clear()
+    def restart(self, keep: int = 0) -> None:
+        """Start the long fit again from the last ``keep`` pulses (the tempo stays as the prior)."""
+        kept = list(self._pulses)[-keep:] if keep > 0 else []
+        self._pulses.clear()
+        self._sums = [0.0] * 5
+        self._run = 0
+        if kept:
+            self._origin = kept[0]
+        for k, t in kept:
+            self._push(k, t)
+
+    def _push(self, k: int, t: float) -> None:
+        if len(self._pulses) == self._pulses.maxlen:
+            self._account(*self._pulses[0], -1.0)
+        self._pulses.append((k, t))
+        if not self._sums[0]:
+            self._origin = (k, t)
+        elif k - self._origin[0] > 4 * self.window:  # keep the sums small numbers
+            self._origin = self._pulses[0]
+            self._sums = [0.0] * 5
+            for kk, tt in list(self._pulses)[:-1]:
+                self._account(kk, tt, 1.0)
+        self._account(k, t, 1.0)
+
+    def _account(self, k: int, t: float, sign: float) -> None:
+        dk, dt = k - self._origin[0], t - self._origin[1]
+        s = self._sums
+        s[0] += sign
+        s[1] += sign * dk
+        s[2] += sign * dt
+        s[3] += sign * dk * dk
+        s[4] += sign * dk * dt
+
+    def _long_slope(self) -> Optional[float]:
+        n, sk, st, skk, skt = self._sums
+        if n < 2:
+            return None
+        sxx = skk - sk * sk / n
+        sxy = skt - sk * st / n
+        return sxy / sxx if sxx > 0 and sxy > 0 else None
+
+    def _short_slope(self) -> Optional[float]:
+        pts = list(self._pulses)[-self.short:]
+        n = len(pts)
+        mk = sum(k for k, _ in pts) / n
+        mt = sum(t for _, t in pts) / n
+        sxx = sum((k - mk) ** 2 for k, _ in pts)
+        sxy = sum((k - mk) * (t - mt) for k, t in pts)
+        return sxy / sxx if sxx > 0 and sxy > 0 else None
 
     def add(self, k: int, t_s: float) -> None:
         """One pulse: its index (increasing) and its time in seconds."""
-        if self._k and k <= self._k[-1]:
-            return  # an index out of order carries nothing we could fit
-        if self._t and t_s < self._t[-1]:
-            t_s = self._t[-1]  # time never runs back; a stamp that does is noise
-        if len(self._k) >= 12:
-            residual = t_s - self.time_of(k)
-            if abs(residual) > self.z * max(self.sigma_s, self.floor_s):
-                self._signs.append(1 if residual > 0 else -1)
-                if len(self._signs) == self.run and abs(sum(self._signs)) == self.run:
-                    keep = self.run - 1  # the pulses of the run already belong to the new tempo
-                    ks, ts = list(self._k)[-keep:], list(self._t)[-keep:]
-                    self.restart()
-                    self._k.extend(ks)
-                    self._t.extend(ts)
-                    self.restarts += 1
-            else:
-                self._signs.clear()
-        self._k.append(k)
-        self._t.append(t_s)
-        self._fit()
+        if self._pulses and (k <= self._pulses[-1][0] or t_s < self._pulses[-1][1]):
+            return  # out of order: nothing a line could use
+        self._push(k, t_s)
+        n = len(self._pulses)
+        slope = self._long_slope()
+        if slope is not None:
+            # two or three pulses say little: lean on the prior until there are more
+            self.period_s = slope if n >= 4 else 0.5 * (slope + self.period_s)
+        if n >= self.short + self.phase:
+            short = self._short_slope()
+            if short is not None:
+                self._watch(short / self.period_s - 1.0)
+        recent = list(self._pulses)[-self.phase:]
+        self._anchor_k = k
+        self._anchor_t = sum(t - (kk - k) * self.period_s for kk, t in recent) / len(recent)
 
-    def _fit(self) -> None:
-        n = len(self._k)
-        k_last, t_last = self._k[-1], self._t[-1]
-        if n < 2:
-            self._a, self._k0 = t_last, k_last
-            return
-        # centred sums: small numbers, no cancellation
-        mk = sum(self._k) / n
-        mt = sum(self._t) / n
-        sxx = sxy = 0.0
-        for k, t in zip(self._k, self._t):
-            dk = k - mk
-            sxx += dk * dk
-            sxy += dk * (t - mt)
-        if sxx <= 0 or sxy <= 0:
-            return
-        period = sxy / sxx
-        if n < 4:
-            # two or three pulses say little: blend toward the prior rather than jump
-            period = 0.5 * (period + self.period_s)
-        self.period_s = period
-        self._k0 = k_last
-        self._a = mt + (k_last - mk) * period
-        if n >= 8:
-            dev = sorted(abs(t - self.time_of(k)) for k, t in zip(self._k, self._t))
-            self.sigma_s = 1.4826 * dev[len(dev) // 2]
+    def _since_change(self) -> int:
+        """How many of the last ``short`` pulses follow the new tempo: the split of them into two
+        lines that fits best."""
+        pts = list(self._pulses)[-self.short:]
+
+        def sse(part: list) -> float:
+            n = len(part)
+            mk = sum(k for k, _ in part) / n
+            mt = sum(t for _, t in part) / n
+            sxx = sum((k - mk) ** 2 for k, _ in part)
+            sxy = sum((k - mk) * (t - mt) for k, t in part)
+            syy = sum((t - mt) ** 2 for _, t in part)
+            return syy - (sxy * sxy / sxx if sxx > 0 else 0.0)
+
+        best, split = math.inf, len(pts) // 2
+        for c in range(3, len(pts) - 5):
+            cost = sse(pts[:c]) + sse(pts[c:])
+            if cost < best:
+                best, split = cost, c
+        return len(pts) - split
+
+    def _watch(self, departure: float) -> None:
+        limit = max(self.z * self.scale, self.min_change)
+        if abs(departure) > limit:
+            sign = 1 if departure > 0 else -1
+            self._run = self._run + 1 if sign == self._sign else 1
+            self._sign = sign
+            if self._run >= self.persist:
+                self.restarts += 1
+                self.restart(keep=self._since_change())
+                slope = self._long_slope()
+                if slope is not None:
+                    self.period_s = slope
+                return
+        else:
+            self._run = 0
+        # learn the usual departure from what is not a change (a clipped running mean)
+        self.scale += (min(abs(departure), limit) - self.scale) / 64.0
 
 
 class MidiClockIn:
@@ -431,7 +489,7 @@ class MidiClockIn:
     """
 
     def __init__(self, *, bpm: float = 120.0, stamp_bias_s: float = 0.0,
-                 on_transport: Optional[Callable[[str], None]] = None, window: int = 192) -> None:
+                 on_transport: Optional[Callable[[str], None]] = None, window: int = 2048) -> None:
         self.tempo = PulseTempo(bpm=bpm, window=window)
         self.stamp_bias_s = float(stamp_bias_s)
         self.on_transport = on_transport
@@ -501,6 +559,9 @@ class MidiClockIn:
         self.timeline = Timeline(when, self._position / PPQ, self.tempo.bpm, False)
 
     def _pulse(self, t: float) -> None:
+        if self._last_t is not None and t < self._last_t - 1e-4:
+            self.counts["ignored"] += 1  # stamped before the pulse before it: out of order
+            return
         self.counts["pulses"] += 1
         period = self.tempo.period_s
         if self._last_t is not None and t - self._last_t > max(0.25, 6.0 * period):

@@ -6,7 +6,9 @@ registry is built); OSC routes, OSCQuery, MIDI, presets, the CLI and docs/osc.md
 
 from __future__ import annotations
 
+from earengine.control.params import CLOCK_PARAMS, CLOCK_SOURCES, MIDI_COMMANDS, MIDI_PARAMS
 from earengine.params.spec import ArgSpec, CommandSpec, ParamSpec
+from earengine.control.stream_params import STREAM_COMMANDS, STREAM_PARAMS
 from earengine.sonify.params import SON_COMMANDS, SON_PARAMS
 
 __all__ = ["PARAMS", "COMMANDS", "LIMITER_CEILING_DBFS", "TAPS"]
@@ -17,11 +19,14 @@ LIMITER_CEILING_DBFS = -0.3
 PARAMS: tuple[ParamSpec, ...] = (
     # -- clock ----------------------------------------------------------------------------
     ParamSpec("/clock/bpm", "float", 120.0, min=20.0, max=400.0, unit="BPM",
-              doc="Tempo of the internal clock; loops are resampled to keep their bars."),
+              doc="Tempo; loops are resampled to keep their bars. Follows Link or MIDI clock; under link, setting it sets the session's."),
     ParamSpec("/clock/beats_per_bar", "int", 4, min=1, max=32, unit="beats",
               doc="Beats in one bar; loops start on bar lines."),
-    ParamSpec("/clock/source", "enum", "internal", choices=("internal",),
-              doc="Where tempo and bar lines come from."),
+    ParamSpec("/clock/source", "enum", "internal", choices=CLOCK_SOURCES,
+              doc="Where tempo and bar lines come from: the engine, an Ableton Link session, or MIDI clock on the MIDI input."),
+    # -- clock sources and MIDI (rows in earengine/control/params.py) ---------------------
+    *CLOCK_PARAMS,
+    *MIDI_PARAMS,
     # -- loop -----------------------------------------------------------------------------
     ParamSpec("/loop/bars", "int", 2, min=1, max=64, unit="bars",
               doc="Length of dreamed loops in bars; loaded loops keep their own whole number of bars."),
@@ -76,6 +81,9 @@ PARAMS += (
     _unit("/reg/mix", 0.0, "After each step, mix this much of the reference clip back in."),
 )
 
+# -- activation streams (rows in earengine/control/stream_params.py) ----------------------
+PARAMS += STREAM_PARAMS
+
 _PATH = ArgSpec("path", "str")
 _NAME = ArgSpec("name", "str")
 
@@ -111,4 +119,9 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 doc="Send replies for this sender's address to this UDP port (0: back to the sending port)."),
     # -- sonification (rows in earengine/sonify/params.py) ------------------------------
     *SON_COMMANDS,
+    # -- MIDI (rows in earengine/control/params.py) --------------------------------------
+    *MIDI_COMMANDS,
 )
+
+# -- activation streams (rows in earengine/control/stream_params.py) ----------------------
+COMMANDS += STREAM_COMMANDS

@@ -1,0 +1,381 @@
+"""OSCQuery, generated from the registry: hosts that browse it see every parameter and command.
+
+One TCP port serves both halves of the protocol, as OSCQuery asks:
+
+- **HTTP**: ``GET /`` is the whole namespace as JSON; ``GET /loop/gain`` one node;
+  ``GET /loop/gain?VALUE`` one attribute; ``GET /?HOST_INFO`` the server's description. Nodes
+  carry FULL_PATH, TYPE, ACCESS, VALUE, RANGE, DESCRIPTION, UNIT and CLIPMODE, all derived from
+  the :class:`~earengine.params.spec.ParamSpec` and :class:`~earengine.params.spec.CommandSpec`
+  rows — nothing is typed twice.
+- **WebSocket**: a client sends ``{"COMMAND": "LISTEN", "DATA": "/loop/gain"}`` and from then on
+  receives every change of that parameter as a binary OSC message (``IGNORE`` stops it); binary
+  OSC messages it sends are handled like UDP ones (set a value, run a command).
+
+The service is advertised with zeroconf as ``_oscjson._tcp`` (and the OSC port as ``_osc._udp``).
+
+Types are the ones the engine speaks: a ``bool`` travels as ``i`` (0/1, which Pure Data and Max
+read), an ``enum`` as ``s`` with its choices in RANGE's VALS. Parameters are readable and
+writable (ACCESS 3). A command holds no value to read back, and hosts that browse treat a node
+with ACCESS 2 but no VALUE as broken, so commands are ACCESS 0 with their argument types in TYPE.
+Out-of-range values are refused, never clipped, so CLIPMODE says which ends are bounded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+from collections import deque
+from typing import Any, Callable, Optional
+from urllib.parse import unquote, urlsplit
+
+from earengine.control.osc import decode_packet, encode_message
+from earengine.errors import EarEngineError
+from earengine.params.registry import Change, Registry
+from earengine.params.spec import CommandSpec, ParamSpec
+
+__all__ = ["namespace", "node", "host_info", "OscQueryServer", "ATTRIBUTES", "EXTENSIONS"]
+
+log = logging.getLogger("earengine.oscquery")
+
+#: Node attributes a query may ask for one by one.
+ATTRIBUTES = ("FULL_PATH", "CONTENTS", "TYPE", "ACCESS", "VALUE", "RANGE", "DESCRIPTION", "UNIT", "CLIPMODE")
+#: What this server implements, as HOST_INFO says it.
+EXTENSIONS = {
+    "ACCESS": True, "VALUE": True, "RANGE": True, "DESCRIPTION": True, "TYPE": True, "UNIT": True,
+    "CLIPMODE": True, "LISTEN": True, "TAGS": False, "EXTENDED_TYPE": False, "CRITICAL": False,
+    "OVERLOADS": False, "HTML": False, "ECHO": False, "PATH_CHANGED": False, "PATH_RENAMED": False,
+    "PATH_ADDED": False, "PATH_REMOVED": False,
+}
+
+
+def _json_value(spec: ParamSpec, value: Any) -> Any:
+    return int(value) if spec.type == "bool" else value
+
+
+def _param_node(spec: ParamSpec, value: Any) -> dict:
+    out: dict = {"FULL_PATH": spec.address, "TYPE": spec.typetag, "ACCESS": 3,
+                 "VALUE": [_json_value(spec, value)], "DESCRIPTION": spec.doc}
+    if spec.type == "enum":
+        out["RANGE"] = [{"VALS": list(spec.choices)}]
+    elif spec.type == "bool":
+        out["RANGE"] = [{"MIN": 0, "MAX": 1}]
+    elif spec.numeric and (spec.min is not None or spec.max is not None):
+        rng = {}
+        if spec.min is not None:
+            rng["MIN"] = int(spec.min) if spec.type == "int" else float(spec.min)
+        if spec.max is not None:
+            rng["MAX"] = int(spec.max) if spec.type == "int" else float(spec.max)
+        out["RANGE"] = [rng]
+    if spec.unit:
+        out["UNIT"] = [spec.unit]
+    low = spec.type == "bool" or (spec.numeric and spec.min is not None)
+    high = spec.type == "bool" or (spec.numeric and spec.max is not None)
+    out["CLIPMODE"] = ["both" if low and high else "low" if low else "high" if high else "none"]
+    return out
+
+
+def _command_node(cmd: CommandSpec) -> dict:
+    out: dict = {"FULL_PATH": cmd.address, "ACCESS": 0, "DESCRIPTION": cmd.doc}
+    if cmd.args:
+        out["TYPE"] = cmd.typetags
+        ranges = [{"VALS": list(a.choices)} if a.choices else {} for a in cmd.args]
+        if any(ranges):
+            out["RANGE"] = ranges
+    return out
+
+
+def namespace(registry: Registry) -> dict:
+    """The whole address space as an OSCQuery JSON tree (the answer to ``GET /``)."""
+    values = registry.snapshot()
+    root: dict = {"FULL_PATH": "/", "ACCESS": 0, "DESCRIPTION": "earengine", "CONTENTS": {}}
+    leaves = [(s.address, _param_node(s, values[s.address])) for s in registry]
+    leaves += [(c.address, _command_node(c)) for c in registry.commands.values()]
+    for address, leaf in leaves:
+        parts = address.strip("/").split("/")
+        here = root
+        for depth, name in enumerate(parts[:-1]):
+            here = here["CONTENTS"].setdefault(name, {
+                "FULL_PATH": "/" + "/".join(parts[:depth + 1]), "ACCESS": 0, "CONTENTS": {},
+                "DESCRIPTION": f"/{'/'.join(parts[:depth + 1])} parameters and commands"})
+        here["CONTENTS"][parts[-1]] = leaf
+    return root
+
+
+def node(registry: Registry, path: str) -> Optional[dict]:
+    """The node at ``path`` (``/`` for the root), or None."""
+    path = "/" + path.strip("/")
+    if path in registry.specs:  # one leaf: no need to build the tree
+        spec = registry.specs[path]
+        return _param_node(spec, registry.get(path))
+    if path in registry.commands:
+        return _command_node(registry.commands[path])
+    here = namespace(registry)
+    for name in [p for p in path.split("/") if p]:
+        here = here.get("CONTENTS", {}).get(name)
+        if here is None:
+            return None
+    return here
+
+
+def host_info(*, name: str, osc_ip: str, osc_port: int) -> dict:
+    """The answer to ``GET /?HOST_INFO``."""
+    return {"NAME": name, "OSC_IP": osc_ip, "OSC_PORT": int(osc_port), "OSC_TRANSPORT": "UDP",
+            "EXTENSIONS": dict(EXTENSIONS)}
+
+
+class _Listener:
+    """One WebSocket client: what it listens to, and what its own thread has still to send.
+
+    Pushes are coalesced per address: a client that reads slowly gets the newest value of each
+    parameter it listens to, never a backlog of stale ones, and never holds up the change.
+    """
+
+    def __init__(self, conn) -> None:
+        self.conn = conn
+        self.paths: set[str] = set()
+        self._values: dict[str, bytes] = {}
+        self._replies: deque[bytes] = deque(maxlen=64)
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self.closed = False
+        self.replaced = 0
+
+    def push(self, address: str, data: bytes) -> None:
+        with self._lock:
+            if self._values.pop(address, None) is not None:
+                self.replaced += 1
+            self._values[address] = data
+        self._ready.set()
+
+    def offer(self, data: bytes) -> None:
+        with self._lock:
+            self._replies.append(data)
+        self._ready.set()
+
+    def stop(self) -> None:
+        self.closed = True
+        self._ready.set()
+
+    def pump(self) -> None:
+        while True:
+            self._ready.wait()
+            if self.closed:
+                return
+            with self._lock:
+                self._ready.clear()
+                batch = list(self._replies) + list(self._values.values())
+                self._replies.clear()
+                self._values.clear()
+            try:
+                for data in batch:
+                    self.conn.send(data)
+            except Exception:
+                return
+
+
+class OscQueryServer:
+    """HTTP + WebSocket OSCQuery server for a registry, with a zeroconf advertisement.
+
+    A context manager. Nothing here runs on the OSC or audio threads: value pushes are queued to
+    each listener's own sending thread, and a listener that cannot keep up loses pushes instead
+    of slowing the change that caused them.
+
+    Parameters
+    ----------
+    registry : Registry
+    host : str
+        Interface for HTTP/WebSocket (the OSC interface, normally).
+    port : int >= 0
+        TCP port (0 picks a free one; see :attr:`address`).
+    osc_port : int
+        The engine's OSC UDP port, announced in HOST_INFO.
+    osc_host : str, optional
+        The OSC address announced (default: ``host``).
+    handle : callable(address, args, sender) -> list of Reply, optional
+        Where OSC messages arriving over the WebSocket go (the engine's router).
+    name : str
+        Service name.
+    zeroconf : bool
+        Advertise ``_oscjson._tcp`` and ``_osc._udp`` (in the background: it takes a second).
+    """
+
+    def __init__(self, registry: Registry, *, host: str = "127.0.0.1", port: int = 9001, osc_port: int = 9000,
+                 osc_host: Optional[str] = None, handle: Optional[Callable[[str, tuple, tuple], list]] = None,
+                 name: str = "earengine", zeroconf: bool = True) -> None:
+        from websockets.sync.server import serve
+
+        self.registry = registry
+        self.name = name
+        self.osc_port = int(osc_port)
+        self.osc_host = osc_host or host
+        self.handle = handle
+        self._listeners: list[_Listener] = []
+        self._lock = threading.Lock()
+        try:
+            self.server = serve(self._ws, host, port, process_request=self._http, compression=None,
+                                max_size=2 ** 16, close_timeout=1, server_header="earengine")
+        except OSError as exc:
+            raise EarEngineError(f"cannot serve OSCQuery on {host}:{port}: {exc.strerror}; "
+                                 "choose another --oscquery-port") from None
+        self._thread = threading.Thread(target=self.server.serve_forever, name="earengine-oscquery", daemon=True)
+        self._thread.start()
+        self._sub = registry.subscribe(self._on_change)
+        self._zeroconf = None
+        self._zc_thread = None
+        self._zc_lock = threading.Lock()
+        self._closed = False
+        if zeroconf:
+            self._zc_thread = threading.Thread(target=self._advertise, name="earengine-zeroconf", daemon=True)
+            self._zc_thread.start()
+
+    @property
+    def address(self) -> tuple:
+        return self.server.socket.getsockname()[:2]
+
+    def __enter__(self) -> "OscQueryServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._sub.close()
+        with self._lock:
+            for listener in self._listeners:
+                listener.stop()
+        self.server.shutdown()
+        self._thread.join(timeout=2)
+        with self._zc_lock:  # a registration still under way closes it itself when done
+            zc, self._zeroconf = self._zeroconf, None
+        if zc is not None:
+            _close_zeroconf(zc)
+
+    # -- HTTP ------------------------------------------------------------------------------------
+    def _respond(self, conn, status: int, body: Any):
+        from websockets.datastructures import Headers
+        from websockets.http11 import Response
+
+        reasons = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found"}
+        data = b"" if body is None else (json.dumps(body) if not isinstance(body, str) else body).encode()
+        headers = Headers([("Content-Type", "application/json" if status == 200 else "text/plain"),
+                           ("Content-Length", str(len(data))), ("Access-Control-Allow-Origin", "*"),
+                           ("Connection", "close")])
+        return Response(status, reasons.get(status, ""), headers, data)
+
+    def _http(self, conn, request):
+        if (request.headers.get("Upgrade") or "").lower() == "websocket":
+            return None  # a WebSocket handshake: let it through
+        url = urlsplit(request.path)
+        path = unquote(url.path) or "/"
+        query = url.query.split("&")[0].split("=")[0].upper() if url.query else ""
+        if query == "HOST_INFO":
+            host, _ = self.address
+            return self._respond(conn, 200, host_info(name=self.name, osc_ip=self.osc_host, osc_port=self.osc_port))
+        found = node(self.registry, path)
+        if found is None:
+            return self._respond(conn, 404, f"no node at {path}")
+        if not query:
+            return self._respond(conn, 200, found)
+        if query not in ATTRIBUTES:
+            return self._respond(conn, 400, f"attribute {query} is not one of {', '.join(ATTRIBUTES)}")
+        if query not in found:
+            return self._respond(conn, 204, None)
+        return self._respond(conn, 200, {query: found[query]})
+
+    # -- WebSocket -------------------------------------------------------------------------------
+    def _ws(self, conn) -> None:
+        listener = _Listener(conn)
+        sender = threading.Thread(target=listener.pump, name="earengine-oscquery-push", daemon=True)
+        sender.start()
+        with self._lock:
+            self._listeners.append(listener)
+        peer = conn.remote_address[:2] if conn.remote_address else ("websocket", 0)
+        try:
+            for message in conn:
+                if isinstance(message, str):
+                    self._command(listener, message)
+                else:
+                    self._osc(listener, bytes(message), peer)
+        except Exception:  # the client went away or sent garbage: it only ends its own session
+            log.debug("oscquery websocket ended", exc_info=True)
+        finally:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+            listener.stop()
+
+    def _command(self, listener: _Listener, text: str) -> None:
+        try:
+            msg = json.loads(text)
+            command, path = str(msg.get("COMMAND", "")).upper(), str(msg.get("DATA", ""))
+        except (ValueError, AttributeError):
+            return
+        if command == "LISTEN" and path in self.registry.specs:
+            listener.paths.add(path)
+        elif command == "IGNORE":
+            listener.paths.discard(path)
+
+    def _osc(self, listener: _Listener, data: bytes, peer: tuple) -> None:
+        if self.handle is None:
+            return
+        try:
+            items = decode_packet(data)
+        except Exception as exc:
+            listener.offer(encode_message("/fail", ("?", str(exc))))
+            return
+        for _, address, args in items:
+            for reply in self.handle(address, args, peer) or ():
+                listener.offer(encode_message(reply.address, reply.args))
+
+    def _on_change(self, change: Change) -> None:
+        listeners = [x for x in tuple(self._listeners) if change.address in x.paths]
+        if not listeners:
+            return
+        data = encode_message(change.address, (change.value,))
+        for listener in listeners:
+            listener.push(change.address, data)
+
+    # -- zeroconf --------------------------------------------------------------------------------
+    def _advertise(self) -> None:
+        try:
+            from zeroconf import IPVersion, ServiceInfo, Zeroconf
+
+            host, port = self.address
+            if host in ("0.0.0.0", ""):
+                import ifaddr
+
+                addresses = sorted({ip.ip for a in ifaddr.get_adapters() for ip in a.ips
+                                    if isinstance(ip.ip, str) and not ip.ip.startswith("169.254.")})
+                zc = Zeroconf(ip_version=IPVersion.V4Only)
+            else:
+                addresses = [host]
+                zc = Zeroconf(interfaces=[host], ip_version=IPVersion.V4Only)
+            packed = [socket.inet_aton(a) for a in addresses]
+            server = f"{self.name}.local."
+            for kind, p in (("_oscjson._tcp.local.", port), ("_osc._udp.local.", self.osc_port)):
+                if self._closed:
+                    break
+                zc.register_service(ServiceInfo(kind, f"{self.name}.{kind}", port=p, addresses=packed,
+                                                properties={"txtvers": "1"}, server=server),
+                                    allow_name_change=True)  # a second engine on the host gets "name (2)"
+        except Exception as exc:  # discovery is a convenience: the server works without it
+            log.warning("zeroconf advertisement failed: %s", exc)
+            return
+        with self._zc_lock:
+            if self._closed:
+                _close_zeroconf(zc)
+            else:
+                self._zeroconf = zc
+
+
+def _close_zeroconf(zc) -> None:
+    try:
+        zc.unregister_all_services()
+        zc.close()
+    except Exception:
+        log.debug("zeroconf close", exc_info=True)

@@ -1,0 +1,98 @@
+"""Test helpers for streams: a real UDP receiver that records every datagram and reassembles frames."""
+
+import socket
+import threading
+import time
+from collections import defaultdict
+
+import numpy as np
+
+from earengine.control.osc import decode_packet
+
+
+class Receiver:
+    """Binds a loopback UDP port and records (arrival, size, timetag, address, args) on a thread."""
+
+    def __init__(self, *, read=True, rcvbuf=None):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        if rcvbuf:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.items = []
+        self.sizes = []
+        self._stop = False
+        self._thread = None
+        if read:
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+
+    @property
+    def dest(self):
+        return f"127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def _run(self):
+        while not self._stop:
+            try:
+                data, _ = self.sock.recvfrom(65536)
+            except (socket.timeout, OSError):
+                continue
+            now = time.time()
+            self.sizes.append(len(data))
+            for when, address, args in decode_packet(data):
+                self.items.append((now, when, address, args))
+
+    def wait_for(self, predicate, seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if predicate(self):
+                return True
+            time.sleep(0.02)
+        return False
+
+    def addresses(self):
+        return {a for _, _, a, _ in self.items}
+
+    def close(self):
+        self._stop = True
+        if self._thread is not None:
+            self._thread.join(timeout=1)
+        self.sock.close()
+
+
+def frames(items):
+    """Reassemble frames: {frame: {"phase", "when", "arrival", "step", "acts": {tap: ndarray}}},
+    checking that chunks tile each array exactly once."""
+    out = defaultdict(lambda: {"acts": {}, "chunks": defaultdict(list)})
+    for arrival, when, address, args in items:
+        if address == "/stream/phase":
+            f = out[args[0]]
+            f["phase"], f["when"], f["arrival"] = args[1], when, arrival
+        elif address == "/stream/step":
+            out[args[0]]["step"] = (args[1], args[2])
+        elif address.startswith("/stream/act/"):
+            frame, start, count = args[:3]
+            values = args[3:]
+            assert len(values) == count, (address, count, len(values))
+            out[frame]["chunks"][address[len("/stream/act/"):]].append((start, values))
+    for f in out.values():
+        for tap, chunks in f.pop("chunks").items():
+            chunks.sort()
+            pos = 0
+            for start, values in chunks:
+                assert start == pos, f"chunks of {tap} do not tile: {start} after {pos}"
+                pos += len(values)
+            f["acts"][tap] = np.array([v for _, vals in chunks for v in vals], dtype=np.float32)
+    return dict(out)
+
+
+def arrays(items, prefix):
+    """Latest complete array per tap of messages ``<prefix><tap> <frame> <start> <count> values``."""
+    parts = defaultdict(dict)
+    for _, _, address, args in items:
+        if address.startswith(prefix):
+            parts[address[len(prefix):]][args[1]] = args[3:]
+    out = {}
+    for tap, chunks in parts.items():
+        out[tap] = np.array([v for start in sorted(chunks) for v in chunks[start]], dtype=np.float32)
+    return out

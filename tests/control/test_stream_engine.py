@@ -1,0 +1,109 @@
+"""The whole path, engine + worker + player + UDP: a streamed frame is the ear's activation of the
+loop being heard at the step being heard; the layout reaches a new destination."""
+
+import os
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from earengine.engine import Engine
+from oscutil import Peer
+from streamutil import Receiver, arrays, frames
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def ear_dir(tmp_path_factory):
+    from earengine.ear.checkpoint import save_ear
+    from earengine.ear.cpc import CPCHead
+    from earengine.ear.model import Ear, EarConfig
+
+    torch.manual_seed(0)
+    ear = Ear(EarConfig.preset("small", width=1 / 16))
+    for m in ear.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.momentum = None
+    g = torch.Generator().manual_seed(1)
+    ear.train()
+    with torch.no_grad():
+        for level in (0.02, 0.2):
+            ear(torch.randn(4, 44100, generator=g) * level)
+    ear.eval()
+    path = tmp_path_factory.mktemp("ears") / "tiny"
+    save_ear(path, ear, CPCHead(ear.context_channels, ear.encoding_channels, ear.config.cpc), info={"data": {"kind": "none"}})
+    return path
+
+
+def wait(predicate, seconds):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_frames_of_a_dreaming_engine_are_the_activations_heard(ear_dir):
+    from earengine.ear.checkpoint import load_ear
+    from earengine.viz.frames import loop_activations
+
+    values = {"/loop/bars": 1, "/clock/bpm": 240.0, "/stream/fps": 30.0, "/stream/reduce": "raw",
+              "/stream/layers": "scaleogram enc.5 ar.8", "/target/spec": "enc.5:1-2", "/loop/xfade": 0.0}
+    with Engine(audio="null", osc_port=0, ear=ear_dir, overrides=values, out=open(os.devnull, "w")) as engine:
+        peer, rx = Peer(engine.osc.address), Receiver()
+        try:
+            peer.send("/stream/add", rx.dest)
+            assert peer.replies(5.0, until=lambda a, args: a in ("/done", "/fail"))[-1] == ("/done", ("/stream/add",))
+            # the worker publishes activations once someone looks; frames then carry them
+            assert rx.wait_for(lambda r: any(f.get("step", (-1,))[0] > 0 and f["acts"] for f in frames(r.items).values()), 90)
+            # hold the dream so the loop heard stays the same while we listen
+            peer.send("/opt/run", 0)
+            assert wait(lambda: engine.dream.state == "paused", 10)
+            loops = engine.dream.loops
+            time.sleep(1.5)  # any loop made meanwhile starts at the next bar line (1 s)
+            assert engine.dream.loops == loops and not engine.player.pending
+            heard = engine.player.current
+            rx.items.clear()
+            assert rx.wait_for(lambda r: len(frames(r.items)) >= 20, 5)
+            everything = frames(rx.items)
+            got = [f for f in everything.values() if f["acts"]]
+            # frames follow the sound: the loop (1 bar at 240 BPM: 1 s) moves 1/30 of itself per frame
+            numbers = sorted(n for n in everything if "phase" in everything[n])
+            steps = [(everything[b]["phase"] - everything[a]["phase"]) % 1.0 for a, b in zip(numbers, numbers[1:]) if b == a + 1]
+            assert np.mean(np.abs(np.array(steps) - 1 / 30) < 0.004) >= 0.9, steps
+            expect = loop_activations(load_ear(ear_dir).ear, heard.samples, context=1)
+            checked = 0
+            for f in got:
+                assert f["step"][0] == engine.dream.last["step"]
+                for tap, a in f["acts"].items():
+                    c, fr, t = expect[tap].shape
+                    x = f["phase"] * t
+                    if abs(x - round(x)) < 1e-3:
+                        continue  # on a step boundary
+                    column = expect[tap][:, :, int(x) % t].reshape(-1)
+                    assert np.allclose(a, column, rtol=1e-3, atol=1e-4 * np.abs(expect[tap]).max()), (tap, f["phase"])
+                    checked += 1
+            assert checked >= 30
+            # the target mask marks the target's channels
+            assert rx.wait_for(lambda r: "enc.5" in arrays(r.items, "/stream/mask/"), 5)
+            mask = arrays(rx.items, "/stream/mask/")["enc.5"].reshape(expect["enc.5"].shape[:2])
+            assert mask[1:3].all() and not mask[0].any() and not mask[3:].any()
+            # a new ear's layout is computed once, cached beside it, and sent to the destination
+            assert rx.wait_for(lambda r: len(arrays(r.items, "/stream/layout/")) == 18, 90)
+            layout = arrays(rx.items, "/stream/layout/")
+            assert layout["enc.5"].size == 2 * expect["enc.5"].shape[0] * expect["enc.5"].shape[1]
+            assert (ear_dir / "layout.json").is_file()
+            _, listing = peer.ask("/stream/list", reply="/stream/list.reply")
+            assert listing == (rx.dest,)
+            peer.send("/stream/remove", rx.dest)
+            peer.ask("/sync", 1, reply="/synced")
+            time.sleep(0.2)
+            n = len(rx.items)
+            time.sleep(0.5)
+            assert len(rx.items) == n  # nothing more once removed
+        finally:
+            peer.close()
+            rx.close()

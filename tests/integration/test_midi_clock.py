@@ -1,0 +1,338 @@
+"""MIDI clock from an independent source: Debian's ``jack_midi_clock``, driven by JACK transport.
+
+Tempo: several ``jack_midi_clock`` processes at 100, 128 and 174 BPM, with and without their
+jitter option, run at once; the engine's MIDI input and clock estimator follow each through a
+real JACK MIDI port.
+
+Bars: ``earengine run --clock midi`` plays a one-bar click loop; a JACK client of the test's own
+(:class:`JackProbe`) records the engine's output and the clock pulses in the same JACK cycles,
+each with its frame number, so every click is measured against the pulse that opens its bar
+without any clock of ours in between. Start, stop and continue come from JACK transport.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import pytest
+import soundfile
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+PPQ = 24
+_INSTALL = "install Debian's jack-midi-clock (apt-get install jack-midi-clock)"
+
+
+def wait_until(check: Callable[[], bool], timeout_s: float = 5.0, step_s: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(step_s)
+    return check()
+
+
+# ---------------------------------------------------------------------------------------------
+# Real parts
+# ---------------------------------------------------------------------------------------------
+class JackProbe:
+    """A JACK client that records audio inputs and MIDI events, each with its JACK frame.
+
+    ``audio`` holds the samples from frame :attr:`first_frame` on; ``midi`` is a list of
+    ``(frame, bytes)``. Connect with :meth:`connect`. Also samples the JACK frame clock against
+    ``CLOCK_MONOTONIC_RAW`` (Link's clock) from a plain thread, so a frame can be put on a
+    Link peer's time line with JACK's own mapping.
+    """
+
+    def __init__(self, name: str, *, audio_ports: int = 1, midi: bool = True, seconds: float = 40.0) -> None:
+        import jack
+
+        self.client = jack.Client(name, no_start_server=True)
+        self.sr = self.client.samplerate
+        self.ins = [self.client.inports.register(f"in_{i + 1}") for i in range(audio_ports)]
+        self.midi_in = self.client.midi_inports.register("midi_in") if midi else None
+        self.audio = np.zeros((audio_ports, int(seconds * self.sr)), dtype=np.float32)
+        self.first_frame: Optional[int] = None
+        self.filled = 0
+        self.midi: list[tuple[int, bytes]] = []
+        self.clock_pairs: list[tuple[float, int]] = []
+        self._running = True
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+        self._sampler = threading.Thread(target=self._sample_clock, daemon=True)
+        self._sampler.start()
+
+    def _process(self, frames: int) -> None:
+        f0 = self.client.last_frame_time
+        if self.first_frame is None:
+            self.first_frame = f0
+        i = f0 - self.first_frame
+        if i + frames <= self.audio.shape[1]:
+            for k, port in enumerate(self.ins):
+                self.audio[k, i:i + frames] = port.get_array()
+            self.filled = i + frames
+        if self.midi_in is not None:
+            for offset, data in self.midi_in.incoming_midi_events():
+                self.midi.append((f0 + offset, bytes(data)))
+
+    def _sample_clock(self) -> None:
+        while self._running:
+            a = time.clock_gettime(time.CLOCK_MONOTONIC_RAW)
+            frame = self.client.frame_time
+            b = time.clock_gettime(time.CLOCK_MONOTONIC_RAW)
+            self.clock_pairs.append((0.5 * (a + b), frame))
+            time.sleep(0.01)
+
+    def frame_to_raw(self, frame: float) -> float:
+        """JACK's own frame → CLOCK_MONOTONIC_RAW mapping (a line through the sampled pairs)."""
+        t, f = np.array(self.clock_pairs[-2000:]).T
+        slope, intercept = np.polyfit(f - f[0], t, 1)
+        return intercept + slope * (frame - f[0])
+
+    def connect(self, source: str, port) -> None:
+        self.client.connect(source, port)
+
+    def clicks(self, *, channel: int = 0, threshold: float = 0.1, min_gap: int = 4000) -> np.ndarray:
+        """Frames of the clicks recorded so far (peak of each)."""
+        x = np.abs(self.audio[channel, : self.filled])
+        above = np.flatnonzero(x > threshold)
+        peaks, last = [], -min_gap
+        for i in above:
+            if i - last >= min_gap:
+                seg = x[i: i + 64]
+                peaks.append(i + int(np.argmax(seg)))
+            last = i
+        return np.array(peaks, dtype=np.int64) + (self.first_frame or 0)
+
+    def close(self) -> None:
+        self._running = False
+        self.client.deactivate()
+        self.client.close()
+
+
+class MidiClockSource:
+    """``jack_midi_clock`` at a forced tempo; its port name is read from JACK."""
+
+    def __init__(self, jack_server, bpm: float, *, jitter_percent: int = 0) -> None:
+        before = set(jack_server.ports())
+        args = ["jack_midi_clock", "-b", f"{bpm:g}", "-B"]
+        if jitter_percent:
+            args += ["-J", str(jitter_percent)]
+        self.proc = subprocess.Popen(args, env=jack_server.env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        self.port = ""
+        assert wait_until(lambda: bool(self._new(jack_server, before)), 10.0), "jack_midi_clock did not register its port"
+
+    def _new(self, jack_server, before: set) -> bool:
+        new = [p for p in set(jack_server.ports()) - before if p.endswith(":mclk_out")]
+        if new:
+            self.port = new[0]
+        return bool(new)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture
+def jack_env(jack_server, monkeypatch):
+    if shutil.which("jack_midi_clock") is None:
+        pytest.skip(f"jack_midi_clock not found: {_INSTALL}")
+    pytest.importorskip("jack", reason="the JACK-Client package is needed: pip install JACK-Client")
+    for key in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER"):
+        monkeypatch.setenv(key, jack_server.env[key])
+    import jack
+
+    transport = jack.Client("earengine-test-transport", no_start_server=True)
+    transport.activate()
+    transport.transport_stop()
+    transport.transport_locate(0)
+    yield jack_server, transport
+    transport.transport_stop()
+    transport.deactivate()
+    transport.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Tempo
+# ---------------------------------------------------------------------------------------------
+def test_tempo_estimates_within_half_a_bpm_at_100_128_174_with_and_without_jitter(jack_env):
+    T0 = time.monotonic()
+    from earengine.control.clock import MidiClockIn
+    from earengine.control.midi import MidiService
+
+    jack_server, transport = jack_env
+    cases = [(bpm, jitter) for bpm in (100.0, 128.0, 174.0) for jitter in (0, 20)]
+    sources, services, clocks = [], [], []
+    try:
+        for bpm, jitter in cases:
+            source = MidiClockSource(jack_server, bpm, jitter_percent=jitter)
+            sources.append(source)
+            print("source", bpm, jitter, time.monotonic() - T0, flush=True)
+            clock = MidiClockIn(bpm=120.0)
+            service = MidiService.open([source.port], backend="jack", client=f"est{len(clocks)}",
+                                       on_clock=clock.feed)
+            service.start()
+            services.append(service)
+            print("service", time.monotonic() - T0, flush=True)
+            clocks.append(clock)
+        assert wait_until(lambda: all(s.inputs[0].connected for s in services))
+        transport.transport_start()
+        assert wait_until(lambda: all(c.counts["pulses"] > 2 * PPQ for c in clocks), 10.0)
+        readings = {case: [] for case in cases}
+        for _ in range(10):  # a second and a half of readings after the first two beats
+            time.sleep(0.15)
+            for case, clock in zip(cases, clocks):
+                readings[case].append(clock.bpm)
+        for (bpm, jitter), values in readings.items():
+            worst = max(abs(v - bpm) for v in values)
+            assert worst <= 0.5, f"{bpm} BPM, jitter {jitter}%: estimates {values}"
+        assert all(c.playing and c.timeline.playing for c in clocks)
+    finally:
+        transport.transport_stop()
+        for service in services:
+            service.close()
+        for source in sources:
+            source.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Bars, start, stop and continue, through the engine
+# ---------------------------------------------------------------------------------------------
+class Engine:
+    """``earengine run`` as a process, with a UDP socket to ask it things over OSC."""
+
+    def __init__(self, env: dict, args: list[str]) -> None:
+        from pythonosc.osc_message_builder import OscMessageBuilder  # noqa: F401
+
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.lines: list[str] = []
+        cmd = [sys.executable, "-m", "earengine", "run", "--audio", "jack", "--no-dream",
+               "--osc-port", str(self.port), "--status-every", "1000"] + args
+        self.proc = subprocess.Popen(cmd, env=dict(env, PYTHONUNBUFFERED="1"), cwd=str(REPO),
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+        assert wait_until(lambda: any("osc: listening" in line for line in self.lines), 30.0), self.output()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def send(self, address: str, *args) -> None:
+        from pythonosc.osc_message_builder import OscMessageBuilder
+
+        builder = OscMessageBuilder(address)
+        for arg in args:
+            builder.add_arg(arg)
+        self.sock.sendto(builder.build().dgram, ("127.0.0.1", self.port))
+
+    def get(self, address: str, timeout_s: float = 2.0):
+        from pythonosc.osc_message import OscMessage
+
+        self.send("/get", address)
+        self.sock.settimeout(timeout_s)
+        while True:
+            msg = OscMessage(self.sock.recv(65536))
+            if msg.address == address:
+                return msg.params[0]
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.sock.close()
+
+
+def click_loop(path: Path, *, bpm: float, sr: int) -> Path:
+    """One bar: a click on its first sample, silence after."""
+    n = int(round(4 * 60.0 / bpm * sr))
+    x = np.zeros(n, dtype=np.float32)
+    x[0] = 0.9
+    soundfile.write(str(path), x, sr, subtype="FLOAT")
+    return path
+
+
+def bar_frames(midi: list[tuple[int, bytes]], *, after_frame: int = 0) -> np.ndarray:
+    """Frames of the bar lines: every 96th clock pulse after the last start."""
+    starts = [f for f, data in midi if data[:1] == b"\xfa" and f >= after_frame]
+    start = starts[-1]
+    pulses = np.array([f for f, data in midi if data[:1] == b"\xf8" and f >= start])
+    return pulses[:: 4 * PPQ]
+
+
+def test_loops_start_on_the_clocks_bars_and_transport_is_honoured(jack_env, tmp_path):
+    jack_server, transport = jack_env
+    bpm = 128.0
+    loop = click_loop(tmp_path / "click.wav", bpm=bpm, sr=jack_server.sr)
+    source = MidiClockSource(jack_server, bpm, jitter_percent=0)
+    engine = None
+    probe = JackProbe("earengine-test-probe", audio_ports=1, midi=True, seconds=30.0)
+    try:
+        probe.connect(source.port, probe.midi_in)
+        engine = Engine(jack_server.env, ["--clock", "midi", "--midi-in", source.port, "--loop", str(loop),
+                                          "--set", f"/clock/bpm={bpm}", "--set", "/loop/xfade=0",
+                                          "--set", "/loop/gain=0"])
+        assert wait_until(lambda: "earengine:output_1" in jack_server.ports(), 10.0)
+        probe.connect("earengine:output_1", probe.ins[0])
+        time.sleep(0.5)
+        transport.transport_start()
+        time.sleep(9.0)  # four bars and more
+        assert abs(engine.get("/clock/bpm") - bpm) <= 0.5
+        assert engine.get("/clock/playing") == 1
+        bars = bar_frames(probe.midi)
+        clicks = probe.clicks()
+        clicks = clicks[clicks >= bars[0] - 2000]
+        assert len(bars) >= 4 and len(clicks) >= 4, (bars, clicks, engine.output())
+        errors_ms = np.array([(c - bars[np.argmin(np.abs(bars - c))]) / probe.sr * 1000.0 for c in clicks])
+        assert np.all(np.abs(errors_ms) <= 3.5), f"loop starts off the bars by {np.round(errors_ms, 2)} ms"
+
+        transport.transport_stop()  # stop: the loop falls silent, the transport says stopped
+        assert wait_until(lambda: engine.get("/clock/playing") == 0, 3.0)
+        time.sleep(0.5)
+        quiet_from = probe.filled
+        time.sleep(1.0)
+        assert np.max(np.abs(probe.audio[0, quiet_from: probe.filled])) < 1e-3
+        assert engine.get("/loop/mute") == 1
+
+        mark = probe.client.last_frame_time
+        transport.transport_locate(0)
+        transport.transport_start()  # from the top: start, then bars from there
+        time.sleep(4.5)
+        assert engine.get("/clock/playing") == 1 and engine.get("/loop/mute") == 0
+        bars = bar_frames(probe.midi, after_frame=mark)
+        clicks = probe.clicks()
+        clicks = clicks[clicks >= bars[0] - 2000]
+        assert len(clicks) >= 2
+        errors_ms = np.array([(c - bars[np.argmin(np.abs(bars - c))]) / probe.sr * 1000.0 for c in clicks])
+        assert np.all(np.abs(errors_ms[1:]) <= 3.5), f"after a restart: {np.round(errors_ms, 2)} ms"
+    finally:
+        transport.transport_stop()
+        if engine is not None:
+            engine.close()
+        probe.close()
+        source.close()
