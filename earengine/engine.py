@@ -278,12 +278,9 @@ class Engine:
         self.midi_control = MidiControl(self.registry, dispatch=self._midi_dispatch, send=send,
                                         on_learn=self._midi_learned)
         self._closers.append(self.midi_control.close)
-        # JACK stamps MIDI at the start of the period that carries it: half a period early on average
-        jack = self.midi is not None and self.audio.mode == "jack" and self.midi.inputs \
-            and getattr(self.midi.inputs[0], "backend", "") == "jack"
-        bias_s = self.audio.buffersize / self.audio.sr / 2.0 if jack else 0.0
-        clock_in = MidiClockIn(bpm=self.registry.get("/clock/bpm"), stamp_bias_s=bias_s)
+        clock_in = MidiClockIn(bpm=self.registry.get("/clock/bpm"))
         self.clock = ClockControl(self.registry, self.player.clock, midi_in=clock_in, midi_send=send,
+                                  schedules=self.midi is not None and self.midi.schedules,
                                   on_transport=self._transport, say=self.say)
         self.clock.start()
         self._closers.append(self.clock.close)

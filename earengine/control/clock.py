@@ -100,14 +100,13 @@ class Timeline:
 
 
 class ArrivalClock:
-    """Maps a device's own count of seconds (samples / sr, summed MIDI delta times) onto
+    """Maps a device's own count of seconds (samples / sr, JACK frames / sr) onto
     :func:`time.monotonic`, from the times its events are seen to arrive.
 
     An event is seen at ``local + offset + latency`` with a latency that is never negative, so
-    the offset is the lower envelope of ``arrival - local``. The envelope rises slowly
-    (``drift_ppm``) so that it follows a device clock that runs slow; a device that lost time
-    (an xrun, a suspended machine) shows up as arrivals that stay late, and after
-    ``resync_after_s`` of that the offset jumps to them.
+    the offset is the lowest ``arrival - local`` seen over the last ``window_s`` of the device's
+    time. The window lets the offset move on when the device loses time (an xrun that skips
+    cycles, a suspended machine): its old, lower values leave the window, the new ones stay.
 
     Examples
     --------
@@ -116,39 +115,27 @@ class ArrivalClock:
     [100.002, 100.01, 100.02]
     """
 
-    def __init__(self, *, drift_ppm: float = 200.0, resync_s: float = 0.02, resync_after_s: float = 0.25) -> None:
-        self.drift = drift_ppm * 1e-6
-        self.resync_s = resync_s
-        self.resync_after_s = resync_after_s
+    def __init__(self, *, window_s: float = 1.0) -> None:
+        self.window_s = float(window_s)
         self.offset: Optional[float] = None
-        self._last_local = 0.0
-        self._late_since: Optional[float] = None
-        self._late_min = math.inf
+        self._low: deque = deque()  # (local, arrival - local), increasing in both: the window's minima
 
     def reset(self) -> None:
         self.offset = None
-        self._late_since = None
+        self._low.clear()
 
     def update(self, local_s: float, arrival_s: float) -> float:
         """Record one arrival; returns the monotonic time of ``local_s``."""
         measured = arrival_s - local_s
-        if self.offset is None:
-            self.offset = measured
-        else:
-            self.offset += max(0.0, local_s - self._last_local) * self.drift
-            if measured <= self.offset:
-                self.offset = measured
-                self._late_since = None
-            elif measured - self.offset > self.resync_s:
-                if self._late_since is None:
-                    self._late_since, self._late_min = local_s, measured
-                else:
-                    self._late_min = min(self._late_min, measured)
-                    if local_s - self._late_since >= self.resync_after_s:
-                        self.offset, self._late_since = self._late_min, None
-            else:
-                self._late_since = None
-        self._last_local = local_s
+        low = self._low
+        if low and local_s < low[-1][0]:
+            low.clear()  # the device's count went back (restarted): start again
+        while low and low[-1][1] >= measured:
+            low.pop()
+        low.append((local_s, measured))
+        while low[0][0] < local_s - self.window_s:
+            low.popleft()
+        self.offset = low[0][1]
         return local_s + self.offset
 
     def to_monotonic(self, local_s: float) -> float:
@@ -189,6 +176,7 @@ class BarClock:
         self.samples = 0  # samples since start
         self._last_bar = -1
         self.offset_s = 0.0  # output latency made up for: the grid is played this much early
+        self.output_latency_s = 0.0  # the audio path's own delay from callback to output
         self.timer = ArrivalClock()
         self.timeline: Optional[Timeline] = None  # the grid as heard, published every buffer
         self.playing = True
@@ -236,7 +224,7 @@ class BarClock:
     def tick(self, n_samples: int) -> Optional[BarEvent]:
         """Called at the start of each buffer of ``n_samples``; returns a bar event when the
         bar line nearest this boundary has not been reported yet, then advances."""
-        heard = self.timer.update(self.samples / self.sr, self._now()) + self.offset_s
+        heard = self.timer.update(self.samples / self.sr, self._now()) + self.offset_s + self.output_latency_s
         request, self._transport = self._transport, None
         if request == "stop":
             self.playing = False
@@ -501,7 +489,8 @@ class MidiClockIn:
         self._position = 0  # song position (pulses) of the next pulse, while stopped
         self._armed = False
         self._strict = False  # a transport message was seen: clock alone no longer plays
-        self._last_t: Optional[float] = None
+        self._last_t: Optional[float] = None  # on the port's time line
+        self._offset = 0.0  # port time line → monotonic
 
     @property
     def bpm(self) -> float:
@@ -514,12 +503,21 @@ class MidiClockIn:
             except Exception:
                 log.exception("transport callback failed on %s", what)
 
-    def feed(self, message: Any, time_s: float) -> None:
-        """One message (status byte first) seen at monotonic ``time_s``. Never raises."""
+    def feed(self, message: Any, time_s: float, local_s: Optional[float] = None) -> None:
+        """One message (status byte first) seen at monotonic ``time_s``. Never raises.
+
+        ``local_s`` is the same moment on the port's own time line (JACK frames / sr, summed
+        MIDI delta times) where the port has one: pulses are fitted there, where their spacing
+        is exact, and only the grid's anchor is put on the monotonic time line, with the newest
+        mapping. Without it, ``time_s`` serves for both.
+        """
         try:
             status = message[0]
             if status == _CLOCK:
-                self._pulse(float(time_s) + self.stamp_bias_s)
+                t = float(time_s)
+                local = t if local_s is None else float(local_s)
+                self._offset = t - local
+                self._pulse(local + self.stamp_bias_s)
             elif status == _START:
                 self._stop_grid()
                 self._strict, self._armed, self._position = True, True, 0
@@ -555,7 +553,7 @@ class MidiClockIn:
         self._publish_stopped()
 
     def _publish_stopped(self) -> None:
-        when = self._last_t if self._last_t is not None else 0.0
+        when = self._last_t + self._offset if self._last_t is not None else 0.0
         self.timeline = Timeline(when, self._position / PPQ, self.tempo.bpm, False)
 
     def _pulse(self, t: float) -> None:
@@ -569,7 +567,7 @@ class MidiClockIn:
             self.counts["gaps"] += 1
             missed = max(0, int(round((t - self._last_t) / period)) - 1)
             if self.playing and self.timeline is not None and self._k0 is not None:
-                expected = self.timeline.beat_at(t) * PPQ  # where the grid we kept says we are
+                expected = self.timeline.beat_at(t + self._offset) * PPQ  # where the kept grid says we are
                 self._k = self._k0 + int(round(expected)) - 1
             else:
                 self._k += missed
@@ -587,9 +585,9 @@ class MidiClockIn:
         if self.playing:
             beat = (self._k - self._k0) / PPQ
             fitted = self.tempo.time_of(self._k) if self.tempo.count >= 8 else t
-            self.timeline = Timeline(fitted, beat, self.tempo.bpm, True)
+            self.timeline = Timeline(fitted + self._offset, beat, self.tempo.bpm, True)
         else:
-            self.timeline = Timeline(t, self._position / PPQ, self.tempo.bpm, False)
+            self.timeline = Timeline(t + self._offset, self._position / PPQ, self.tempo.bpm, False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -606,15 +604,20 @@ class MidiClockOut:
     ----------
     grid : callable() -> Timeline or None
         The grid as heard (the player's :attr:`BarClock.timeline`).
-    send : callable(bytes)
-        Sends one MIDI message; must not block for long.
+    send : callable(bytes, due_s)
+        Sends one MIDI message due at monotonic ``due_s``; must not block for long.
     beats_per_bar : callable() -> int
+    lead_s : float >= 0
+        How early messages are handed to ``send`` (an output that places each message on the
+        frame of its due time wants them a little ahead; one that sends at once, none).
     """
 
-    def __init__(self, grid: Callable[[], Optional[Timeline]], send: Callable[[bytes], None], *,
-                 beats_per_bar: Callable[[], int] = lambda: 4, now: Callable[[], float] = time.monotonic,
+    def __init__(self, grid: Callable[[], Optional[Timeline]], send: Callable[[bytes, float], None], *,
+                 beats_per_bar: Callable[[], int] = lambda: 4, lead_s: float = 0.0,
+                 now: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.grid, self.send, self.beats_per_bar = grid, send, beats_per_bar
+        self.lead_s = float(lead_s)
         self._now, self._sleep = now, sleep
         self.running = False
         self.sent = {"clock": 0, "start": 0, "stop": 0}
@@ -644,9 +647,9 @@ class MidiClockOut:
             self._send(bytes([_STOP]), "stop")
             self.running = False
 
-    def _send(self, message: bytes, what: str) -> None:
+    def _send(self, message: bytes, what: str, due_s: Optional[float] = None) -> None:
         try:
-            self.send(message)
+            self.send(message, self._now() if due_s is None else due_s)
             self.sent[what] += 1
         except Exception:
             log.debug("cannot send MIDI clock", exc_info=True)
@@ -660,6 +663,7 @@ class MidiClockOut:
                 self._send(bytes([_STOP]), "stop")
                 self.running = False
             return 0.005
+        now += self.lead_s  # act on what falls due within the lead
         beat_now = grid.beat_at(now)
         if self.running and not (self._next_beat - 2.0 <= beat_now <= self._next_beat + 1.0):
             # the grid jumped (a restart, a new session): stop, and start again on a bar line
@@ -671,13 +675,13 @@ class MidiClockOut:
             due = grid.time_at(first)
             if due - now > 0.002:
                 return min(0.005, due - now - 0.002)
-            self._send(bytes([_START]), "start")
+            self._send(bytes([_START]), "start", due - 0.001)
             self.running = True
             self._next_beat = first
         due = grid.time_at(self._next_beat)
         if due - now > 0.0003:
             return min(0.005, due - now)
-        self._send(bytes([_CLOCK]), "clock")
+        self._send(bytes([_CLOCK]), "clock", due)
         self._next_beat += 1.0 / PPQ
         return max(0.0, min(0.005, grid.time_at(self._next_beat) - now))
 
@@ -874,8 +878,11 @@ class ClockControl:
         The player's clock.
     midi_in : MidiClockIn, optional
         MIDI clock source (fed by the MIDI input).
-    midi_send : callable(bytes), optional
+    midi_send : callable(bytes, due_s), optional
         MIDI output for clock out.
+    schedules : bool
+        Whether ``midi_send`` places a message on the frame of its due time (then clock is
+        handed over a little ahead of time).
     on_transport : callable(str), optional
     say : callable(str), optional
         Where plain status lines go.
@@ -884,7 +891,7 @@ class ClockControl:
     SOURCE = "clock"
 
     def __init__(self, registry, clock: BarClock, *, midi_in: Optional[MidiClockIn] = None,
-                 midi_send: Optional[Callable[[bytes], None]] = None,
+                 midi_send: Optional[Callable[[bytes, float], None]] = None, schedules: bool = False,
                  on_transport: Optional[Callable[[str], None]] = None,
                  say: Callable[[str], None] = lambda line: None, poll_s: float = 0.02,
                  publish_bpm: float = 0.05, link_factory: Optional[Callable[..., LinkClock]] = None) -> None:
@@ -893,6 +900,7 @@ class ClockControl:
         self.midi_in = midi_in or MidiClockIn(bpm=registry.get("/clock/bpm"))
         self.midi_in.on_transport = self._midi_transport
         self.midi_send = midi_send
+        self.schedules = schedules
         self.on_transport = on_transport
         self.say = say
         self.poll_s = poll_s
@@ -975,7 +983,8 @@ class ClockControl:
         want = bool(on) and self.midi_send is not None and self.source != "midi"
         if want and self.clock_out is None:
             self.clock_out = MidiClockOut(lambda: self.clock.timeline, self.midi_send,
-                                          beats_per_bar=lambda: self.clock.beats_per_bar)
+                                          beats_per_bar=lambda: self.clock.beats_per_bar,
+                                          lead_s=0.01 if self.schedules else 0.0)
             self.clock_out.start()
         elif not want and self.clock_out is not None:
             self.clock_out.close()
@@ -1044,13 +1053,15 @@ class ClockControl:
         grid = getattr(source, "timeline", None) if source is not None else None
         if grid is None:
             return
-        bpm = round(min(400.0, max(20.0, grid.bpm)), 2)
+        bpm = round(min(400.0, max(20.0, grid.bpm)), 3)
         current = self.registry.get("/clock/bpm")
         now = time.monotonic()
-        moved = abs(bpm - current)
-        # a big move is published at once; a small one at most once a beat, so a noisy
-        # estimate does not resample the loop over and over
-        if moved >= 1.0 or (moved >= self.publish_bpm and now - self._last_publish_s >= 60.0 / bpm):
+        moved, since = abs(bpm - current), now - self._last_publish_s
+        beat_s = 60.0 / bpm
+        # A big move is published at once, a small one at most once a beat, and a trim (the
+        # loop player reads loops at the published tempo) once in four bars: a noisy estimate
+        # must not resample the loop and the dream over and over.
+        if moved >= 1.0 or (moved >= self.publish_bpm and since >= beat_s) or (moved >= 0.002 and since >= 16 * beat_s):
             self._last_publish_s = now
             self.registry.set("/clock/bpm", bpm, source=self.SOURCE)
         # MIDI transport arrives through the source's callback, ahead of its first pulse

@@ -99,39 +99,46 @@ def test_internal_clock_keeps_its_contract_and_transport():
     assert clock.timeline.bpm == 120.0 and clock.timeline.playing
 
 
-def test_arrival_clock_follows_the_earliest_arrivals_and_resyncs_after_lost_time():
+def test_arrival_clock_follows_the_earliest_arrivals_and_moves_on_after_lost_time():
     rng = np.random.default_rng(5)
-    arrivals = ArrivalClock()
+    arrivals = ArrivalClock(window_s=1.0)
     errors = []
     for k in range(2000):
         local = k * N / SR
         t = arrivals.update(local, 1000.0 + local + rng.exponential(0.002))
         errors.append(t - (1000.0 + local))
-    assert 0.0 <= np.median(errors[200:]) < 0.0005
-    for k in range(2000, 2200):  # a second of audio lost: arrivals are now 1 s later
+    assert 0.0 <= np.max(errors[200:]) < 0.0005
+    # three periods lost in an xrun (the device skipped them): a second later it is known
+    for k in range(2000, 2500):
         local = k * N / SR
-        t = arrivals.update(local, 1001.0 + local + rng.exponential(0.001))
-    assert t - (1001.0 + local) < 0.002
+        t = arrivals.update(local, 1000.0 + 3 * N / SR + local + rng.exponential(0.002))
+    assert abs(t - (1000.0 + 3 * N / SR + local)) < 0.0005
 
 
-def test_midi_clock_out_starts_on_a_bar_line_and_keeps_exact_time():
+@pytest.mark.parametrize("lead_s", [0.0, 0.01])
+def test_midi_clock_out_starts_on_a_bar_line_and_keeps_exact_time(lead_s):
     now = [100.0]
-    sent = []
+    sent = []  # (handed over at, due at, message)
     grid = [Timeline(time_s=100.0, beat=0.3, bpm=120.0)]
-    out = MidiClockOut(lambda: grid[0], lambda m: sent.append((now[0], bytes(m))), beats_per_bar=lambda: 4,
-                       now=lambda: now[0])
+    out = MidiClockOut(lambda: grid[0], lambda m, due: sent.append((now[0], due, bytes(m))),
+                       beats_per_bar=lambda: 4, lead_s=lead_s, now=lambda: now[0])
     while now[0] < 106.0:
         now[0] += max(out.step(), 1e-4) + 0.0002  # every wake-up a little late
-    kinds = [m for _, m in sent]
+    kinds = [m for _, _, m in sent]
     assert kinds[0] == b"\xfa" and kinds[1] == b"\xf8"
     bar_line = grid[0].time_at(4.0)
-    clocks = np.array([t for t, m in sent if m == b"\xf8"])
-    assert clocks[0] == pytest.approx(bar_line, abs=0.001) and sent[0][0] <= clocks[0]
-    expected = bar_line + np.arange(clocks.size) * 60.0 / 120.0 / PPQ
-    assert np.max(np.abs(clocks - expected)) < 0.001  # nothing accumulates
+    handed = np.array([h for h, _, m in sent if m == b"\xf8"])
+    due = np.array([d for _, d, m in sent if m == b"\xf8"])
+    expected = bar_line + np.arange(due.size) * 60.0 / 120.0 / PPQ
+    if lead_s:
+        assert np.max(np.abs(due - expected)) < 1e-9  # placed exactly; handed over ahead
+        assert np.all(handed <= due) and np.all(handed >= due - lead_s - 0.006)
+    else:
+        assert np.max(np.abs(handed - expected)) < 0.001  # sent on time; nothing accumulates
+    assert sent[0][1] <= due[0]
     grid[0] = Timeline(time_s=now[0], beat=20.0, bpm=120.0, playing=False)
     out.step()
-    assert sent[-1][1] == b"\xfc" and not out.running
+    assert sent[-1][2] == b"\xfc" and not out.running
 
 
 class FakeLink:

@@ -281,7 +281,7 @@ def test_service_routes_clock_apart_and_survives_a_failing_handler():
             raise RuntimeError("a bug in a handler")
 
     service = MidiService([port], MemoryOutput(), on_control=control_handler,
-                          on_clock=lambda m, t: got_clock.append(m))
+                          on_clock=lambda m, t, local: got_clock.append(m))
     port.push([0xF8, 0xB0, 7, 1, 0xFA, 66, 2, 0xF2, 0, 1, 0xF0, 1, 2, 0xF7, 8, 3])
     assert service.pump() == 5
     assert got_clock == [(0xF8,), (0xFA,), (0xF2, 0, 1)]

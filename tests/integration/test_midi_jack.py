@@ -1,15 +1,16 @@
 """MIDI control through real JACK MIDI ports.
 
-A test "controller" — python-rtmidi JACK clients of the test's own, a virtual output the engine's
-input connects to and a virtual input that receives the feedback — moves faders, while the
-engine's :class:`MidiService` (its own JACK clients, found by port pattern) drives a registry.
+A test "controller" — a JACK client of the test's own with an output the engine's input connects
+to and an input that receives the feedback — moves faders, while the engine's
+:class:`MidiService` (its own JACK client, finding the controller by port pattern) drives a
+registry.
 Judged from the registry and from what arrives at the controller's input.
 """
 
 from __future__ import annotations
 
-import os
 import time
+from collections import deque
 from typing import Callable
 
 import pytest
@@ -19,7 +20,7 @@ from earengine.params import default_registry
 
 pytestmark = pytest.mark.integration
 
-rtmidi = pytest.importorskip("rtmidi", reason="python-rtmidi is needed: pip install python-rtmidi")
+jack = pytest.importorskip("jack", reason="the JACK-Client package is needed: pip install JACK-Client")
 
 
 def wait_until(check: Callable[[], bool], timeout_s: float = 3.0) -> bool:
@@ -32,41 +33,51 @@ def wait_until(check: Callable[[], bool], timeout_s: float = 3.0) -> bool:
 
 
 class Controller:
-    """A MIDI controller on JACK: ``send`` raw bytes, ``received`` what came back."""
+    """A MIDI controller on JACK (JACK-Client): ``send`` raw bytes, ``received`` what came back.
+
+    JACK-Client lets go of Python's lock while it waits on the server; a client that holds it
+    there (python-rtmidi's JACK backend) would stall the synchronous graph while this process
+    also runs a JACK callback in Python, as the engine's MIDI does.
+    """
 
     def __init__(self, name: str = "testctl") -> None:
         self.name = name
-        self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name)
-        self.out.open_virtual_port("out")
-        self.inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, f"{name}fb")
-        self.inp.open_virtual_port("in")
+        self.pending: deque = deque()
         self.received: list[tuple] = []
-
-    def send(self, *data: int) -> None:
-        self.out.send_message(list(data))
-
-    def drain(self) -> list[tuple]:
-        while True:
-            item = self.inp.get_message()
-            if not item:
-                return self.received
-            self.received.append(tuple(item[0]))
-
-    def unplug(self) -> None:
-        self.out.close_port()
-        self.out.delete()
+        self.client = None
+        self.plug()
 
     def plug(self) -> None:
-        self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, self.name)
-        self.out.open_virtual_port("out")
+        client = jack.Client(self.name, use_exact_name=True, no_start_server=True)
+        out = client.midi_outports.register("out")
+        inp = client.midi_inports.register("in")
+
+        def process(frames: int) -> None:
+            out.clear_buffer()
+            while self.pending:
+                out.write_midi_event(0, self.pending.popleft())
+            for _, data in inp.incoming_midi_events():
+                self.received.append(tuple(bytes(data)))
+
+        client.set_process_callback(process)
+        client.activate()
+        self.client = client
+
+    def send(self, *data: int) -> None:
+        self.pending.append(bytes(data))
+        time.sleep(0.002)  # one event per cycle or so, in order
+
+    def drain(self) -> list[tuple]:
+        return self.received
+
+    def unplug(self) -> None:
+        client, self.client = self.client, None
+        client.deactivate()
+        client.close()
 
     def close(self) -> None:
-        for port in (self.out, self.inp):
-            try:
-                port.close_port()
-                port.delete()
-            except Exception:
-                pass
+        if self.client is not None:
+            self.unplug()
 
 
 @pytest.fixture
@@ -76,7 +87,7 @@ def rig(jack_server, monkeypatch):
     ctl = Controller()
     reg = default_registry()
     lines: list[str] = []
-    service = MidiService.open(["testctl:out"], "testctlfb:in", backend="jack", say=lines.append, check_s=0.1)
+    service = MidiService.open(["testctl:out"], "testctl:in", backend="jack", say=lines.append, check_s=0.1)
     control = MidiControl(reg, send=service.send)
     service.on_control = control.handle
     service.start()
