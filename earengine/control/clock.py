@@ -1000,6 +1000,7 @@ class ClockControl:
             self.clock.offset_s = v / 1000.0
         elif a == "/clock/bpm" and not mine and self.source == "link" and self.link is not None:
             self.link.set_tempo(v)
+            self.say(f"clock: {v:g} BPM proposed to the Link session (from {change.source or 'a user'})")
         elif a == "/clock/beats_per_bar" and self.link is not None:
             self.link.set_quantum(v)
         elif a == "/clock/link_start_stop" and self.link is not None:

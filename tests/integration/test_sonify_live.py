@@ -86,8 +86,14 @@ def test_two_training_processes_are_heard_and_told_apart(jack_server, tmp_path):
         port = eng.osc.dest[1]
         go = tmp_path / "go"
         low = trainer(jack_server, script, port, "low-sine", 1e-3, 150, 30.0, go)
-        high = trainer(jack_server, script, port, "high-triangle", 1.0, 150, 30.0, go)
         deadline = time.monotonic() + 60
+        while True:  # runs take timbres in the order they open: the first one is the sine
+            eng.osc.send("/son/runs")
+            if "low-sine" in (eng.osc.wait_for("/son/runs.reply", 2.0) or ()):
+                break
+            assert time.monotonic() < deadline and low.poll() is None, eng.output()
+            time.sleep(0.1)
+        high = trainer(jack_server, script, port, "high-triangle", 1.0, 150, 30.0, go)
         while True:  # both processes have imported torch and opened their runs
             eng.osc.send("/son/runs")
             runs = eng.osc.wait_for("/son/runs.reply", 2.0) or ()
