@@ -105,8 +105,9 @@ class ArrivalClock:
 
     An event is seen at ``local + offset + latency`` with a latency that is never negative, so
     the offset is the lowest ``arrival - local`` seen over the last ``window_s`` of the device's
-    time. The window lets the offset move on when the device loses time (an xrun that skips
-    cycles, a suspended machine): its old, lower values leave the window, the new ones stay.
+    time. When the device loses time (an xrun that skips cycles, a suspended machine) every
+    arrival after it is late: once ``run`` of them in a row are later than the offset by more
+    than ``jump_s``, the offset moves to them at once rather than when the window has passed.
 
     Examples
     --------
@@ -115,21 +116,33 @@ class ArrivalClock:
     [100.002, 100.01, 100.02]
     """
 
-    def __init__(self, *, window_s: float = 1.0) -> None:
+    def __init__(self, *, window_s: float = 1.0, run: int = 12, jump_s: float = 0.002) -> None:
         self.window_s = float(window_s)
+        self.jump_s = float(jump_s)
         self.offset: Optional[float] = None
         self._low: deque = deque()  # (local, arrival - local), increasing in both: the window's minima
+        self._recent: deque = deque(maxlen=max(1, int(run)))
 
     def reset(self) -> None:
         self.offset = None
         self._low.clear()
+        self._recent.clear()
 
     def update(self, local_s: float, arrival_s: float) -> float:
         """Record one arrival; returns the monotonic time of ``local_s``."""
         measured = arrival_s - local_s
         low = self._low
+        recent = self._recent
+        recent.append((local_s, measured))
         if low and local_s < low[-1][0]:
             low.clear()  # the device's count went back (restarted): start again
+        elif (self.offset is not None and len(recent) == recent.maxlen
+              and min(m for _, m in recent) - self.offset > self.jump_s):
+            low.clear()  # time was lost: the arrivals since then are the new floor
+            for item in list(recent)[:-1]:
+                while low and low[-1][1] >= item[1]:
+                    low.pop()
+                low.append(item)
         while low and low[-1][1] >= measured:
             low.pop()
         low.append((local_s, measured))

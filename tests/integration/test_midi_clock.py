@@ -352,3 +352,37 @@ def test_loops_start_on_the_clocks_bars_and_transport_is_honoured(jack_env, tmp_
             engine.close()
         probe.close()
         source.close()
+
+
+def test_clock_out_keeps_the_engines_bars_and_tempo(jack_env, tmp_path):
+    """The engine as the master: its MIDI clock starts on a bar line, runs at its tempo, and its
+    bar lines (every 96th pulse after start) are where its loops start."""
+    jack_server, _ = jack_env
+    bpm = 150.0
+    loop = click_loop(tmp_path / "click.wav", bpm=bpm, sr=jack_server.sr)
+    probe = JackProbe("earengine-test-clock-out", audio_ports=1, midi=True, seconds=30.0)
+    engine = None
+    try:
+        engine = Engine(jack_server.env, ["--midi-out", "earengine-test-clock-out:midi_in",
+                                          "--set", f"/clock/bpm={bpm}", "--set", "/loop/xfade=0",
+                                          "--set", "/loop/gain=0"])
+        engine.bpm = bpm
+        assert wait_until(lambda: "earengine:output_1" in jack_server.ports(), 10.0)
+        probe.connect("earengine:output_1", probe.ins[0])
+        assert wait_until(lambda: probe.midi_in.number_of_connections > 0, 5.0), engine.output()
+        engine.send("/clock/midi_out", 1)
+        assert wait_until(lambda: any(d == b"\xfa" for _, d in list(probe.midi)), 5.0), engine.output()
+        time.sleep(1.0)
+        errors_ms = start_errors_ms(probe, engine, loop, loads=3)
+        assert np.all(np.abs(errors_ms) <= 3.2), f"loop starts off the clock sent by {np.round(errors_ms, 2)} ms"
+        pulses = np.array([f for f, d in probe.midi if d == b"\xf8"], dtype=float)
+        k = np.arange(pulses.size)
+        slope = np.polyfit(k, pulses, 1)[0]
+        assert abs(60.0 * probe.sr / (slope * PPQ) - bpm) < 0.05
+        assert np.max(np.abs(pulses - np.polyval(np.polyfit(k, pulses, 1), k))) < 0.001 * probe.sr
+        engine.send("/clock/midi_out", 0)
+        assert wait_until(lambda: list(probe.midi)[-1][1] == b"\xfc", 3.0)
+    finally:
+        if engine is not None:
+            engine.close()
+        probe.close()
