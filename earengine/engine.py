@@ -288,6 +288,8 @@ class Engine:
             self.midi.on_control = self.midi_control.handle
             self.midi.on_clock = clock_in.feed
             self.midi.start()
+        if self.registry.get("/clock/source") == "midi" and not self.midi_in:
+            self.say("clock: /clock/source is midi but no --midi-in is open; the engine keeps its own tempo")
         if self.midi_map:
             self.midi_control.set_bindings(self.midi_maps.load(self.midi_map, self.registry), source="cli")
             self.say(f"midi: map {self.midi_map}, {len(self.midi_control.bindings)} bindings")

@@ -13,10 +13,16 @@ The only module that imports ``rtmidi`` (python-rtmidi), lazily. Three layers:
   from jumping a value; ``learn`` binds the next control that moves; every change of a mapped
   parameter from anywhere else is sent back to its control. The bindings are the registry value
   ``/midi/map`` (JSON), so presets carry them and OSC listeners see them change.
-- :class:`MidiService` opens ports by name or pattern (JACK by default on Linux, ALSA, or
-  virtual ports others connect to), polls them on one thread (nothing runs inside a JACK
-  callback), reconnects ports that disappear and come back, and hands clock messages to the
-  clock and everything else to :class:`MidiControl`.
+- :class:`MidiService` opens ports by name or pattern, or ports others connect to
+  (``virtual``), polls them on one thread, reconnects ports that disappear and come back, and
+  hands clock messages to the clock and everything else to :class:`MidiControl`.
+
+On JACK (the default on Linux when a server runs) the ports belong to one JACK client made with
+JACK-Client (:class:`JackMidi`), not with python-rtmidi's JACK backend: rtmidi keeps Python's
+lock while it waits on the JACK server, and in the engine process pyo's JACK callback needs that
+lock, so opening or connecting a port would stall a synchronous JACK graph for its whole timeout.
+JACK-Client lets go of the lock, and gives each event the frame it came on. python-rtmidi serves
+ALSA (``--midi-backend alsa``).
 """
 
 from __future__ import annotations
@@ -980,9 +986,9 @@ class _Port:
 class MidiInput(_Port):
     """An rtmidi input (ALSA); :meth:`poll` drains it with each message's monotonic time.
 
-    rtmidi stamps each message with the time since the previous one (for JACK, taken in the JACK
-    cycle that carried it, however late we read it); summed, they are the device's own time
-    line, which :class:`~earengine.control.clock.ArrivalClock` maps onto ``time.monotonic``.
+    rtmidi stamps each message with the time since the previous one, taken when it arrived
+    however late we read it; summed, they are the port's own time line, which
+    :class:`~earengine.control.clock.ArrivalClock` maps onto ``time.monotonic``.
     """
 
     kind = "in"

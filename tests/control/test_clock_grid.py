@@ -234,3 +234,17 @@ def test_a_failing_link_keeps_the_internal_clock():
     with ClockControl(reg, BarClock(sr=SR, bpm=120.0, beats_per_bar=4), link_factory=factory, say=lines.append) as ctl:
         reg.set("/clock/source", "link")
         assert ctl.source == "internal" and "no network" in lines[-1]
+
+
+def test_internal_transport_through_the_registry():
+    reg = default_registry()
+    clock = BarClock(sr=48000, bpm=120.0, beats_per_bar=4)
+    transport = []
+    with ClockControl(reg, clock, on_transport=transport.append):
+        assert clock.tick(1000).bar == 0
+        reg.set("/clock/playing", False, source="osc")
+        assert transport == ["stop"] and all(clock.tick(1000) is None for _ in range(200))
+        reg.set("/clock/playing", True, source="osc")
+        assert transport == ["stop", "start"]
+        assert clock.tick(1000).bar == 0  # from the top, at once
+        reg.set("/clock/midi_out", True)  # no MIDI output: nothing to send clock to, nothing breaks

@@ -62,8 +62,13 @@ def test_frames_of_a_dreaming_engine_are_the_activations_heard(ear_dir):
             # hold the dream so the loop heard stays the same while we listen
             peer.send("/opt/run", 0)
             assert wait(lambda: engine.dream.state == "paused", 10)
-            loops = engine.dream.loops
-            time.sleep(1.5)  # any loop made meanwhile starts at the next bar line (1 s)
+            # a step in flight when the pause arrived may still publish one loop: wait until none comes
+            # for a bar and a half (a loop made meanwhile starts at the next bar line, 1 s)
+            for _ in range(5):
+                loops = engine.dream.loops
+                time.sleep(1.5)
+                if engine.dream.loops == loops and not engine.player.pending:
+                    break
             assert engine.dream.loops == loops and not engine.player.pending
             heard = engine.player.current
             rx.items.clear()
