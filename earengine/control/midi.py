@@ -1004,7 +1004,8 @@ class MidiInput(_Port):
         try:
             rt = rtmidi.MidiIn(api, self.client, queue_size_limit=4096)
         except Exception as exc:
-            raise DeviceError(f"cannot open MIDI input with {self.backend}: {exc}") from None
+            raise DeviceError(f"cannot open MIDI input with {self.backend}: {exc}; start a JACK server for "
+                              "JACK MIDI, or check that ALSA's sequencer (/dev/snd/seq) is there") from None
         rt.ignore_types(sysex=False, timing=False, active_sense=True)
         return rt
 
@@ -1052,7 +1053,8 @@ class MidiOutput(_Port):
         try:
             return rtmidi.MidiOut(api, self.client)
         except Exception as exc:
-            raise DeviceError(f"cannot open MIDI output with {self.backend}: {exc}") from None
+            raise DeviceError(f"cannot open MIDI output with {self.backend}: {exc}; start a JACK server for "
+                              "JACK MIDI, or check that ALSA's sequencer (/dev/snd/seq) is there") from None
 
     def send(self, message: bytes) -> None:
         rt = self._rt
