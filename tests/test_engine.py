@@ -1,33 +1,13 @@
 """The whole engine process in offline audio mode, driven over real UDP like a host would."""
 
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).parent / "control"))
-from oscutil import Peer  # noqa: E402
-
-from earengine.engine import Engine  # noqa: E402
-
 pytestmark = pytest.mark.integration
 SR = 44100
-
-
-@pytest.fixture
-def engine(tmp_path):
-    with Engine(audio="offline", osc_port=0, preset_dir=tmp_path / "presets", out=open("/dev/null", "w")) as eng:
-        yield eng
-
-
-@pytest.fixture
-def peer(engine):
-    p = Peer(engine.osc.address)
-    yield p
-    p.close()
 
 
 def tone_file(path, seconds=2.0, f=440.0, sr=SR, subtype=None):

@@ -229,11 +229,6 @@ class BarClock:
         """Internal transport: hold the position; no bar lines until :meth:`start`."""
         self._transport = "stop"
 
-    def seconds_to_next_bar(self) -> float:
-        """Time from the start of the coming buffer to the next bar line, at the current tempo."""
-        beats_left = self.beats_per_bar - (self.beat % self.beats_per_bar)
-        return beats_left * 60.0 / self.bpm
-
     def tick(self, n_samples: int) -> Optional[BarEvent]:
         """Called at the start of each buffer of ``n_samples``; returns a bar event when the
         bar line nearest this boundary has not been reported yet, then advances."""

@@ -1,36 +1,17 @@
 """A training loop sonified into the engine process over real UDP (engine in offline audio mode)."""
 
 import socket
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "control"))
-from oscutil import Peer  # noqa: E402
-
-from earengine.engine import Engine  # noqa: E402
-from earengine.sonify.capture import GradientSonifier  # noqa: E402
-from earengine.sonify.sinks import OscSink, encode_frame  # noqa: E402
+from earengine.sonify.capture import GradientSonifier
+from earengine.sonify.sinks import OscSink, encode_frame
 
 pytestmark = pytest.mark.integration
 SR = 44100
-
-
-@pytest.fixture
-def engine(tmp_path):
-    with Engine(audio="offline", osc_port=0, preset_dir=tmp_path / "presets", out=open("/dev/null", "w")) as eng:
-        yield eng
-
-
-@pytest.fixture
-def peer(engine):
-    p = Peer(engine.osc.address)
-    yield p
-    p.close()
 
 
 def wait_for(predicate, seconds=5.0):
