@@ -1,14 +1,19 @@
 """Benchmark: what sonifying a training run costs per step, against no sonification and the seed.
 
-Run: ``.venv/bin/python bench/sonify_overhead.py [--rounds 30] [--steps 20] [--threads 1]``
+Run: ``.venv/bin/python bench/sonify_overhead.py [--rounds 30] [--steps 100] [--threads 1]``
 
-Two models, each trained three ways in the same process, interleaved round by round (the order
-shuffled every round, so drift in machine load spreads evenly over the three):
+Two models, each trained four ways in the same process, interleaved round by round (the order
+shuffled every round, so drift in machine load spreads evenly over them):
 
 - ``plain``: ``zero_grad``, forward, loss, ``backward``, ``optimizer.step()``;
 - ``ours``: the same loop with a :class:`~earengine.sonify.capture.GradientSonifier` hooked on the
-  optimizer, sending every frame over OSC/UDP to a local socket (a receiver that never reads, so
-  the engine's own work does not count: it happens in another process);
+  optimizer, as a user gets it by default: frames go over OSC/UDP to a real engine started by the
+  benchmark (``earengine run --audio null --no-dream``, another process), which answers each run's
+  ``/son/begin`` with its step length (80 ms by default), so the sonifier captures a frame just
+  often enough that every step the engine sounds gets a fresh one (see ``pace`` in
+  :mod:`earengine.sonify.capture`);
+- ``ours, every step``: the same with ``pace=False``: every training step captured and sent, the
+  cost per captured frame;
 - ``seed``: Perone's per-layer approach from his post — each layer weight's ``.grad.norm()``
   turned into a NumPy number and a 10 ms sine tone generated for it, every step.
 
@@ -19,11 +24,9 @@ seeded random tensors (the cost does not depend on what the pixels show).
 Two figures per model and mode. The A/B figure is the median, over rounds, of the mean step time
 within a round, against the plain loop's. On a shared machine step times wander by several percent
 from round to round, so the benchmark also times the sonification work itself inside the loop —
-our capture-and-send in the optimizer hook, the seed's norms and tones — and divides it by the
-plain step time: that is the overhead with the noise of everything else taken out. (Timed alone,
-away from the loop, our capture is several times cheaper again: the gradients are then hot in
-cache. Inside a real loop it pays for one read of every gradient from memory, which is most of
-its cost on a CPU.) The last line is our in-loop overhead against the goal of at most 1%.
+our optimizer hook (capture and send, or the pace check that skips), the seed's norms and tones —
+and divides it by the plain step time: that is the overhead with the noise of everything else
+taken out. The last line is our in-loop overhead (as shipped, paced) against the goal of at most 1%.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import argparse
 import random
 import socket
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -47,7 +51,49 @@ from earengine.sonify.capture import GradientSonifier  # noqa: E402
 from earengine.sonify.demo import SeedNet  # noqa: E402
 from earengine.sonify.sinks import OscSink  # noqa: E402
 
-MODES = ("plain", "ours", "seed")
+MODES = ("plain", "ours", "every", "seed")
+LABELS = {"ours": "ours", "every": "ours, every step", "seed": "seed's per-layer"}
+
+
+class EngineProcess:
+    """A real engine in another process (null audio, no dreaming) to send frames to."""
+
+    def __init__(self) -> None:
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        probe.bind(("127.0.0.1", 0))
+        self.port = probe.getsockname()[1]
+        probe.close()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "earengine", "run", "--audio", "null", "--no-dream", "--osc-port", str(self.port),
+             "--no-oscquery", "--no-zeroconf", "--status-every", "0"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.settimeout(0.2)
+        from earengine.control.osc import decode_packet, encode_message
+
+        try:
+            for _ in range(150):  # up to 30 s to start
+                if self.proc.poll() is not None:
+                    raise RuntimeError("the engine did not start: run 'earengine run --audio null' to see why")
+                sock.sendto(encode_message("/sync", (1,)), ("127.0.0.1", self.port))
+                try:
+                    if decode_packet(sock.recv(65535))[0][1] == "/synced":
+                        return
+                except socket.timeout:
+                    continue
+            raise RuntimeError("the engine did not answer /sync within 30 s")
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            sock.close()
+
+    def close(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
 
 
 class DeepMLP(nn.Module):
@@ -78,28 +124,37 @@ class Case:
         self.opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.5)
         self.weights = [m.weight for m in model.modules() if isinstance(getattr(m, "weight", None), torch.Tensor)]
         self.sink = OscSink("127.0.0.1", port)
-        self.sonifier = GradientSonifier(model, sink=self.sink, run=name[:32], optimizer=self.opt)
+        self.sonifiers = {
+            "ours": GradientSonifier(model, sink=self.sink, run=name[:24] + " paced", optimizer=self.opt),
+            "every": GradientSonifier(model, sink=self.sink, run=name[:24] + " every", optimizer=self.opt,
+                                      pace=False),
+        }
         self.seed_frames: list[np.ndarray] = []
         self.tensors = sum(1 for _ in model.parameters())
-        self.spent = {"ours": 0.0, "seed": 0.0}  # seconds inside the sonification work
-        self.counted = {"ours": 0, "seed": 0}
-        capture = self.sonifier.step
+        self.spent = {"ours": 0.0, "every": 0.0, "seed": 0.0}  # seconds inside the sonification work
+        self.counted = {"ours": 0, "every": 0, "seed": 0}
+        for mode, son in self.sonifiers.items():
+            son.step = self._timed(mode, son.step)  # the optimizer hook calls this
+            son.open()
+            son.close()  # announce the run once, so the engine's pace is known before timing
 
+    def _timed(self, mode: str, capture):
         def timed_capture(step=None):
             t0 = time.perf_counter()
             try:
                 return capture(step)
             finally:
-                self.spent["ours"] += time.perf_counter() - t0
-                self.counted["ours"] += 1
+                self.spent[mode] += time.perf_counter() - t0
+                self.counted[mode] += 1
 
-        self.sonifier.step = timed_capture  # the optimizer hook calls this
+        return timed_capture
 
     def steps(self, mode: str, n: int) -> float:
         """Mean seconds per step over ``n`` steps of ``mode``."""
         model, opt, x, y = self.model, self.opt, self.x, self.y
-        if mode == "ours":
-            self.sonifier.open()
+        son = self.sonifiers.get(mode)
+        if son is not None:
+            son.open()
         try:
             t0 = time.perf_counter()
             for _ in range(n):
@@ -118,33 +173,17 @@ class Case:
                 opt.step()
             elapsed = time.perf_counter() - t0
         finally:
-            if mode == "ours":
-                self.sonifier.close()
+            if son is not None:
+                son.close()
             del self.seed_frames[:]
         return elapsed / n
-
-    def capture_alone(self, repeats: int) -> float:
-        """Seconds for one capture-and-send on the current gradients, nothing else."""
-        opt = self.opt
-        opt.zero_grad()
-        F.nll_loss(self.model(self.x), self.y).backward()
-        son = GradientSonifier(self.model, sink=self.sink, run="alone")
-        son.open()
-        try:
-            for _ in range(20):
-                son.step()
-            t0 = time.perf_counter()
-            for _ in range(repeats):
-                son.step()
-            return (time.perf_counter() - t0) / repeats
-        finally:
-            son.close()
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=30, help="rounds of the three modes (default 30)")
-    parser.add_argument("--steps", type=int, default=20, help="steps per mode per round (default 20)")
+    parser.add_argument("--rounds", type=int, default=30, help="rounds of the four modes (default 30)")
+    parser.add_argument("--steps", type=int, default=100,
+                        help="steps per mode per round (default 100: long enough for the pace to matter)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: steadier figures)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -152,42 +191,52 @@ def main() -> int:
     g = torch.Generator().manual_seed(args.seed)
     order_rng = random.Random(args.seed)
 
-    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # never read: the kernel drops
-    receiver.bind(("127.0.0.1", 0))
-    port = receiver.getsockname()[1]
-
-    cases = [
-        Case("seed CNN, batch 10", SeedNet(generator=g), torch.randn(10, 1, 28, 28, generator=g),
-             torch.randint(0, 10, (10,), generator=g), port),
-        Case("deep MLP, 52 tensors, batch 32", DeepMLP(generator=g), torch.randn(32, 128, generator=g),
-             torch.randint(0, 10, (32,), generator=g), port),
-    ]
-    print(f"torch {torch.__version__}, {args.threads} thread(s); {args.rounds} rounds x {args.steps} steps per mode")
-    summary = []
-    for case in cases:
-        for mode in MODES:  # warm up every path
-            case.steps(mode, 5)
-        times = {mode: [] for mode in MODES}
-        for _ in range(args.rounds):
-            modes = list(MODES)
-            order_rng.shuffle(modes)
-            for mode in modes:
-                times[mode].append(case.steps(mode, args.steps))
-        med = {mode: statistics.median(v) for mode, v in times.items()}
-        alone = case.capture_alone(500)
-        ab = {m: 100.0 * (med[m] / med["plain"] - 1.0) for m in ("ours", "seed")}
-        inside = {m: 100.0 * case.spent[m] / case.counted[m] / med["plain"] for m in ("ours", "seed")}
-        print(f"{case.name} ({case.tensors} parameter tensors): plain {med['plain'] * 1e3:.3f} ms/step; "
-              f"ours {med['ours'] * 1e3:.3f} ms/step (A/B {ab['ours']:+.1f}%), its capture and send "
-              f"{case.spent['ours'] / case.counted['ours'] * 1e6:.0f} us in the loop ({inside['ours']:.2f}%), "
-              f"{alone * 1e6:.0f} us timed alone; seed's per-layer {med['seed'] * 1e3:.3f} ms/step "
-              f"(A/B {ab['seed']:+.1f}%), its norms and tones {case.spent['seed'] / case.counted['seed'] * 1e6:.0f} us "
-              f"in the loop ({inside['seed']:.2f}%)")
-        summary.append((case.name, inside["ours"], inside["seed"]))
-    receiver.close()
-    for case in cases:
-        case.sink.close()
-    parts = [f"{name}: ours {ours:.2f}%, seed's {seed:.2f}%" for name, ours, seed in summary]
+    engine = EngineProcess()
+    try:
+        cases = [
+            Case("seed CNN, batch 10", SeedNet(generator=g), torch.randn(10, 1, 28, 28, generator=g),
+                 torch.randint(0, 10, (10,), generator=g), engine.port),
+            Case("deep MLP, 52 tensors, batch 32", DeepMLP(generator=g), torch.randn(32, 128, generator=g),
+                 torch.randint(0, 10, (32,), generator=g), engine.port),
+        ]
+        deadline = time.monotonic() + 5.0
+        while any(case.sink.sounded_step_s(case.sonifiers["ours"].run) is None for case in cases) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
+        paces = sorted({round(p * 1e3, 1) for case in cases for p in case.sink.pace_s.values()})
+        print(f"torch {torch.__version__}, {args.threads} thread(s); {args.rounds} rounds x {args.steps} steps per "
+              f"mode; the engine's step: {', '.join(f'{p} ms' for p in paces) or 'not told (no /son/pace)'}")
+        summary = []
+        for case in cases:
+            for mode in MODES:  # warm up every path
+                case.steps(mode, 5)
+            for key in case.spent:
+                case.spent[key], case.counted[key] = 0.0, 0
+            times = {mode: [] for mode in MODES}
+            for _ in range(args.rounds):
+                modes = list(MODES)
+                order_rng.shuffle(modes)
+                for mode in modes:
+                    times[mode].append(case.steps(mode, args.steps))
+            med = {mode: statistics.median(v) for mode, v in times.items()}
+            ab = {m: 100.0 * (med[m] / med["plain"] - 1.0) for m in LABELS}
+            inside = {m: 100.0 * case.spent[m] / case.counted[m] / med["plain"] for m in LABELS}
+            paced = case.sonifiers["ours"]
+            seconds_paced = sum(times["ours"]) * args.steps
+            parts = [f"{LABELS[m]} {med[m] * 1e3:.3f} ms/step (A/B {ab[m]:+.1f}%), "
+                     f"{case.spent[m] / case.counted[m] * 1e6:.1f} us/step in the loop ({inside[m]:.2f}%)"
+                     for m in LABELS]
+            print(f"{case.name} ({case.tensors} parameter tensors): plain {med['plain'] * 1e3:.3f} ms/step; "
+                  + "; ".join(parts)
+                  + f"; paced: {paced.frames} frames in {paced.steps} steps "
+                    f"({paced.frames / max(seconds_paced, 1e-9):.1f} frames/s of training)")
+            summary.append((case.name, inside["ours"], inside["every"], inside["seed"]))
+        for case in cases:
+            case.sink.close()
+    finally:
+        engine.close()
+    parts = [f"{name}: ours {ours:.2f}% (every step {every:.2f}%), seed's {seed:.2f}%"
+             for name, ours, every, seed in summary]
     print("sonification work per step, as a share of the plain step (goal for ours: at most 1%): " + "; ".join(parts))
     return 0
 

@@ -255,8 +255,13 @@ class Engine:
 
         self.voices = GradientVoices(self.audio, self.registry, clock=self.player.clock, out=False)
         self._closers.append(self.voices.close)
-        self.sonify = SonReceiver(self.registry, self.voices, notify=self._to_listeners)
+        self.sonify = SonReceiver(self.registry, self.voices, notify=self._to_listeners, send=self._to_sender)
         self._closers.append(self.sonify.close)
+
+    def _to_sender(self, sender: Any, address: str, args: tuple) -> None:
+        """Send a message to whoever sent an earlier one (``/son/pace`` to a training run)."""
+        if self.router is not None and isinstance(sender, tuple) and sender and sender[0] != "midi":
+            self.router.send(self.router.reply_dest(sender), address, args)
 
     def _to_listeners(self, address: str, args: tuple) -> None:
         """Send an event (``/son/nan``) to every ``/notify`` subscriber."""

@@ -18,6 +18,16 @@ sink. Three ways to drive it:
 
 Hooks are removed when the ``with`` block ends, whatever happens inside it.
 
+**Pace.** A sink that sounds frames in real time keeps only the newest frame of each sounded
+step (80 ms by default; the engine tells its step with ``/son/pace``, see the sink's
+``sounded_step_s``), while a small model trains hundreds of steps a second. With ``pace=True``
+(the default) a step is captured only when the next sounded step would otherwise go without a
+fresh frame: captures are at most one sounded step apart, less twice the training step (a running
+average) and 10 ms for delivery, and never closer than a quarter step. The steps between cost a
+clock read. A NaN or inf that appears between two captures is heard at the next one: a diverged
+run's gradients stay non-finite. Sinks that want every step (WAV renders, memory, callables) have
+no sounded step and get every step; ``pace=False`` forces every step everywhere.
+
 A layer's norm is the L2 norm of all its parameters' gradients together (``sqrt`` of the sum of
 the squared per-tensor norms); a parameter without a gradient counts as zero. A NaN or inf
 anywhere in a layer makes that layer's norm NaN or inf: the frame flags it, the sinks sound the cue.
@@ -27,6 +37,8 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
+import time
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
@@ -38,6 +50,9 @@ from earengine.sonify.frame import GradientFrame, check_run_name
 __all__ = ["GradientSonifier", "layer_groups"]
 
 log = logging.getLogger("earengine.sonify")
+
+#: Time allowed for a frame to reach the sink and be picked up (s); see ``pace``.
+DELIVERY_S = 0.010
 
 LayerSpec = Union[None, Sequence[str], Mapping[str, Union[str, Sequence[str]]]]
 
@@ -142,6 +157,9 @@ class GradientSonifier:
         no optimizer means you call :meth:`step`.
     every : int > 0
         Deliver one frame every ``every`` steps (the others cost nothing).
+    pace : bool
+        Capture no faster than the sink can sound (see the module docstring); steps skipped so
+        are counted in :attr:`paced`.
 
     Examples
     --------
@@ -164,6 +182,7 @@ class GradientSonifier:
         optimizer: Optional[torch.optim.Optimizer] = None,
         hook: Optional[str] = None,
         every: int = 1,
+        pace: bool = True,
     ) -> None:
         self.run = check_run_name(run)
         if hook is None and optimizer is not None:
@@ -183,6 +202,10 @@ class GradientSonifier:
         self._identity = all(size == 1 for size in sizes)
         self._devices = len({p.device for p in self._params})
         self._sink, self._owns_sink = _as_sink(sink)
+        self._sounded_step = getattr(self._sink, "sounded_step_s", None) if pace else None
+        self._captured_s = -math.inf
+        self._stepped_s: Optional[float] = None
+        self._train_step_s = 0.0  # running average of the time between steps
         self._handles: list[Any] = []
         self._counter = itertools.count()
         self._queued = False
@@ -190,6 +213,7 @@ class GradientSonifier:
         self.steps = 0
         self.frames = 0
         self.bad_steps = 0
+        self.paced = 0
         self.last: Optional[GradientFrame] = None
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -204,6 +228,7 @@ class GradientSonifier:
         """Announce the run to the sink and, in an automatic mode, attach the hooks."""
         if self._open:
             return
+        self._stepped_s = None  # the time away does not count as a training step
         begin = getattr(self._sink, "begin", None)
         if begin is not None:
             begin(self.run, self.layer_names)
@@ -286,17 +311,30 @@ class GradientSonifier:
 
     def step(self, step: Optional[int] = None) -> Optional[GradientFrame]:
         """Capture this step's norms and deliver them; returns the frame (None when skipped by
-        ``every``). ``step`` overrides the internal step counter."""
+        ``every`` or by the pace). ``step`` overrides the internal step counter."""
         n = next(self._counter) if step is None else int(step)
         self.steps += 1
         if (self.steps - 1) % self.every:
             return None
-        values = self.norms()
-        frame = GradientFrame.trusted(self.run, n, tuple(values.tolist()), self.layer_names)
-        if not np.isfinite(values.sum()):  # NaN or inf anywhere makes the sum so
+        if self._sounded_step is not None:
+            sounded = self._sounded_step(self.run)
+            if sounded:
+                now = time.perf_counter()
+                if self._stepped_s is not None:  # pauses (evaluation, saving) count as one second at most
+                    between = min(now - self._stepped_s, 1.0)
+                    self._train_step_s += (0.1 if self._train_step_s else 1.0) * (between - self._train_step_s)
+                self._stepped_s = now
+                wait = max(0.25 * sounded, sounded - 2.0 * self._train_step_s - DELIVERY_S)
+                if now - self._captured_s < wait:
+                    self.paced += 1
+                    return None
+                self._captured_s = now
+        norms = tuple(self.norms().tolist())
+        frame = GradientFrame.trusted(self.run, n, norms, self.layer_names)
+        if not math.isfinite(sum(norms)):  # NaN or inf anywhere makes the sum so (norms are >= 0)
             self.bad_steps += 1
             if self.bad_steps == 1:
-                bad = [self.layer_names[i] for i in np.flatnonzero(~np.isfinite(values))]
+                bad = [name for name, v in zip(self.layer_names, norms) if not math.isfinite(v)]
                 log.warning("run %s step %d: gradient not finite in %s", self.run, n, ", ".join(bad))
         self.last = frame
         self.frames += 1

@@ -158,8 +158,10 @@ _STEP = ArgSpec("step", "int")
 _NORMS = ArgSpec("norms", "float")
 
 SON_COMMANDS: tuple[CommandSpec, ...] = (
-    CommandSpec("/son/begin", (_RUN, ArgSpec("layers", "int")),
-                doc=f"Open a run with this many layers (at most {MAX_RUNS} runs, {MAX_LAYERS} layers); reopening resets it."),
+    CommandSpec("/son/begin", (_RUN, ArgSpec("layers", "int")), reply="/son/pace",
+                doc=f"Open a run with this many layers (at most {MAX_RUNS} runs, {MAX_LAYERS} layers); reopening "
+                    "resets it. Answers /son/pace <run> <step_ms>, and sends it again whenever the step length "
+                    "changes: frames closer together than a step are never heard."),
     CommandSpec("/son/end", (_RUN,), doc="Close a run and silence it."),
     FrameCommandSpec("/son/frame", (_RUN, _STEP, _NORMS), variadic=True,
                      doc="One step's gradient norms, one per layer (NaN or inf sound the NaN cue)."),

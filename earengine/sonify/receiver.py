@@ -8,6 +8,12 @@ and its targets handed to the voices, which pick the newest at their next step b
 per frame is small and never waits for anything, so a flood of frames cannot stall the OSC
 dispatch thread; a run of frames faster than the step rate simply keeps the newest.
 
+**Pace.** Because only the newest frame of each sounded step is heard, the engine tells every run's
+sender how long a step lasts: ``/son/pace <run> <step_ms>`` answers ``/son/begin`` and follows every
+change of ``/son/step_ms``, ``/son/division`` or (with a division) the tempo. A sender may then
+capture a frame only every half step (:class:`~earengine.sonify.capture.GradientSonifier` does, with
+``pace=True``), so a fast training loop spends nothing on frames that could never be heard.
+
 Runs with more layers than the voices have are heard in bands: contiguous layers share a voice,
 which plays the largest norm of its band (a NaN or inf anywhere in a band makes the band's cue).
 
@@ -57,6 +63,8 @@ class _Run:
     part_step: Optional[int] = None
     part_values: Optional[np.ndarray] = None
     part_filled: Optional[np.ndarray] = None
+    sender: Any = None  # where /son/begin came from: pace changes go back there
+    pace_ms: float = 0.0  # the step length last told to the sender
     stats: dict = field(default_factory=lambda: {"frames": 0, "parts_dropped": 0, "nan_frames": 0})
 
 
@@ -80,6 +88,9 @@ class SonReceiver:
     max_runs : int > 0
     now : callable
         Monotonic clock in seconds (for the cue's rate limit).
+    send : callable, optional
+        ``send(sender, address, args)`` sends a message back to the sender of a run's
+        ``/son/begin`` (the pace when it changes); without it the pace only answers ``/son/begin``.
     """
 
     def __init__(
@@ -90,12 +101,14 @@ class SonReceiver:
         notify: Optional[Callable[[str, tuple], None]] = None,
         max_runs: int = MAX_RUNS,
         now: Callable[[], float] = time.monotonic,
+        send: Optional[Callable[[Any, str, tuple], None]] = None,
     ) -> None:
         self.registry = registry
         self.voices = voices
         self.notify = notify or (lambda address, args: None)
         self.max_runs = int(max_runs)
         self.now = now
+        self.send = send
         self.runs: dict[str, _Run] = {}
         self.counts = {"frames": 0, "refused": 0, "cues": 0}
         self._lock = threading.Lock()
@@ -119,11 +132,34 @@ class SonReceiver:
                         self.voices.open_run(run.slot, len(run.starts), run_wave(self._settings.wave, run.slot))
         elif change.address == "/clock/bpm":
             self._bpm = float(change.value)
+        else:
+            return
+        self._send_pace()
+
+    def step_s(self) -> float:
+        """Seconds one training step sounds for now (``/son/step_ms`` or ``/son/division`` at the tempo)."""
+        return self._settings.step_s(self._bpm)
+
+    def _send_pace(self) -> None:
+        """Tell each run's sender the new step length, when it moved by more than 2%."""
+        if self.send is None:
+            return
+        step_ms = 1000.0 * self.step_s()
+        with self._lock:
+            due = [r for r in self.runs.values()
+                   if r.sender is not None and abs(step_ms - r.pace_ms) > 0.02 * r.pace_ms]
+            for r in due:
+                r.pace_ms = step_ms
+        for r in due:
+            try:
+                self.send(r.sender, "/son/pace", (r.name, float(step_ms)))
+            except Exception:  # a sender that went away must not disturb the sound
+                log.debug("cannot send /son/pace", exc_info=True)
 
     def handlers(self) -> dict[str, Callable[[tuple, Any], Any]]:
         """OSC handlers, by address, for :meth:`earengine.control.osc.OscRouter.on`."""
         return {
-            "/son/begin": lambda args, sender: self.begin(args[0], args[1]),
+            "/son/begin": lambda args, sender: self.begin(args[0], args[1], sender=sender),
             "/son/end": lambda args, sender: self.end(args[0]),
             "/son/frame": lambda args, sender: self.frame(args[0], args[1], args[2:]),
             "/son/part": lambda args, sender: self.part(args[0], args[1], args[2], args[3], args[4:]),
@@ -134,8 +170,13 @@ class SonReceiver:
         }
 
     # -- runs --------------------------------------------------------------------------------
-    def begin(self, run: str, layers: int) -> None:
-        """Open (or reopen, resetting) a run of ``layers`` layers."""
+    def begin(self, run: str, layers: int, *, sender: Any = None) -> list:
+        """Open (or reopen, resetting) a run of ``layers`` layers; answers ``/son/pace``.
+
+        ``sender`` (the OSC sender) is where later pace changes go.
+        """
+        from earengine.control.osc import Reply
+
         check_run_name(run)
         if not 1 <= layers <= MAX_LAYERS:
             raise ParameterError(f"/son/begin layers={layers} must be within [1, {MAX_LAYERS}]")
@@ -151,9 +192,12 @@ class SonReceiver:
                                    f"at most {self.max_runs}; send /son/end <run> first")
                 slot = free[0]
             starts = _bands(layers, self.voices.max_voices)
-            self.runs[run] = _Run(run, slot, int(layers), starts, Mapper(self._settings))
+            pace_ms = 1000.0 * self.step_s()
+            self.runs[run] = _Run(run, slot, int(layers), starts, Mapper(self._settings), sender=sender,
+                                  pace_ms=pace_ms)
             self.voices.open_run(slot, len(starts), run_wave(self._settings.wave, slot))
             self._update_audible()
+        return [Reply("/son/pace", (run, float(pace_ms)))]
 
     def end(self, run: str) -> None:
         with self._lock:

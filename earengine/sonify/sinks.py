@@ -1,7 +1,8 @@
 """Sinks: where gradient frames go — the engine over OSC, a local pyo synth, a WAV file, memory.
 
-A sink has ``send(frame)`` and, optionally, ``begin(run, layer_names)``, ``end(run)`` and
-``close()``. :class:`~earengine.sonify.capture.GradientSonifier` calls ``begin`` when its ``with``
+A sink has ``send(frame)`` and, optionally, ``begin(run, layer_names)``, ``end(run)``,
+``close()`` and ``sounded_step_s(run)`` — how long one frame sounds in real time, so that frames
+closer together than that are never heard (None: every frame counts, as in a WAV render). :class:`~earengine.sonify.capture.GradientSonifier` calls ``begin`` when its ``with``
 block starts, ``send`` once per step and ``end`` when the block ends.
 
 The OSC wire format (see also ``docs/osc.md``)::
@@ -10,6 +11,7 @@ The OSC wire format (see also ``docs/osc.md``)::
     /son/frame <run> <step> <norm_0> … <norm_n-1>                 # when it fits one datagram
     /son/part  <run> <step> <start> <count> <norm_start> …        # otherwise, in order
     /son/end   <run>
+    /son/pace  <run> <step_ms>                                     # engine → sender: one step's length
 
 Norms travel as 32-bit floats (NaN and inf as themselves; a norm beyond the float range as inf).
 A frame is split into parts so that no datagram exceeds ``max_datagram`` bytes (1,400 by
@@ -106,14 +108,17 @@ class OscSink:
     max_datagram : int > 0
         Largest datagram sent; bigger frames go in parts.
     background : bool
-        Hand datagrams to a sender thread that sends every ``interval_s`` (the default): the
-        training thread then makes no system call per step, which matters because a send on a
-        busy machine can cost tens of microseconds. ``False`` sends at once, from the caller.
+        Hand datagrams to a sender thread (the default): the training thread then makes no
+        system call per frame, which matters because a send on a busy machine can cost tens of
+        microseconds. ``False`` sends at once, from the caller.
     interval_s : float > 0
-        How often the sender thread sends what has queued (far below a sounded step).
+        The sender thread sends what has queued at most this often (far below a sounded step).
 
-    Replies (``/fail`` …) are read without waiting; the first reason of each kind is logged as a
-    warning, and :attr:`failures` keeps the last ones. When the engine answers that a run is not
+    Replies are read without waiting. ``/son/pace`` (the engine's step length, sent when a run
+    opens and whenever it changes) sets :meth:`sounded_step_s`: the engine keeps only the newest
+    frame of each step. Of
+    ``/fail``, the first reason of each kind is logged as a warning, and :attr:`failures` keeps the
+    last ones. When the engine answers that a run is not
     open (it was restarted, or the first ``/son/begin`` was lost), the run is opened again.
     """
 
@@ -132,12 +137,15 @@ class OscSink:
         self.sock = socket.socket(info[0], socket.SOCK_DGRAM)
         self.sock.setblocking(False)
         self.runs: dict[str, int] = {}
+        self.pace_s: dict[str, float] = {}  # seconds per sounded step, from /son/pace
+        self._pace_any_s: Optional[float] = None
         self.counts = {"datagrams": 0, "dropped": 0, "frames": 0}
         self.failures: list[tuple[str, str]] = []
         self._warned: set[str] = set()
         self._heads: dict[tuple[str, int], bytes] = {}  # /son/frame address, tags and run, by frame size
         self._outbox: "collections.deque[bytes]" = collections.deque(maxlen=4096)
         self._closing = threading.Event()
+        self._wake = threading.Event()
         self._thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()  # one sender and one reply reader at a time
         if background:
@@ -148,13 +156,15 @@ class OscSink:
             self._thread.start()
 
     def _run(self) -> None:
-        polled = 0.0
-        while not self._closing.wait(self.interval_s):
+        # Woken by what is queued (then at most every interval_s) and otherwise four times a
+        # second to read replies: every wake takes the GIL from the training loop for a moment,
+        # so the thread never wakes for nothing. Replies are read after each send, when awake anyway.
+        while not self._closing.is_set():
+            self._wake.wait(0.25)
+            self._wake.clear()
             self.flush()
-            now = time.monotonic()
-            if now - polled > 0.05:
-                polled = now
-                self.poll()
+            self.poll()
+            self._closing.wait(self.interval_s)
         self.flush()
 
     def flush(self) -> None:
@@ -168,6 +178,7 @@ class OscSink:
             if len(self._outbox) == self._outbox.maxlen:
                 self.counts["dropped"] += 1  # the oldest falls out: the engine keeps the newest anyway
             self._outbox.append(data)
+            self._wake.set()
         else:
             self._send_now(data)
 
@@ -237,7 +248,18 @@ class OscSink:
                 got.append((address, args))
                 if address == "/fail" and len(args) >= 2:
                     self._on_fail(str(args[0]), str(args[1]))
+                elif address == "/son/pace" and len(args) == 2 and isinstance(args[1], (int, float)):
+                    if args[1] > 0:
+                        self.pace_s[str(args[0])] = self._pace_any_s = float(args[1]) / 1000.0
         return got
+
+    def sounded_step_s(self, run: str) -> Optional[float]:
+        """The engine's step for ``run`` (None until the engine has told any step length).
+
+        A run the engine has not answered yet (just opened, or reopened) takes the step it last
+        told for any run: the step length is the engine's, the same for every run.
+        """
+        return self.pace_s.get(run, self._pace_any_s)
 
     def _on_fail(self, address: str, reason: str) -> None:
         self.failures = (self.failures + [(address, reason)])[-32:]
@@ -257,6 +279,7 @@ class OscSink:
             self.end(run)
         if self._thread is not None:
             self._closing.set()
+            self._wake.set()
             self._thread.join(timeout=2)
         self.flush()
         self.sock.close()
@@ -305,6 +328,11 @@ class MultiSink:
     def send(self, frame: GradientFrame) -> None:
         for s in self.sinks:
             s.send(frame)
+
+    def sounded_step_s(self, run: str) -> Optional[float]:
+        """The shortest of the sinks' steps; None when any sink wants every frame."""
+        intervals = [getattr(s, "sounded_step_s", lambda r: None)(run) for s in self.sinks]
+        return None if any(i is None for i in intervals) else min(intervals)
 
     def end(self, run: str) -> None:
         for s in self.sinks:
@@ -418,6 +446,13 @@ class LocalSynthSink:
         if frame.run not in self.receiver.runs:
             self.receiver.begin(frame.run, len(frame.norms))
         self.receiver.frame(frame.run, frame.step, frame.norms)
+
+    def sounded_step_s(self, run: str) -> Optional[float]:
+        """The voices' step: they keep only the newest frame of each.
+
+        None with offline audio: its time is the renderer's, not the clock's.
+        """
+        return self.receiver.step_s() if self.audio.realtime else None
 
     def end(self, run: str) -> None:
         if run in self.receiver.runs:

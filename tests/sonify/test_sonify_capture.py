@@ -206,6 +206,57 @@ def test_every_skips_steps_and_step_numbers_can_be_given():
     assert son.frames == 3
 
 
+class PacedSink(MemorySink):
+    """A real-time sink that sounds one frame every ``step_s`` and notes when frames arrive."""
+
+    def __init__(self, step_s):
+        super().__init__()
+        self.step_s = step_s
+        self.arrivals = []
+
+    def sounded_step_s(self, run):
+        return self.step_s
+
+    def send(self, frame):
+        import time
+
+        self.arrivals.append(time.perf_counter())
+        super().send(frame)
+
+
+def test_pace_captures_just_often_enough_for_every_sounded_step():
+    import time
+
+    net, g = make_net()
+    x, y = batch(g)
+    sink = PacedSink(0.05)
+    with GradientSonifier(net, sink=sink, run="paced") as son:
+        t0 = time.perf_counter()
+        while time.perf_counter() - t0 < 0.5:
+            net.zero_grad()
+            loss_of(net, x, y).backward()
+            son.step()
+            time.sleep(0.001)
+    gaps = np.diff(sink.arrivals)
+    assert sink.frames[0].step == 0  # the first step is always heard
+    assert son.paced == son.steps - son.frames > 4 * son.frames
+    # never closer than a quarter step; nearly always within one sounded step, so each gets a fresh frame
+    assert gaps.min() >= 0.25 * 0.05 and len(sink.frames) <= 0.5 / (0.25 * 0.05) + 1
+    assert np.mean(gaps <= 0.05) >= 0.9 and len(sink.frames) >= 0.5 / 0.05 - 1
+    # the frames that are taken are exact, and a sink with no sounded step gets every step
+    np.testing.assert_allclose(sink.frames[-1].norms, expected(net, layer_groups(net)), rtol=1e-6)
+    for sonifier in (GradientSonifier(net, sink=MemorySink(), run="all"),
+                     GradientSonifier(net, sink=PacedSink(10.0), run="forced", pace=False)):
+        with sonifier:
+            for _ in range(5):
+                sonifier.step()
+        assert sonifier.frames == 5 and sonifier.paced == 0
+    from earengine.sonify.sinks import MultiSink
+
+    assert MultiSink([PacedSink(0.02), PacedSink(0.01)]).sounded_step_s("r") == 0.01
+    assert MultiSink([PacedSink(0.02), MemorySink()]).sounded_step_s("r") is None  # a WAV wants every step
+
+
 def test_sink_shorthands_and_callables(tmp_path):
     net, g = make_net()
     seen = []

@@ -34,12 +34,13 @@ def test_a_training_loop_is_heard_in_the_engine(engine, tmp_path):
     net, g = tiny_net()
     opt = torch.optim.SGD(net.parameters(), lr=0.1)
     sink = OscSink(host, port)
-    with GradientSonifier(net, sink=sink, run="tiny", optimizer=opt):
+    with GradientSonifier(net, sink=sink, run="tiny", optimizer=opt, pace=False) as son:
         assert wait_for(lambda: "tiny" in engine.sonify.runs)
         for _ in range(20):
             opt.zero_grad()
             net(torch.randn(16, 8, generator=g)).pow(2).mean().backward()
             opt.step()
+        assert son.frames == 20
         assert wait_for(lambda: engine.sonify.counts["frames"] == 20)
         engine.audio.record(str(tmp_path / "out.wav"))
         engine.audio.render(SR)
@@ -52,6 +53,43 @@ def test_a_training_loop_is_heard_in_the_engine(engine, tmp_path):
     # the newest frame plays for one step (80 ms), then the run rests until the next frame
     assert np.all(np.isfinite(x)) and np.abs(x[: int(0.2 * SR)]).max() > 0.01
     assert np.abs(x[int(0.5 * SR) :]).max() < 1e-4
+
+
+def test_the_engine_sets_the_pace_and_the_sonifier_keeps_to_it(engine, peer):
+    host, port = engine.osc.address
+    net, g = tiny_net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+
+    def train_for(seconds):
+        end = time.monotonic() + seconds
+        steps = 0
+        while time.monotonic() < end:
+            opt.zero_grad()
+            net(torch.randn(16, 8, generator=g)).pow(2).mean().backward()
+            opt.step()
+            steps += 1
+            time.sleep(0.0005)
+        return steps
+
+    sink = OscSink(host, port)
+    with GradientSonifier(net, sink=sink, run="paced", optimizer=opt) as son:
+        # the answer to /son/begin: the default 80 ms step; only the newest frame of each is heard
+        assert wait_for(lambda: sink.sounded_step_s("paced") == pytest.approx(0.080))
+        # a change of step length reaches the running sender without it asking
+        peer.send("/son/step_ms", 20.0)
+        assert wait_for(lambda: sink.sounded_step_s("paced") == pytest.approx(0.020))
+        peer.send("/son/division", "1/16")
+        peer.send("/clock/bpm", 150.0)  # a sixteenth at 150 BPM lasts 100 ms
+        assert wait_for(lambda: sink.sounded_step_s("paced") == pytest.approx(0.100))
+        before = son.frames
+        steps = train_for(0.6)
+        frames = son.frames - before
+        # no two captures closer than a quarter step; about one per sounded step
+        assert frames <= 0.6 / (0.25 * 0.100) + 1
+        assert frames >= 4 and steps > 2 * frames
+        assert son.frames + son.paced == son.steps
+        assert wait_for(lambda: engine.sonify.counts["frames"] == son.frames)
+    assert sink.failures == []
 
 
 def test_bad_frames_over_udp_get_fail_and_change_nothing(engine, peer):

@@ -76,7 +76,8 @@ def submitted(voices):
 
 def test_a_good_frame_reaches_the_voices(rig):
     router, receiver, voices, events, _, registry = rig
-    assert send(router, "/son/begin", "mnist", 4) == []
+    (pace,) = send(router, "/son/begin", "mnist", 4)
+    assert (pace.address, pace.args) == ("/son/pace", ("mnist", 80.0))  # the default step, in ms
     assert voices.calls == [("open", 0, 4, "sine")]
     assert send(router, "/son/frame", "mnist", 0, 0.1, 1.0, 10.0, 100.0) == []
     (t,) = voices.submitted[0]
@@ -116,12 +117,12 @@ def test_bad_frames_fail_and_change_nothing(rig, address, args, reason):
 def test_too_many_runs_fail_and_an_ended_run_frees_its_slot(rig):
     router, receiver, voices, *_ = rig
     for k in range(MAX_RUNS):
-        assert send(router, "/son/begin", f"run{k}", 2) == []
+        assert send(router, "/son/begin", f"run{k}", 2) [0].address == "/son/pace"
     (reply,) = send(router, "/son/begin", "one-more", 2)
     assert reply.address == "/fail" and "too many runs" in reply.args[1]
     assert "one-more" not in receiver.runs
     send(router, "/son/end", "run1")
-    assert send(router, "/son/begin", "one-more", 2) == []
+    assert send(router, "/son/begin", "one-more", 2) [0].address == "/son/pace"
     assert receiver.runs["one-more"].slot == 1
     # each slot has its own timbre
     waves = [c[3] for c in voices.calls if c[0] == "open"]
