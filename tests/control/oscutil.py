@@ -46,3 +46,13 @@ class Peer:
 
     def close(self):
         self.sock.close()
+
+
+def wait_for(predicate, seconds=5.0, *, every_s=0.02):
+    """Poll ``predicate()`` until it is true (True) or ``seconds`` pass (False)."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(every_s)
+    return bool(predicate())

@@ -6,44 +6,19 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 from earengine.engine import Engine
-from oscutil import Peer
+from oscutil import Peer, wait_for
 from streamutil import Receiver, arrays, frames
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def ear_dir(tmp_path_factory):
-    from earengine.ear.checkpoint import save_ear
-    from earengine.ear.cpc import CPCHead
-    from earengine.ear.model import Ear, EarConfig
-
-    torch.manual_seed(0)
-    ear = Ear(EarConfig.preset("small", width=1 / 16))
-    for m in ear.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.momentum = None
-    g = torch.Generator().manual_seed(1)
-    ear.train()
-    with torch.no_grad():
-        for level in (0.02, 0.2):
-            ear(torch.randn(4, 44100, generator=g) * level)
-    ear.eval()
-    path = tmp_path_factory.mktemp("ears") / "tiny"
-    save_ear(path, ear, CPCHead(ear.context_channels, ear.encoding_channels, ear.config.cpc), info={"data": {"kind": "none"}})
-    return path
+def ear_dir(tiny_ear_dir):
+    return tiny_ear_dir
 
 
-def wait(predicate, seconds):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_frames_of_a_dreaming_engine_are_the_activations_heard(ear_dir):
@@ -61,7 +36,7 @@ def test_frames_of_a_dreaming_engine_are_the_activations_heard(ear_dir):
             assert rx.wait_for(lambda r: any(f.get("step", (-1,))[0] > 0 and f["acts"] for f in frames(r.items).values()), 90)
             # hold the dream so the loop heard stays the same while we listen
             peer.send("/opt/run", 0)
-            assert wait(lambda: engine.dream.state == "paused", 10)
+            assert wait_for(lambda: engine.dream.state == "paused", 10)
             # a step in flight when the pause arrived may still publish one loop: wait until none comes
             # for a bar and a half (a loop made meanwhile starts at the next bar line, 1 s)
             for _ in range(5):

@@ -12,7 +12,6 @@ dreams on from the loop that was playing.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import signal
@@ -40,22 +39,6 @@ SETS = ("/loop/bars=1", "/clock/bpm=240", "/opt/lr=0.01", "/opt/seed=7")
 # ---------------------------------------------------------------------------------------------
 # The ear, the reference clip and the engine
 # ---------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny_ear(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The calibrated tiny ear of the dreaming unit tests, saved as a real checkpoint."""
-    from earengine.ear.checkpoint import save_ear
-    from earengine.ear.cpc import CPCHead
-
-    spec = importlib.util.spec_from_file_location("optvis_conftest", REPO / "tests" / "optvis" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    ear = module.make_tiny_ear()
-    cpc = CPCHead(ear.context_channels, ear.encoding_channels, ear.config.cpc)
-    path = tmp_path_factory.mktemp("ears") / "tiny"
-    save_ear(path, ear, cpc, info={"data": {"kind": "none"}})
-    return path
-
-
 def reference_clip() -> np.ndarray:
     """One bar of a 441 Hz tone pulsing four times: nothing a dream from silence comes near."""
     t = np.arange(BAR) / SR
@@ -120,9 +103,9 @@ def dreaming_engine(jack, ear: Path):
 
 
 @pytest.fixture(scope="module")
-def dream(jack_server, tiny_ear) -> Iterator[DreamEngine]:
+def dream(jack_server, tiny_ear_dir) -> Iterator[DreamEngine]:
     """The engine, dreaming, once dreamed loops have replaced each other twice."""
-    with dreaming_engine(jack_server, tiny_ear) as eng:
+    with dreaming_engine(jack_server, tiny_ear_dir) as eng:
         eng.osc.send("/notify", 1)
         try:
             poll(eng.osc, lambda s: s.worker == "dreaming" and s.loops >= 2, 60.0, "two dreamed loops playing")

@@ -7,7 +7,6 @@ import shutil
 import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import pytest
 from earengine.engine import Engine
 from earengine.synth.player import Loop
 from earengine.viz.frames import ActivationSet
+from oscutil import wait_for
 
 pytestmark = pytest.mark.integration
 PATCH = Path(__file__).resolve().parents[2] / "patches" / "puredata" / "earengine.pd"
@@ -29,13 +29,6 @@ def free_udp_port():
     return port
 
 
-def wait(predicate, seconds):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_pd_sets_parameters_and_receives_stream_frames(tmp_path):
@@ -59,12 +52,12 @@ def test_pd_sets_parameters_and_receives_stream_frames(tmp_path):
         reader.start()
         try:
             # parameters set from the patch's controls
-            assert wait(lambda: engine.registry.get("/clock/bpm") == 133.0, 10), lines
-            assert wait(lambda: engine.registry.get("/loop/gain") == -12.0 and engine.registry.get("/stream/fps") == 20.0, 5)
-            assert wait(lambda: engine.registry.get("/stream/layers") == "enc.5", 5), lines
-            assert wait(lambda: f"127.0.0.1:{listen}" in engine.streams.destinations(), 5), lines
+            assert wait_for(lambda: engine.registry.get("/clock/bpm") == 133.0, 10), lines
+            assert wait_for(lambda: engine.registry.get("/loop/gain") == -12.0 and engine.registry.get("/stream/fps") == 20.0, 5)
+            assert wait_for(lambda: engine.registry.get("/stream/layers") == "enc.5", 5), lines
+            assert wait_for(lambda: f"127.0.0.1:{listen}" in engine.streams.destinations(), 5), lines
             # frames received: phase lines and activation parts, frame numbers rising
-            assert wait(lambda: sum("earengine: act enc.5" in x for x in lines) >= 20, 10), lines[-20:]
+            assert wait_for(lambda: sum("earengine: act enc.5" in x for x in lines) >= 20, 10), lines[-20:]
         finally:
             pd.terminate()
             pd.wait(timeout=5)

@@ -12,10 +12,8 @@ from earengine.params import default_registry
 
 
 @pytest.fixture(scope="module")
-def ear():
-    from conftest import make_tiny_ear
-
-    return make_tiny_ear()
+def ear(tiny_ear):
+    return tiny_ear
 
 
 def settings():

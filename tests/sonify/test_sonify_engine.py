@@ -9,18 +9,12 @@ import torch
 
 from earengine.sonify.capture import GradientSonifier
 from earengine.sonify.sinks import OscSink, encode_frame
+from oscutil import wait_for
 
 pytestmark = pytest.mark.integration
 SR = 44100
 
 
-def wait_for(predicate, seconds=5.0):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def tiny_net(seed=0):
