@@ -27,7 +27,7 @@ def _demo(args: argparse.Namespace) -> int:
     from earengine.sonify.demo import DemoConfig, describe, run_demo
 
     config = DemoConfig(optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size, steps=args.steps,
-                        momentum=args.momentum, seed=args.seed)
+                        momentum=args.momentum, seed=DemoConfig.seed if args.seed is None else args.seed)
     out = Path(args.out).expanduser()
     if out.suffix.lower() != ".wav":
         raise ParameterError(f"--out={args.out} must end in .wav")
@@ -53,7 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=10, help="batch size (default 10)")
     p.add_argument("--steps", type=int, default=200, help="training steps (default 200, as the seed)")
     p.add_argument("--momentum", type=float, default=0.5, help="SGD momentum (default 0.5, as the seed)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the weights and the batch order")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seeds the weights and the batch order (default: the seed whose five runs sound as "
+                        "the original post describes)")
     p.add_argument("--out", required=True, help="WAV file to write")
     p.add_argument("--png", default=None, help="plot of norms and pitch (default: beside --out)")
     p.add_argument("--preset", choices=("default", "seed"), default="default",

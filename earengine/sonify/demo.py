@@ -6,12 +6,13 @@ batch 10, lr 1.0 at batch 256, and Adam with lr 0.01. Here the same network trai
 handwritten digits that ship inside scikit-learn (8×8 images, upsampled to 28×28), so the demo
 needs no download. Everything is seeded: the same arguments give the same sound.
 
-What to expect with the default seed (``earengine sonify-demo``): SGD 0.01 is steady; 0.1 is
-higher and more restless; 1.0 climbs to the top of the range within a few steps as the norms
-explode, the NaN cue sounds once an inf appears, and the network then falls silent at the bottom
-(its ReLUs are dead, so its gradients are zero); 1.0 at batch 256 explodes and turns to NaN after
-a handful of steps, after which the cue repeats to the end; Adam has its own shape — a jump at the
-start, then norms that wander more than SGD's.
+What to expect with the default seed (``earengine sonify-demo``, seed 2): SGD 0.01 is steady; 0.1
+is higher and more restless; 1.0 climbs to the top of the range as the norms explode and turns to
+NaN at step 20, after which the cue repeats to the end; 1.0 at batch 256 explodes within a few
+steps and turns to NaN at step 7, the cue repeating to the end; Adam has its own shape — a jump at
+the start, then layers that move together. Divergence depends on the initial weights: at lr 1.0
+and batch 256, seeds 0 to 5 give NaN to the end for 2, 3 and 5, one inf then dead ReLUs (zero
+gradients, silence at the bottom) for 0, and no divergence for 1 and 4.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class DemoConfig:
     batch_size: int = 10
     steps: int = 200
     momentum: float = 0.5
-    seed: int = 0
+    seed: int = 2
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adam"):
