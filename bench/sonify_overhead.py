@@ -33,9 +33,7 @@ from __future__ import annotations
 
 import argparse
 import random
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -47,53 +45,13 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from earengine.process import EngineProcess  # noqa: E402
 from earengine.sonify.capture import GradientSonifier  # noqa: E402
 from earengine.sonify.demo import SeedNet  # noqa: E402
 from earengine.sonify.sinks import OscSink  # noqa: E402
 
 MODES = ("plain", "ours", "every", "seed")
 LABELS = {"ours": "ours", "every": "ours, every step", "seed": "seed's per-layer"}
-
-
-class EngineProcess:
-    """A real engine in another process (null audio, no dreaming) to send frames to."""
-
-    def __init__(self) -> None:
-        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "earengine", "run", "--audio", "null", "--no-dream", "--osc-port", str(self.port),
-             "--no-oscquery", "--no-zeroconf", "--status-every", "0"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.settimeout(0.2)
-        from earengine.control.osc import decode_packet, encode_message
-
-        try:
-            for _ in range(150):  # up to 30 s to start
-                if self.proc.poll() is not None:
-                    raise RuntimeError("the engine did not start: run 'earengine run --audio null' to see why")
-                sock.sendto(encode_message("/sync", (1,)), ("127.0.0.1", self.port))
-                try:
-                    if decode_packet(sock.recv(65535))[0][1] == "/synced":
-                        return
-                except socket.timeout:
-                    continue
-            raise RuntimeError("the engine did not answer /sync within 30 s")
-        except BaseException:
-            self.close()
-            raise
-        finally:
-            sock.close()
-
-    def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 class DeepMLP(nn.Module):
@@ -191,7 +149,9 @@ def main() -> int:
     g = torch.Generator().manual_seed(args.seed)
     order_rng = random.Random(args.seed)
 
-    engine = EngineProcess()
+    engine = EngineProcess(["--audio", "null", "--no-dream", "--no-oscquery", "--no-zeroconf", "--status-every", "0"],
+                           stop_s=5.0)
+    engine.start()
     try:
         cases = [
             Case("seed CNN, batch 10", SeedNet(generator=g), torch.randn(10, 1, 28, 28, generator=g),

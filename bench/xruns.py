@@ -30,7 +30,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -124,41 +123,22 @@ class Osc:
 
 @contextmanager
 def engine(env: dict, args: list[str]) -> Iterator[tuple[subprocess.Popen, Osc, list]]:
-    cmd = [sys.executable, "-m", "earengine", "run", "--audio", "jack", "--osc-port", "0", "--status-every", "5",
-           *args]
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, text=True)
-    lines: list[str] = []
-    port: list[int] = []
-    ready = threading.Event()
+    from earengine.errors import EarEngineError
+    from earengine.process import EngineProcess
 
-    def read() -> None:
-        for line in proc.stdout:
-            lines.append(line.rstrip("\n"))
-            if line.startswith("osc: listening on "):
-                port.append(int(line.split()[3].rsplit(":", 1)[1]))
-                ready.set()
-        ready.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    eng = EngineProcess(["--audio", "jack", "--status-every", "5", *args], env=env, cwd=str(REPO), stop_s=15.0)
+    try:
+        eng.start()
+    except EarEngineError as exc:
+        raise SystemExit(str(exc)) from None
     osc = None
     try:
-        ready.wait(60)
-        if not port:
-            raise SystemExit("earengine run did not start:\n" + "\n".join(lines[-20:]))
-        osc = Osc(port[0])
-        yield proc, osc, lines
+        osc = Osc(eng.port)
+        yield eng.proc, osc, eng.lines
     finally:
         if osc is not None:
             osc.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        reader.join(timeout=5)
+        eng.close()
 
 
 def measure(env: dict, label: str, args: list[str], seconds: float, *, dreaming: bool) -> dict:

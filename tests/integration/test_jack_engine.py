@@ -15,8 +15,6 @@ from __future__ import annotations
 import math
 import socket
 import subprocess
-import sys
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -29,6 +27,9 @@ import soundfile
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 from scipy.signal import fftconvolve
+
+from earengine.errors import EarEngineError
+from earengine.process import EngineProcess
 
 pytestmark = pytest.mark.integration
 
@@ -190,7 +191,7 @@ class OscPeer:
 
 
 @dataclass
-class EngineProcess:
+class EngineRun:
     proc: subprocess.Popen
     osc: OscPeer
     lines: list = field(default_factory=list)
@@ -201,47 +202,25 @@ class EngineProcess:
 
 @contextmanager
 def engine_process(jack, args: Sequence[str] = ("--no-dream",), *, duration_s: float = 60, ready_s: float = 30,
-                   wrap=None) -> Iterator[EngineProcess]:
+                   wrap=None) -> Iterator[EngineRun]:
     """``earengine run --audio jack <args>`` with OSC on a free port and an OSC peer; always stopped.
 
-    ``wrap`` builds the yielded object from ``(proc, osc, lines)`` (default: EngineProcess).
+    ``wrap`` builds the yielded object from ``(proc, osc, lines)`` (default: EngineRun).
     """
-    cmd = [sys.executable, "-m", "earengine", "run", "--audio", "jack", "--osc-port", "0",
-           "--duration", str(duration_s), "--status-every", "1", *map(str, args)]
-    proc = subprocess.Popen(cmd, env=jack.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, text=True)
-    lines: list[str] = []
-    port: list[int] = []
-    ready = threading.Event()
-
-    def read() -> None:
-        for line in proc.stdout:
-            line = line.rstrip("\n")
-            lines.append(line)
-            if line.startswith("osc: listening on "):
-                port.append(int(line.split()[3].rsplit(":", 1)[1]))
-                ready.set()
-        ready.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    args = ["--audio", "jack", "--duration", str(duration_s), "--status-every", "1", *map(str, args)]
+    eng = EngineProcess(args, env=jack.env, cwd=str(REPO), ready_s=ready_s)
+    try:
+        eng.start()
+    except EarEngineError as exc:
+        pytest.fail(str(exc))
     osc = None
     try:
-        ready.wait(ready_s)
-        if not port:
-            pytest.fail("earengine run did not start; its output:\n" + "\n".join(lines))
-        osc = OscPeer(port[0])
-        yield (wrap or EngineProcess)(proc, osc, lines)
+        osc = OscPeer(eng.port)
+        yield (wrap or EngineRun)(eng.proc, osc, eng.lines)
     finally:
         if osc is not None:
             osc.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-        reader.join(timeout=5)
+        eng.close()
 
 
 def engine(jack, *, loop: Path, sets: tuple[str, ...] = ()):
