@@ -20,9 +20,10 @@ server (synchronous, 44.1 kHz, 256-frame periods) and, on it:
 
 Errors are click time minus the nearest bar line of the master, in ms. It prints the distribution
 of |error| for both schedulers against both masters, then the p99 ratios last (timer / earengine:
-above 1 means earengine is closer to the bars). The goal for earengine is p99 <= 3 ms; with the
-player starting loops on the audio buffer nearest a bar line that bound is half a period,
-2.9 ms at 256 frames.
+above 1 means earengine is closer to the bars). The goal for earengine is p99 <= 3 ms. The player
+puts a loop's first sample on the bar line inside the audio buffer, so the error is the clock's
+alone; starting on the buffer edge nearest the line would add up to half a period (2.9 ms at 256
+frames).
 """
 
 from __future__ import annotations

@@ -312,16 +312,14 @@ class Engine:
         self._to_listeners("/midi/learned", (address, control))
 
     def _transport(self, what: str) -> None:
-        """Start, continue or stop from the clock: loops fall silent on stop and come back on
-        the bar line (from their first sample on start, in place on continue)."""
+        """Start, continue or stop from the clock, shown on ``/loop/mute``. The player itself
+        silences loops when its clock stops and brings them back on its first bar line (from
+        their first sample on start, in place on continue), to the sample."""
         if what == "stop":
             if not self.registry.get("/loop/mute"):
                 self.registry.set("/loop/mute", True, source="transport")
                 self._transport_muted = True
             return
-        loop = self.player.current if self.player is not None else None
-        if loop is not None:
-            self.player.queue(loop, keep_phase=(what == "continue"))
         if self._transport_muted:
             self._transport_muted = False
             self.registry.set("/loop/mute", False, source="transport")

@@ -2,8 +2,8 @@
 
 :class:`BarClock` is the clock the loop player plays on. It is advanced by the audio thread once
 per buffer, in samples, so bar lines are counted on the audio timeline itself; it holds no lock
-and does no I/O. Bar events are reported on the buffer boundary nearest to the true bar line, so
-a loop that starts on one is off the grid by at most half an audio buffer.
+and does no I/O. A bar line is reported for the buffer it falls in, with its place inside that
+buffer, so the player can put a loop's first sample on it exactly rather than on a buffer edge.
 
 By default the clock keeps its own tempo (``internal``). It can instead *follow* a source that
 publishes a :class:`Timeline` — a beat grid in :func:`time.monotonic` seconds:
@@ -53,9 +53,12 @@ _CLOCK, _START, _CONTINUE, _STOP, _SONG_POSITION = 0xF8, 0xFA, 0xFB, 0xFC, 0xF2
 
 @dataclass(frozen=True)
 class BarEvent:
-    """A bar line taken at a buffer boundary.
+    """A bar line, reported for the buffer it falls in.
 
-    ``bar`` counts from 0; ``error_samples`` is boundary minus true bar line (|e| <= buffer/2).
+    ``bar`` counts from 0; ``error_samples`` is the buffer's first sample minus the true bar line:
+    in ``(-buffer, 0]`` while the clock runs on (the line is that many samples into the buffer),
+    positive only for a line that had already passed when the clock jumped onto the grid (a start
+    heard late, see :attr:`BarClock.LATE_START_S`).
     """
 
     bar: int
@@ -186,6 +189,7 @@ class BarClock:
         self.bpm = float(bpm)
         self.beats_per_bar = int(beats_per_bar)
         self.beat = 0.0  # beats since start, at the start of the coming buffer
+        self.buffer_beat = 0.0  # beats since start at the start of the buffer last ticked
         self.samples = 0  # samples since start
         self._last_bar = -1
         self.offset_s = 0.0  # output latency made up for: the grid is played this much early
@@ -230,8 +234,8 @@ class BarClock:
         self._transport = "stop"
 
     def tick(self, n_samples: int) -> Optional[BarEvent]:
-        """Called at the start of each buffer of ``n_samples``; returns a bar event when the
-        bar line nearest this boundary has not been reported yet, then advances."""
+        """Called at the start of each buffer of ``n_samples``; returns a bar event when a bar
+        line not reported yet falls before the end of this buffer, then advances."""
         heard = self.timer.update(self.samples / self.sr, self._now()) + self.offset_s + self.output_latency_s
         request, self._transport = self._transport, None
         if request == "stop":
@@ -248,6 +252,7 @@ class BarClock:
                     self._relocate(beat, n_samples)  # started: whatever the old position was
                 self._sync(beat, grid.bpm, n_samples)
             self.playing = grid.playing
+        self.buffer_beat = self.beat
         if not self.playing:
             self.samples += n_samples
             self.timeline = Timeline(heard, self.beat, self.bpm, False)
@@ -255,9 +260,10 @@ class BarClock:
         self.timeline = Timeline(heard, self.beat, self.bpm, True)
         beats_per_sample = self.bpm / 60.0 / self.sr
         event = None
-        next_bar = self._last_bar + 1
+        # beats before 0 count in to a start (a Link peer's start on a coming bar): no bar lines
+        next_bar = max(0, self._last_bar + 1)
         until = (next_bar * self.beats_per_bar - self.beat) / beats_per_sample  # samples
-        if until < n_samples / 2.0:
+        if until < n_samples:
             self._last_bar = next_bar
             event = BarEvent(next_bar, -until)
         self.beat += n_samples * beats_per_sample
@@ -679,7 +685,7 @@ class MidiClockOut:
             self.running = False
         if not self.running:
             bar = max(1, self.beats_per_bar())
-            first = math.ceil((beat_now + 1e-3) / bar) * bar
+            first = max(0.0, math.ceil((beat_now + 1e-3) / bar) * bar)  # not in a count-in
             due = grid.time_at(first)
             if due - now > 0.002:
                 return min(0.005, due - now - 0.002)
@@ -723,7 +729,9 @@ class LinkClock:
     beats_per_bar : int > 0
         The Link quantum.
     start_stop_sync : bool
-        Share start and stop with the session; without it the grid always plays.
+        Share start and stop with the session; without it the grid always plays. With it, a
+        start puts this peer's beat 0 (its bar 0) where the session starts playing, so loops
+        start on the bar where the other peers start.
     """
 
     def __init__(self, *, bpm: float = 120.0, beats_per_bar: int = 4, start_stop_sync: bool = False,
@@ -812,8 +820,12 @@ class LinkClock:
         self._call(lambda link: setattr(link, "start_stop_sync_enabled", bool(on)))
 
     def set_playing(self, on: bool) -> None:
-        """Start or stop the session (with start/stop sync)."""
-        self._call(lambda link: setattr(link, "playing", bool(on)))
+        """Start or stop the session (with start/stop sync). A start lands on the session's
+        next bar line (at once when alone), as a start from any peer does."""
+        if on:
+            self._call(lambda link: link.set_is_playing_and_request_beat_at_time(True, link.time, 0.0))
+        else:
+            self._call(lambda link: setattr(link, "playing", False))
 
     def _main(self) -> None:
         import asyncio
@@ -851,6 +863,12 @@ class LinkClock:
             self._link = None
 
     def _read(self, link: Any) -> None:
+        playing = bool(link.playing) if self.start_stop_sync else True
+        if playing and not self.playing:
+            # A start (ours or another peer's): this peer's beat 0 goes where the session starts
+            # playing, quantised to the bar, as Link asks of every peer that shares start and
+            # stop. Until then the beat is negative and the clock waits for bar 0.
+            link.request_beat_at_start_playing_time(0.0)
         before = time.monotonic()
         beat = float(link.beat)  # the session's beat at Link's own "now", taken inside the call
         after = time.monotonic()
@@ -858,8 +876,8 @@ class LinkClock:
         # reading is the middle of the two stamps around it (a few microseconds apart).
         tempo = float(link.tempo)
         self.peers = int(link.num_peers)
-        self.playing = bool(link.playing) if self.start_stop_sync else True
-        self.timeline = Timeline(0.5 * (before + after), beat, tempo, self.playing)
+        self.playing = playing
+        self.timeline = Timeline(0.5 * (before + after), beat, tempo, playing)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -573,10 +573,14 @@ class MidiControl:
             self.dump()
             return
         for b in self._by_address.get(change.address, ()):
-            if change.source != b.tag:
+            own = change.source == b.tag
+            if not own:
                 self._state[b].picked = False  # the value moved away from under the control
-                if self.registry.get("/midi/feedback"):
-                    self._feedback(b, change.value)
+            # A fader or knob that moved is where it is: telling it would fight the hand. A key or
+            # button cannot know what it switched on (its light is the host's to set), so it is
+            # told even when it made the change itself.
+            if self.registry.get("/midi/feedback") and (not own or b.mode != "absolute"):
+                self._feedback(b, change.value)
 
     def dump(self) -> None:
         """Send every mapped value to its control (motor faders and rings go to their places)."""

@@ -2,8 +2,11 @@
 
 A preset file holds ``{"earengine_preset": 1, "name": ..., "version": ..., "values": {address: value}}``.
 Writing is atomic (temp file + rename). Loading validates every value before any is applied,
-warns once about unknown addresses, and gives missing ones their defaults. Names are plain words
-(letters, digits, ``-``, ``_``) so a name can never reach outside the preset folder.
+warns once about unknown addresses, and gives missing ones their defaults, except those in
+:data:`KEPT_UNLESS_GIVEN`: the controller map and the transport belong to the rig and the
+moment, not to a sound, so a preset that does not name them leaves them as they are (and one
+that names them sets them). Names are plain words (letters, digits, ``-``, ``_``) so a name can
+never reach outside the preset folder.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from earengine import __version__
 from earengine.errors import PresetError
 from earengine.params.registry import Registry
 
-__all__ = ["Preset", "PresetStore", "SHIPPED_DIR", "check_name"]
+__all__ = ["Preset", "PresetStore", "SHIPPED_DIR", "KEPT_UNLESS_GIVEN", "check_name"]
 
 log = logging.getLogger("earengine.presets")
 
@@ -29,6 +32,14 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 #: Presets shipped with earengine (read-only).
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "patches" / "presets"
 FORMAT = 1
+#: Addresses a preset sets only when it names them. ``/midi/map``: loading a sound must not
+#: unplug the controller (a preset that carries a map replaces it); ``/clock/playing``: nor stop
+#: or start the transport, which under Link start/stop sync is the whole session's;
+#: ``/clock/peers`` is a reading the engine keeps, never a setting.
+KEPT_UNLESS_GIVEN = ("/midi/map", "/clock/playing", "/clock/peers")
+#: Addresses :meth:`Preset.capture` leaves out: the transport (saving a preset while playing
+#: must not make loading it start the transport) and a reading.
+NOT_CAPTURED = ("/clock/playing", "/clock/peers")
 
 
 def check_name(name: str) -> str:
@@ -49,7 +60,11 @@ class Preset:
 
     @classmethod
     def capture(cls, name: str, registry: Registry) -> "Preset":
-        return cls(check_name(name), tuple(sorted(registry.snapshot().items())))
+        """The registry's values now; an empty controller map is left out, so loading the
+        preset later keeps whatever map is in use then."""
+        values = {a: v for a, v in registry.snapshot().items()
+                  if a not in NOT_CAPTURED and not (a == "/midi/map" and not v)}
+        return cls(check_name(name), tuple(sorted(values.items())))
 
     def to_dict(self) -> dict:
         return {"earengine_preset": FORMAT, "name": self.name, "version": __version__,
@@ -62,16 +77,20 @@ class Preset:
         return cls(check_name(data.get("name", "")), tuple(sorted(data["values"].items())))
 
     def resolve(self, registry: Registry) -> tuple[dict, list[str]]:
-        """Values to apply (defaults for missing addresses) and the unknown addresses.
+        """Values to apply (defaults for missing addresses but those of
+        :data:`KEPT_UNLESS_GIVEN`) and the unknown addresses.
 
         Raises PresetError naming the first invalid value; nothing is applied by this call.
         """
-        values = {spec.address: spec.default for spec in registry if spec.live or not registry.running}
+        values = {spec.address: spec.default for spec in registry
+                  if (spec.live or not registry.running) and spec.address not in KEPT_UNLESS_GIVEN}
         unknown = []
         for address, value in self.values:
             if address not in registry.specs:
                 unknown.append(address)
                 continue
+            if address == "/clock/peers":
+                continue  # a reading: a preset written by hand that names it changes nothing
             spec = registry.spec(address)
             if registry.running and not spec.live:
                 continue

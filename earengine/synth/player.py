@@ -1,10 +1,22 @@
 """The loop player: two buffers, bar-quantized swaps, crossfades, gain ramps and a limiter.
 
 A new loop is prepared off the audio thread (table filled, length fitted to whole bars) and
-handed over with :meth:`LoopPlayer.queue`. At the next bar line of the clock, on the audio
-thread, the idle slot takes it and starts from its first sample while the playing slot fades out
-over ``/loop/xfade``. Loops are read at the rate that makes them last exactly their bars at the
-current tempo, so a tempo change resamples the playing loop and keeps it on the grid.
+handed over with :meth:`LoopPlayer.queue`. On the audio thread, at the buffer the next bar line
+of the clock falls in, the idle slot takes it while the playing slot fades out over
+``/loop/xfade``. The new loop enters at the phase that puts its first sample on the bar line
+itself, to the sample, not on the edge of the buffer (until the line it plays the end of the
+loop, which is what leads into its start).
+
+Loops are read at the rate that makes them last exactly their bars at the clock's tempo of the
+moment, the followed source's included, so a tempo change resamples the playing loop and keeps
+it on the grid. The player also keeps the loop locked to the clock's position: a drift (a sound
+card's clock against a Link session's, a source's small corrections) is pulled in by trimming
+the rate by at most :attr:`LoopPlayer.LOCK_MAX_TRIM`; a jump too big to pull in is made good at
+the next bar line, where the loop re-enters in place.
+
+When the clock stops (transport), loops fall silent at once; when it plays again they come back
+at its first bar line: from their first sample when it is bar 0 (a start), in place otherwise (a
+continue from a song position).
 
 The output passes the limiter of :mod:`earengine.synth.bus`; loop tables are checked finite
 before they reach the audio thread, so the output never carries NaN or inf.
@@ -85,6 +97,17 @@ class Loop:
         return x[idx] * (1 - frac) + x[(idx + 1) % x.size] * frac
 
 
+def _fill(table, samples: np.ndarray) -> None:
+    """Write a loop into a pyo table, guard point included.
+
+    pyo keeps one sample after the table's end, a copy of its first, so that reading across
+    the wrap interpolates into the loop's start; a write through the buffer view leaves it at 0
+    (every wrap would then dip toward silence), and a table operation (adding 0) sets it again.
+    """
+    np.asarray(table.getBuffer())[:] = samples
+    table.add(0.0)
+
+
 class _Slot:
     """One of the two buffers: a table, a reader and a gain that crossfades."""
 
@@ -99,7 +122,11 @@ class _Slot:
         self.phasor.stop()
         self.reader.stop()
         self.loop: Optional[Loop] = None
-        self.tables: dict[int, object] = {}
+        # The phasor's position at the start of the coming buffer and the rate it was given,
+        # followed here as pyo advances it (in double precision, as pyo does), so the player
+        # knows where the loop is without asking the audio engine.
+        self.phase = 0.0
+        self.freq = 0.0
 
 
 class LoopPlayer:
@@ -115,6 +142,18 @@ class LoopPlayer:
         Send to the outputs through its own limiter (True), or leave :attr:`stereo` for an
         :class:`~earengine.synth.bus.OutputBus` that sums it with other sources.
     """
+
+    #: Time constant (s) over which a drift of the loop from the clock's position is pulled in.
+    LOCK_TAU_S = 0.25
+    #: A drift is pulled in once it passes this (s), then down to a sample: a source's tiny
+    #: corrections do not wobble the pitch.
+    LOCK_DEADBAND_S = 0.0002
+    #: Largest rate trim (relative) the lock applies: 0.2 % is 3.5 cents, and takes in 2 ms a second.
+    LOCK_MAX_TRIM = 0.002
+    #: A drift beyond this (s) is a jump (of the source, or of the sound card's time lost in an
+    #: xrun) and would take the trim seconds to pull in: the loop re-enters in place at the next
+    #: bar line instead, crossfaded like any new loop.
+    RESYNC_S = 0.005
 
     def __init__(self, audio: AudioServer, registry: Registry, *, out: bool = True) -> None:
         import pyo
@@ -136,7 +175,9 @@ class LoopPlayer:
         self._lock = threading.Lock()  # guards _pending between queue() callers only
         self._retired: list = []  # tables replaced on the audio thread, freed off it
         self._origin_bar: Optional[int] = None  # bar where the current sequence of loops began
-        self._origin_error = 0.0  # how far from that bar line (samples) its first loop started
+        self._held = False  # the clock stopped: loops are silent until its next bar line
+        self._resync = False  # the loop is off the clock's position: re-enter at the next bar line
+        self._locking = False  # pulling a drift in
 
         self.master = pyo.SigTo(db_to_amp(registry.get("/loop/gain")), time=self._ramp_s("/loop/gain"))
         self.mute = pyo.SigTo(0.0 if registry.get("/loop/mute") else 1.0, time=self._ramp_s("/loop/mute"))
@@ -179,11 +220,11 @@ class LoopPlayer:
                 # Replace a dreamed loop that has not started yet in place: no new table, so the
                 # engine allocates one table per bar, not one per optimizer step. Should the bar
                 # line take it mid-copy, it plays two successive dreams spliced, which sound alike.
-                np.asarray(pending[1].getBuffer())[:] = loop.samples
+                _fill(pending[1], loop.samples)
                 self._pending = (loop, pending[1], True)
                 return
         table = pyo.DataTable(size=loop.samples.size)
-        np.asarray(table.getBuffer())[:] = loop.samples
+        _fill(table, loop.samples)
         with self._lock:
             self._pending = (loop, table, keep_phase)
             # free tables the audio thread retired more than one swap ago
@@ -222,9 +263,6 @@ class LoopPlayer:
         tempo, self._tempo = self._tempo, None
         if tempo is not None:
             self.clock.set_tempo(*tempo)
-            for slot in self.slots:
-                if slot.loop is not None:
-                    slot.phasor.freq = self._rate(slot.loop)
         n = self.audio.buffersize
         if self._fade_done_at is not None and self.clock.samples >= self._fade_done_at:
             idle = self.slots[1 - self.active]
@@ -233,21 +271,67 @@ class LoopPlayer:
             idle.loop = None
             self._fade_done_at = None
         event = self.clock.tick(n)
-        if event is None:
-            return
-        self.last_event = event
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            self._start(pending, event)
+        if not self.clock.playing:
+            if not self._held:
+                self._hold()
+        elif event is not None:
+            self.last_event = event
+            pending, self._pending = self._pending, None
+            current = self.slots[self.active]
+            if pending is None and (self._held or self._resync) and current.loop is not None:
+                # back after a stop, or off the clock's position: the same loop enters again, in
+                # place unless the clock starts from the top (both slots may share one table)
+                pending = (current.loop, current.table, self._resync or event.bar != 0)
+            self._held = self._resync = False
+            if pending is not None:
+                self._start(pending, event)
+        self._follow(n)
+
+    def _hold(self) -> None:
+        """The clock stopped: silence both slots now (a short fade, no click)."""
+        self._held = True
+        for slot in self.slots:
+            slot.gain.time = 0.005
+            slot.gain.value = 0.0
+
+    def _follow(self, n: int) -> None:
+        """Give each slot the rate of the clock's tempo; trim the heard slot's toward the
+        clock's position. Then account for the buffer pyo is about to compute."""
+        active = self.slots[self.active]
+        for slot in self.slots:
+            loop = slot.loop
+            if loop is None:
+                continue
+            freq = self._rate(loop)
+            if slot is active and not self._held and self._origin_bar is not None:
+                loop_s = loop.bars * self.clock.bar_s
+                bars = self.clock.buffer_beat / self.clock.beats_per_bar - self._origin_bar
+                drift = ((bars / loop.bars - slot.phase + 0.5) % 1.0 - 0.5) * loop_s  # s; > 0: behind
+                if abs(drift) > self.RESYNC_S:
+                    self._resync = True
+                    self._locking = False
+                else:
+                    if abs(drift) > self.LOCK_DEADBAND_S:
+                        self._locking = True
+                    elif abs(drift) < 1.0 / self.sr:
+                        self._locking = False
+                    if self._locking:
+                        trim = min(self.LOCK_MAX_TRIM, abs(drift) / self.LOCK_TAU_S)
+                        freq *= 1.0 + (trim if drift > 0 else -trim)
+            if freq != slot.freq:
+                slot.phasor.freq = freq
+                slot.freq = freq
+            slot.phase = (slot.phase + freq * n / self.sr) % 1.0
 
     def _start(self, pending: tuple, event: BarEvent) -> None:
         loop, table, keep_phase = pending
         if not keep_phase or self._origin_bar is None:
-            self._origin_bar, self._origin_error = event.bar, event.error_samples
-        # Bar lines are taken at buffer boundaries, each off the true line by its own error: a
-        # loop that keeps the phase also takes the difference, or every swap would jump by it.
-        offset = (event.error_samples - self._origin_error) / (loop.bars * self.clock.bar_s * self.sr)
-        phase = (((event.bar - self._origin_bar) % loop.bars) / loop.bars + offset) % 1.0
+            self._origin_bar = event.bar
+        # Where the loop is at this buffer's first sample had it been playing since the bar where
+        # its sequence began: the bar line lies -error samples into the buffer, so a loop that
+        # starts there enters that far before its end and reaches its first sample on the line.
+        loop_samples = loop.bars * self.clock.bar_s * self.sr
+        phase = (((event.bar - self._origin_bar) % loop.bars) / loop.bars + event.error_samples / loop_samples) % 1.0
         xfade_s = self.registry.get("/loop/xfade") / 1000.0
         old = self.slots[self.active]
         new = self.slots[1 - self.active] if old.loop is not None else old
@@ -259,9 +343,11 @@ class LoopPlayer:
         self._retired.append(new.table)
         new.table = table
         new.loop = loop
-        new.phasor.freq = self._rate(loop)
+        new.freq = self._rate(loop)
+        new.phasor.freq = new.freq
         new.phasor.phase = phase
         new.phasor.reset()
+        new.phase = phase
         fade = max(1.0 / self.sr, xfade_s)
         new.gain.time = fade
         old.gain.time = fade
@@ -273,4 +359,6 @@ class LoopPlayer:
         new.reader.play()
         self.active = new.index
         self.loops_started += 1
-        self.loop_starts = (self.loop_starts + [(event.bar, self.clock.samples - self.audio.buffersize, event.error_samples)])[-64:]
+        # (bar, clock sample of the bar line, where the buffer began against it)
+        bar_sample = int(round(self.clock.samples - self.audio.buffersize - event.error_samples))
+        self.loop_starts = (self.loop_starts + [(event.bar, bar_sample, event.error_samples)])[-64:]

@@ -4,7 +4,6 @@ notes, feedback, and the maps (shipped ones validated against the registry)."""
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -151,6 +150,23 @@ def test_feedback_follows_changes_from_anywhere_but_the_control_itself():
     assert sent == []
 
 
+def test_keys_are_told_their_state_even_when_they_made_the_change():
+    # a key cannot know what it switched on: its light is set by the engine, unlike a fader,
+    # which is where the hand left it
+    reg, ctl, sent, _ = control([{"address": "/loop/mute", "note": 38, "mode": "toggle"},
+                                 {"address": "/son/root", "note": 60, "note_high": 71, "mode": "pitch_class"},
+                                 {"address": "/loop/gain", "cc": 81}])
+    ctl.handle((0x90, 38, 100))
+    assert sent == [bytes((0x90, 38, 127))]
+    sent.clear()
+    ctl.handle((0x90, 62, 100))  # D: its key lights, the one that was lit goes out
+    lit = {m[1]: m[2] for m in sent}
+    assert reg.get("/son/root") == "D" and lit[62] == 127 and lit[60] == 0 and set(lit) == set(range(60, 72))
+    sent.clear()
+    ctl.handle((CC, 81, 90))
+    assert sent == []
+
+
 def test_notes_trigger_toggle_pick_a_range_and_a_pitch_class():
     reg, ctl, sent, fired = control([
         {"address": "/target/clear", "note": 36},
@@ -250,6 +266,32 @@ def test_bindings_round_trip_and_maps_ride_in_presets(tmp_path):
     assert ctl.bindings == ()
     store.load("rig", reg)
     assert [b.control for b in ctl.bindings] == ["cc14 3/7", "notes 1/60-71", "note 1/1"]
+
+
+def test_a_preset_without_a_map_keeps_the_bindings_and_one_with_a_map_replaces_them(tmp_path):
+    store = PresetStore(tmp_path, shipped=None)
+    reg, ctl, _, _ = control([])
+    reg.set("/loop/gain", -20.0)
+    store.save(Preset.capture("sound", reg))  # saved before any controller was mapped
+    (tmp_path / "hand-written.json").write_text(json.dumps({"values": {"/loop/gain": -9.0, "/midi/takeover": "jump"}}))
+    reg.set("/midi/map", json.dumps([{"address": "/loop/gain", "cc": 7}]))
+    rig = ctl.bindings
+    reg.set("/clock/playing", False, source="osc")
+    for name in ("sound", "hand-written"):
+        store.load(name, reg)
+        assert ctl.bindings == rig, name  # the controller stays mapped
+        assert reg.get("/clock/playing") is False  # and the transport stays where it is
+    assert reg.get("/loop/gain") == -9.0
+    ctl.handle((CC, 7, 127))  # and it still moves what it moved
+    assert reg.get("/loop/gain") == 6.0
+    (tmp_path / "with-map.json").write_text(json.dumps(
+        {"values": {"/midi/map": json.dumps([{"address": "/son/base", "cc": 9}])}}))
+    store.load("with-map", reg)
+    assert [(b.address, b.control) for b in ctl.bindings] == [("/son/base", "cc 1/9")]
+    assert reg.get("/loop/gain") == reg.spec("/loop/gain").default  # the rest: defaults, as ever
+    (tmp_path / "no-map.json").write_text(json.dumps({"values": {"/midi/map": ""}}))
+    store.load("no-map", reg)  # a preset that says "no map" clears it
+    assert ctl.bindings == ()
 
 
 def test_shipped_maps_validate_and_save_load_round_trips(tmp_path):

@@ -12,8 +12,6 @@ without any clock of ours in between. Start, stop and continue come from JACK tr
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
 import signal
 import socket
@@ -288,6 +286,17 @@ def bar_frames(midi: list[tuple[int, bytes]], *, after_frame: int = 0) -> np.nda
     return pulses[:: 4 * PPQ]
 
 
+def assert_on_the_bars(errors_ms: np.ndarray, *, tight_ms: float, what: str) -> None:
+    """Every loop start within 3 ms of its bar line (Link's own bar for being in time), and all
+    but one within ``tight_ms``. The player puts a loop's first sample on the line inside the
+    audio buffer; a buffer edge alone would miss it by anything up to 2.9 ms at 256 frames, and
+    seldom come this close this often. One start may be off by a cycle that a busy machine
+    stretched: the audio and the MIDI ports each map JACK's time from when their callbacks run,
+    and see such a cycle at different moments."""
+    errors = np.abs(np.asarray(errors_ms))
+    assert np.all(errors <= 3.0) and np.sum(errors > tight_ms) <= 1, f"{what} by {np.round(errors_ms, 2)} ms"
+
+
 def start_errors_ms(probe: JackProbe, engine: Engine, loop: Path, *, loads: int, after_frame: int = 0) -> np.ndarray:
     """Load the loop ``loads`` times, each a bar and a quarter after the last, so every click is
     a loop starting on a bar line (a four-bar loop never gets round to its own start again);
@@ -325,9 +334,9 @@ def test_loops_start_on_the_clocks_bars_and_transport_is_honoured(jack_env, tmp_
         assert abs(engine.get("/clock/bpm") - bpm) <= 0.5  # from the 120 it started with
         assert engine.get("/clock/playing") == 1
         errors_ms = start_errors_ms(probe, engine, loop, loads=4)
-        # the player starts a loop on the audio buffer nearest the bar line: within half a
-        # period (2.9 ms at 256 frames), plus what the clock estimate adds
-        assert np.all(np.abs(errors_ms) <= 3.2), f"loop starts off the bars by {np.round(errors_ms, 2)} ms"
+        # measured in JACK frames with no other clock in between: what is left is the clock
+        # estimate's error
+        assert_on_the_bars(errors_ms, tight_ms=0.5, what="loop starts off the bars")
 
         transport.transport_stop()  # stop: the loop falls silent, the transport says stopped
         assert wait_until(lambda: engine.get("/clock/playing") == 0, 3.0)
@@ -345,7 +354,7 @@ def test_loops_start_on_the_clocks_bars_and_transport_is_honoured(jack_env, tmp_
         assert engine.get("/loop/mute") == 0
         time.sleep(1.0)
         errors_ms = start_errors_ms(probe, engine, loop, loads=2, after_frame=mark)
-        assert np.all(np.abs(errors_ms) <= 3.2), f"after a restart: {np.round(errors_ms, 2)} ms"
+        assert_on_the_bars(errors_ms, tight_ms=0.5, what="after a restart, loop starts off the bars")
     finally:
         transport.transport_stop()
         if engine is not None:
@@ -374,7 +383,7 @@ def test_clock_out_keeps_the_engines_bars_and_tempo(jack_env, tmp_path):
         assert wait_until(lambda: any(d == b"\xfa" for _, d in list(probe.midi)), 5.0), engine.output()
         time.sleep(1.0)
         errors_ms = start_errors_ms(probe, engine, loop, loads=3)
-        assert np.all(np.abs(errors_ms) <= 3.2), f"loop starts off the clock sent by {np.round(errors_ms, 2)} ms"
+        assert_on_the_bars(errors_ms, tight_ms=0.5, what="loop starts off the clock sent")
         pulses = np.array([f for f, d in probe.midi if d == b"\xf8"], dtype=float)
         k = np.arange(pulses.size)
         slope = np.polyfit(k, pulses, 1)[0]

@@ -4,11 +4,13 @@ A test "controller" — a JACK client of the test's own with an output the engin
 to and an input that receives the feedback — moves faders, while the engine's
 :class:`MidiService` (its own JACK client, finding the controller by port pattern) drives a
 registry.
-Judged from the registry and from what arrives at the controller's input.
+Judged from the registry and from what arrives at the controller's input. Keys mapped to actions
+are played into a whole ``earengine run`` process and judged from what it answers over OSC.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections import deque
 from typing import Callable
@@ -175,3 +177,74 @@ def test_bad_input_and_a_port_that_goes_and_comes_back(rig):
     ctl.send(0xB0, 81, 0)
     assert wait_until(lambda: reg.get("/loop/gain") == -80.0)
     assert service.counts["failed"] == 0
+
+
+def test_notes_on_the_engines_jack_input_select_the_target_and_the_root(jack_server, monkeypatch, tmp_path):
+    """``earengine run`` as a process, its MIDI input on the test's controller: keys pick the
+    target channel (a range of keys across the channels), the target layer (one key, one value)
+    and the sonification root (pitch class), a key toggles the loop's mute and lights; all read
+    back from the engine over OSC."""
+    from test_midi_clock import Engine
+
+    for key in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER"):
+        monkeypatch.setenv(key, jack_server.env[key])
+    ctl = Controller("notectl")
+    engine = None
+    try:
+        engine = Engine(jack_server.env, ["--midi-in", "notectl:out", "--midi-out", "notectl:in"])
+        engine.send("/midi/map", json.dumps([
+            {"address": "/target/channel", "note": 48, "note_high": 56},
+            {"address": "/target/layer", "note": 40, "value": "ar.2"},
+            {"address": "/son/root", "note": 60, "note_high": 71, "mode": "pitch_class"},
+            {"address": "/loop/mute", "note": 38, "mode": "toggle"},
+        ]))
+        assert wait_until(lambda: engine.get("/midi/map") != "", 5.0), engine.output()
+        # the engine found the controller by name and connected to it, both ways
+        assert wait_until(lambda: all("earengine" in jack_server.run("jack_lsp", "-c", port).stdout
+                                      for port in ("notectl:out", "notectl:in")), 5.0), engine.output()
+        ctl.send(0x90, 52, 100)  # the middle key of the range: the middle channel
+        ctl.send(0x80, 52, 0)
+        ctl.send(0x90, 40, 1)  # however softly
+        ctl.send(0x90, 67, 90)  # G
+        ctl.send(0x90, 38, 90)  # toggle on ...
+        ctl.send(0x90, 38, 0)  # ... a release (velocity 0) changes nothing
+        assert wait_until(lambda: engine.get("/loop/mute") == 1, 3.0), engine.output()  # the last sent
+        assert engine.get("/son/root") == "G"
+        assert engine.get("/target/channel") == pytest.approx(0.5)
+        assert engine.get("/target/layer") == "ar.2"
+        assert wait_until(lambda: (0x90, 38, 127) in ctl.drain(), 2.0)  # the key's light follows
+        ctl.send(0x90, 70, 64)  # A#
+        ctl.send(0x90, 49, 64)  # the lowest key but one: one step across the channels
+        assert wait_until(lambda: engine.get("/target/channel") == pytest.approx(1 / 8), 3.0)
+        assert engine.get("/son/root") == "A#"
+    finally:
+        if engine is not None:
+            engine.close()
+        ctl.close()
+
+
+def test_virtual_ports_are_there_for_others_to_connect_to(jack_server, monkeypatch):
+    for key in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER"):
+        monkeypatch.setenv(key, jack_server.env[key])
+    ctl = Controller("virtctl")
+    reg = default_registry()
+    lines: list[str] = []
+    service = MidiService.open(["virtual"], "virtual", backend="jack", client="virt", say=lines.append)
+    control = MidiControl(reg, send=service.send)
+    service.on_control = control.handle
+    service.start()
+    try:
+        assert {"virt-midi:in", "virt-midi:out"} <= set(jack_server.ports())
+        assert any("virt-midi:in" in line and "connect to it" in line for line in lines), lines
+        ctl.client.connect("virtctl:out", "virt-midi:in")  # the other side makes the connections
+        ctl.client.connect("virt-midi:out", "virtctl:in")
+        reg.set("/midi/takeover", "jump")
+        reg.set("/midi/map", '[{"address": "/loop/gain", "cc": 81}]')
+        ctl.send(0xB0, 81, 127)
+        assert wait_until(lambda: reg.get("/loop/gain") == 6.0)
+        reg.set("/loop/gain", -80.0, source="osc")
+        assert wait_until(lambda: (0xB0, 81, 0) in ctl.drain())
+    finally:
+        service.close()
+        control.close()
+        ctl.close()
