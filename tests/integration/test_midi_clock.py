@@ -16,7 +16,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -25,6 +24,9 @@ from typing import Callable, Optional
 import numpy as np
 import pytest
 import soundfile
+
+from earengine.control.osc import decode_packet, encode_message
+from earengine.process import EngineProcess
 
 pytestmark = pytest.mark.integration
 
@@ -214,58 +216,33 @@ def test_tempo_estimates_within_half_a_bpm_at_100_128_174_with_and_without_jitte
 # ---------------------------------------------------------------------------------------------
 # Bars, start, stop and continue, through the engine
 # ---------------------------------------------------------------------------------------------
-class Engine:
-    """``earengine run`` as a process, with a UDP socket to ask it things over OSC."""
+class Engine(EngineProcess):
+    """``earengine run --audio jack --no-dream`` as a process, with a UDP socket to ask it things over OSC."""
 
     def __init__(self, env: dict, args: list[str]) -> None:
-        from pythonosc.osc_message_builder import OscMessageBuilder  # noqa: F401
-
-        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
+        super().__init__(["--audio", "jack", "--no-dream", "--status-every", "1000", *args], env=env,
+                         cwd=str(REPO), ready_s=30.0)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
-        self.lines: list[str] = []
-        cmd = [sys.executable, "-m", "earengine", "run", "--audio", "jack", "--no-dream",
-               "--osc-port", str(self.port), "--status-every", "1000"] + args
-        self.proc = subprocess.Popen(cmd, env=dict(env, PYTHONUNBUFFERED="1"), cwd=str(REPO),
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        threading.Thread(target=self._read, daemon=True).start()
-        assert wait_until(lambda: any("osc: listening" in line for line in self.lines), 30.0), self.output()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip())
-
-    def output(self) -> str:
-        return "\n".join(self.lines)
+        try:
+            self.start()
+        except BaseException:
+            self.sock.close()
+            raise
 
     def send(self, address: str, *args) -> None:
-        from pythonosc.osc_message_builder import OscMessageBuilder
-
-        builder = OscMessageBuilder(address)
-        for arg in args:
-            builder.add_arg(arg)
-        self.sock.sendto(builder.build().dgram, ("127.0.0.1", self.port))
+        self.sock.sendto(encode_message(address, args), self.address)
 
     def get(self, address: str, timeout_s: float = 2.0):
-        from pythonosc.osc_message import OscMessage
-
         self.send("/get", address)
         self.sock.settimeout(timeout_s)
         while True:
-            msg = OscMessage(self.sock.recv(65536))
-            if msg.address == address:
-                return msg.params[0]
+            for _, got, params in decode_packet(self.sock.recv(65536)):
+                if got == address:
+                    return params[0]
 
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        super().close()
         self.sock.close()
 
 

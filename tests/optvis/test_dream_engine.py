@@ -58,6 +58,12 @@ def test_dreamed_loops_play_and_survive_sigkill(tiny_ear_dir, tmp_path):
                 peer.send(*msg)
                 got = peer.replies(5.0, until=lambda a, _: a in ("/done", "/fail"))
                 assert got and got[-1][0] == want and got[-1][1][0] == msg[0], (msg, got)
+            # a tempo change: the playing loop is heard at the new tempo at once, and the next dream
+            # is made at the new length (one bar at 300 BPM: 0.8 s)
+            peer.send("/clock/bpm", 300.0)
+            assert wait(lambda: engine.player.heard().size == int(0.8 * SR), 5, engine)
+            assert wait(lambda: engine.player.current.samples.size == int(0.8 * SR)
+                        and engine.player.current.source == "dream", 60, engine)
             # kill the worker: the loop keeps playing, the worker comes back with the same parameters
             old_pid, before = engine.dream.pid, engine.player.current
             os.kill(old_pid, signal.SIGKILL)
