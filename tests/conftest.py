@@ -13,6 +13,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent / "control"))  # oscutil: a real UDP peer
+sys.path.insert(0, str(Path(__file__).parent))  # offline: the offline pyo rig
 
 
 def make_tiny_ear():

@@ -31,6 +31,8 @@ from collections import deque
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Mapping, Optional
 
+from earengine.control.service import ThreadService
+
 __all__ = [
     "BarClock",
     "BarEvent",
@@ -607,7 +609,7 @@ class MidiClockIn:
 # ---------------------------------------------------------------------------------------------
 # MIDI clock out
 # ---------------------------------------------------------------------------------------------
-class MidiClockOut:
+class MidiClockOut(ThreadService):
     """Sends MIDI clock from a master grid on its own thread; a context manager.
 
     Clock starts on the next bar line of the grid (start, then the first pulse on the line), so
@@ -626,6 +628,8 @@ class MidiClockOut:
         frame of its due time wants them a little ahead; one that sends at once, none).
     """
 
+    thread_name = "earengine-midi-clock-out"
+
     def __init__(self, grid: Callable[[], Optional[Timeline]], send: Callable[[bytes, float], None], *,
                  beats_per_bar: Callable[[], int] = lambda: 4, lead_s: float = 0.0,
                  now: Callable[[], float] = time.monotonic,
@@ -636,27 +640,10 @@ class MidiClockOut:
         self.running = False
         self.sent = {"clock": 0, "start": 0, "stop": 0}
         self._next_beat = 0.0
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-
-    def __enter__(self) -> "MidiClockOut":
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def start(self) -> None:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="earengine-midi-clock-out", daemon=True)
-            self._thread.start()
+        self._init_thread()
 
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-            self._thread = None
+        self._stop_thread()
         if self.running:
             self._send(bytes([_STOP]), "stop")
             self.running = False
@@ -883,7 +870,7 @@ class LinkClock:
 # ---------------------------------------------------------------------------------------------
 # The registry's /clock/* and the active source, kept in step
 # ---------------------------------------------------------------------------------------------
-class ClockControl:
+class ClockControl(ThreadService):
     """Keeps the player's :class:`BarClock`, the active source and ``/clock/*`` in step.
 
     - ``/clock/source`` switches what the clock follows (Link is joined on first use);
@@ -916,6 +903,8 @@ class ClockControl:
 
     SOURCE = "clock"
 
+    thread_name = "earengine-clock"
+
     def __init__(self, registry, clock: BarClock, *, midi_in: Optional[MidiClockIn] = None,
                  midi_send: Optional[Callable[[bytes, float], None]] = None, schedules: bool = False,
                  on_transport: Optional[Callable[[str], None]] = None,
@@ -936,18 +925,10 @@ class ClockControl:
         self.clock_out: Optional[MidiClockOut] = None
         self.source = "internal"
         self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._init_thread()
         self._sub = None
         self._last_publish_s = 0.0
         self._playing = bool(registry.get("/clock/playing"))
-
-    def __enter__(self) -> "ClockControl":
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def start(self) -> None:
         self.clock.offset_s = self.registry.get("/clock/offset_ms") / 1000.0
@@ -956,17 +937,13 @@ class ClockControl:
         self._midi_out(self.registry.get("/clock/midi_out"))
         if not self._playing and self.source == "internal":
             self.clock.stop()
-        self._thread = threading.Thread(target=self._run, name="earengine-clock", daemon=True)
-        self._thread.start()
+        self._start_thread()
 
     def close(self) -> None:
         if self._sub is not None:
             self._sub.close()
             self._sub = None
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-            self._thread = None
+        self._stop_thread()
         if self.clock_out is not None:
             self.clock_out.close()
             self.clock_out = None

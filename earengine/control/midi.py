@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 from earengine.control.clock import ArrivalClock
+from earengine.control.service import ThreadService
 from earengine.errors import DeviceError, EarEngineError, ParameterError, PresetError
 from earengine.params.registry import Change, Registry
 
@@ -1325,7 +1326,7 @@ class MemoryOutput:
 
 
 @dataclass
-class MidiService:
+class MidiService(ThreadService):
     """The MIDI ports and the thread that reads them; a context manager.
 
     Parameters
@@ -1353,16 +1354,10 @@ class MidiService:
     closers: list = field(default_factory=list)
     counts: dict = field(default_factory=lambda: {"messages": 0, "clock": 0, "failed": 0})
 
+    thread_name = "earengine-midi"
+
     def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-
-    def __enter__(self) -> "MidiService":
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        self._init_thread()
 
     @classmethod
     def open(cls, inputs: Sequence[str] = (), output: Optional[str] = None, *, backend: str = "auto",
@@ -1395,17 +1390,8 @@ class MidiService:
         else:
             self.output.send(message)
 
-    def start(self) -> None:
-        if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="earengine-midi", daemon=True)
-            self._thread.start()
-
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-            self._thread = None
+        self._stop_thread()
         for port in list(self.inputs) + ([self.output] if self.output is not None else []):
             try:
                 port.close_all()

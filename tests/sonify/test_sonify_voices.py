@@ -12,52 +12,29 @@ from earengine.sonify.receiver import SonReceiver
 from earengine.sonify.timbre import CUE_NOTE_S, CUE_NOTES_HZ
 from earengine.synth.server import AudioServer
 from earengine.synth.voices import GradientVoices
+from offline import OfflineRig, rig_maker
 
 pytest.importorskip("pyo")
 
 SR = 44100
 
 
-class Rig:
+class Rig(OfflineRig):
     """Voices and receiver on an offline server, rendering into a WAV read back at the end."""
 
-    def __init__(self, tmp_path, **values):
-        self.registry = default_registry()
-        base = {"/son/scale": "off", "/son/register_spread": 0.0, "/son/pan_spread": 0.0,
-                "/son/loudness": "flat"}
-        self.registry.update({**base, **values})
-        self.audio = AudioServer("offline", sr=SR)
-        self.audio.start()
+    defaults = {"/son/scale": "off", "/son/register_spread": 0.0, "/son/pan_spread": 0.0, "/son/loudness": "flat"}
+
+    def build(self):
         self.voices = GradientVoices(self.audio, self.registry)
         self.receiver = SonReceiver(self.registry, self.voices)
-        self.path = tmp_path / "voices.wav"
-        self.audio.record(str(self.path))
 
-    def render(self, seconds):
-        self.audio.render(int(seconds * SR))
-
-    def finish(self):
-        self.audio.stop_recording()
-        self.receiver.close()
-        self.voices.close()
-        self.audio.close()
-        x, sr = sf.read(str(self.path), dtype="float64", always_2d=True)
-        assert sr == SR
-        return x
+    def parts(self):
+        return [self.receiver, self.voices]
 
 
 @pytest.fixture
 def rig(tmp_path):
-    made = []
-
-    def make(**values):
-        made.append(Rig(tmp_path, **values))
-        return made[-1]
-
-    yield make
-    for r in made:
-        if r.audio.server is not None:
-            r.finish()
+    yield from rig_maker(Rig, tmp_path)
 
 
 def spectrum(x):

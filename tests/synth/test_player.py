@@ -2,13 +2,11 @@
 
 import numpy as np
 import pytest
-import soundfile as sf
 
 from earengine.errors import ParameterError
-from earengine.params import default_registry
 from earengine.params.table import LIMITER_CEILING_DBFS
 from earengine.synth.player import Loop, LoopPlayer, db_to_amp, fit_bars
-from earengine.synth.server import AudioServer
+from offline import OfflineRig, rig_maker
 
 SR = 44100
 
@@ -26,42 +24,22 @@ def plucks(seconds, *, f0, seed):
     return x
 
 
-class Rig:
+class Rig(OfflineRig):
     """An offline engine: registry, server and player, rendering into a WAV we read back."""
 
-    def __init__(self, tmp_path, **values):
-        self.registry = default_registry()
-        self.registry.update({"/loop/xfade": 0.0, **values})
-        self.audio = AudioServer("offline", sr=SR)
-        self.audio.start()
+    defaults = {"/loop/xfade": 0.0}
+    read = {"dtype": "float32"}
+
+    def build(self):
         self.player = LoopPlayer(self.audio, self.registry)
-        self.path = tmp_path / "out.wav"
-        self.audio.record(str(self.path))
 
-    def render(self, seconds):
-        self.audio.render(int(seconds * SR))
-
-    def finish(self):
-        self.audio.stop_recording()
-        self.player.close()
-        self.audio.close()
-        x, sr = sf.read(str(self.path), dtype="float32")
-        assert sr == SR
-        return x
+    def parts(self):
+        return [self.player]
 
 
 @pytest.fixture
 def rig(tmp_path):
-    made = []
-
-    def make(**values):
-        made.append(Rig(tmp_path, **values))
-        return made[-1]
-
-    yield make
-    for r in made:
-        if r.audio.server is not None:
-            r.finish()
+    yield from rig_maker(Rig, tmp_path)
 
 
 def best_lag(signal, template):
