@@ -336,6 +336,18 @@ def test_loops_start_on_the_clocks_bars_and_transport_is_honoured(jack_env, tmp_
         time.sleep(1.0)
         errors_ms = start_errors_ms(probe, engine, loop, loads=2, after_frame=mark)
         assert_on_the_bars(errors_ms, tight_ms=0.5, what="after a restart, loop starts off the bars")
+
+        transport.transport_stop()  # stop, then roll on from where it stopped: continue
+        assert wait_until(lambda: engine.get("/clock/playing") == 0, 3.0)
+        time.sleep(0.5)
+        transport.transport_start()
+        assert wait_until(lambda: any(d == b"\xfb" for _, d in list(probe.midi)), 3.0)  # continue sent
+        assert wait_until(lambda: engine.get("/clock/playing") == 1, 3.0)
+        assert engine.get("/loop/mute") == 0
+        time.sleep(1.0)
+        # the pulses go on counting from the start before: its bar lines are still the bar lines
+        errors_ms = start_errors_ms(probe, engine, loop, loads=2, after_frame=mark)
+        assert_on_the_bars(errors_ms, tight_ms=0.5, what="after a continue, loop starts off the bars")
     finally:
         transport.transport_stop()
         if engine is not None:
