@@ -164,6 +164,21 @@ def stats(errors: np.ndarray) -> str:
             f"p99 {np.percentile(a, 99):5.2f}  max {a.max():5.2f} ms  (mean signed {errors.mean():+5.2f} ms)")
 
 
+def start_loops(engine, probe, path: Path, *, bpm: float, loads: int) -> tuple[int, int]:
+    """Load a click loop ``loads`` times, a bar and a quarter apart, so each click is a loop start
+    on a bar line; returns the JACK frames between which the clicks were recorded."""
+    from test_midi_clock import click_loop
+
+    loop = click_loop(path, bpm=bpm, sr=SR)
+    mark = probe.filled + probe.first_frame
+    bar_s = 4 * 60.0 / bpm
+    for _ in range(loads):
+        engine.send("/loop/load", str(loop))
+        time.sleep(1.25 * bar_s)
+    time.sleep(bar_s)
+    return mark, probe.filled + probe.first_frame
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--loads", type=int, default=30, help="loop starts per master for earengine")
@@ -172,7 +187,7 @@ def main() -> int:
     args = p.parse_args()
 
     from test_link import CycleClock, Peer
-    from test_midi_clock import Engine, MidiClockSource, click_loop, wait_until
+    from test_midi_clock import Engine, MidiClockSource, wait_until
 
     import jack
 
@@ -202,14 +217,7 @@ def main() -> int:
         transport.transport_start()
         time.sleep(2.0)
         engine.bpm = args.midi_bpm
-        loop = click_loop(folder / "midi.wav", bpm=args.midi_bpm, sr=SR)
-        mark = probe.filled + probe.first_frame
-        bar_s = 4 * 60.0 / args.midi_bpm
-        for _ in range(args.loads):
-            engine.send("/loop/load", str(loop))
-            time.sleep(1.25 * bar_s)
-        time.sleep(bar_s)
-        end = probe.filled + probe.first_frame
+        mark, end = start_loops(engine, probe, folder / "midi.wav", bpm=args.midi_bpm, loads=args.loads)
         starts = [f for f, d in probe.midi if d == b"\xfa"]
         pulses = np.array([f for f, d in probe.midi if d == b"\xf8" and f >= starts[-1]])
         bars = pulses[:: 4 * PPQ]
@@ -230,14 +238,7 @@ def main() -> int:
         engine.send("/loop/mute", 0)
         time.sleep(2.0)
         engine.bpm = args.link_bpm
-        loop = click_loop(folder / "link.wav", bpm=args.link_bpm, sr=SR)
-        mark = probe.filled + probe.first_frame
-        bar_s = 4 * 60.0 / args.link_bpm
-        for _ in range(args.loads):
-            engine.send("/loop/load", str(loop))
-            time.sleep(1.25 * bar_s)
-        time.sleep(bar_s)
-        end = probe.filled + probe.first_frame
+        mark, end = start_loops(engine, probe, folder / "link.wav", bpm=args.link_bpm, loads=args.loads)
         for name, ch in (("earengine", 0), ("timer thread", 1)):
             clicks = probe.clicks(channel=ch)
             clicks = clicks[(clicks >= mark) & (clicks < end)]

@@ -34,7 +34,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from collections import deque
@@ -45,6 +44,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 from earengine.control.clock import ArrivalClock
 from earengine.control.service import ThreadService
 from earengine.errors import DeviceError, EarEngineError, ParameterError, PresetError
+from earengine.files import atomic_write_bytes
 from earengine.params.registry import Change, Registry
 
 __all__ = [
@@ -401,14 +401,9 @@ class MapStore:
         self.check_name(name)
         data = {"earengine_midi_map": MAP_FORMAT, "name": name, "controller": controller,
                 "bindings": [b.to_dict() for b in bindings]}
+        path = self.folder / f"{name}.json"
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".map-", suffix=".json", dir=str(self.folder))
-            with os.fdopen(fd, "w") as f:
-                json.dump(data, f, indent=2, sort_keys=True)
-                f.write("\n")
-            path = self.folder / f"{name}.json"
-            os.replace(tmp, path)
+            atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
         except OSError as exc:
             raise PresetError(f"cannot write MIDI map {name!r} in {self.folder}: {exc.strerror or exc}") from None
         return path
@@ -1271,11 +1266,30 @@ class JackMidi:
             log.debug("closing the JACK MIDI client failed", exc_info=True)
 
 
-class MemoryInput:
-    """An input with no device, for tests: :meth:`push` raw bytes, :meth:`poll` as a port."""
+class _MemoryPort:
+    """A port with no device behind it: always open, never lost."""
 
     def __init__(self, name: str = "memory") -> None:
         self.spec = self.connected = name
+
+    def open(self) -> bool:
+        return True
+
+    def check(self) -> None:
+        pass
+
+    def available(self) -> list[str]:
+        return [self.spec]
+
+    def close_all(self) -> None:
+        pass
+
+
+class MemoryInput(_MemoryPort):
+    """An input with no device, for tests: :meth:`push` raw bytes, :meth:`poll` as a port."""
+
+    def __init__(self, name: str = "memory") -> None:
+        super().__init__(name)
         self.parser = MidiParser()
         self._queue: list = []
         self._lock = threading.Lock()
@@ -1289,40 +1303,16 @@ class MemoryInput:
             items, self._queue = self._queue, []
         return [(m, t) for data, t in items for m in self.parser.feed(data)]
 
-    def open(self) -> bool:
-        return True
 
-    def check(self) -> None:
-        pass
-
-    def available(self) -> list[str]:
-        return [self.spec]
-
-    def close_all(self) -> None:
-        pass
-
-
-class MemoryOutput:
+class MemoryOutput(_MemoryPort):
     """An output with no device, for tests: what was sent is in :attr:`messages`."""
 
     def __init__(self, name: str = "memory") -> None:
-        self.spec = self.connected = name
+        super().__init__(name)
         self.messages: list[bytes] = []
 
     def send(self, message: bytes) -> None:
         self.messages.append(bytes(message))
-
-    def open(self) -> bool:
-        return True
-
-    def check(self) -> None:
-        pass
-
-    def available(self) -> list[str]:
-        return [self.spec]
-
-    def close_all(self) -> None:
-        pass
 
 
 @dataclass

@@ -15,13 +15,13 @@ import json
 import logging
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from earengine import __version__
 from earengine.errors import PresetError
+from earengine.files import atomic_write_bytes
 from earengine.params.registry import Registry
 
 __all__ = ["Preset", "PresetStore", "SHIPPED_DIR", "KEPT_UNLESS_GIVEN", "check_name"]
@@ -128,14 +128,9 @@ class PresetStore:
 
     def save(self, preset: Preset) -> Path:
         """Write atomically to ``<folder>/<name>.json``."""
+        path = self.folder / f"{preset.name}.json"
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".preset-", suffix=".json", dir=str(self.folder))
-            with os.fdopen(fd, "w") as f:
-                json.dump(preset.to_dict(), f, indent=2, sort_keys=True)
-                f.write("\n")
-            path = self.folder / f"{preset.name}.json"
-            os.replace(tmp, path)
+            atomic_write_bytes(path, (json.dumps(preset.to_dict(), indent=2, sort_keys=True) + "\n").encode())
         except OSError as exc:
             raise PresetError(f"cannot write preset {preset.name!r} in {self.folder}: {exc.strerror or exc}") from None
         return path

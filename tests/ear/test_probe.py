@@ -17,18 +17,6 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT = REPO / "models" / "ear-default"
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Train with one thread: on a shared 2-core machine a waiting OpenMP thread spins, and two
-    threads make these small models several times slower, not faster."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_probe_runs_end_to_end_and_prints_three_rows(tmp_path):
     ear, head = build_ear(EarConfig.preset("small", width=1 / 64), seed=0)
     corpus = SyntheticCorpus(n_tracks=3, seed=1, track_duration_s=30.0)

@@ -27,18 +27,6 @@ def _history(out):
     return json.loads((out / "checkpoints" / latest["dir"] / "train_state.json").read_text())["history"]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Train with one thread: on a shared 2-core machine a waiting OpenMP thread spins, and two
-    threads make these small models several times slower, not faster."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_cpc_loss_falls_on_the_synthetic_corpus(tmp_path, corpus):
     ear_config = EarConfig.preset("small", width=1 / 8)
     config = TrainConfig(steps=40, batch_size=8, clip_s=6.5, lr=3e-3, warmup_steps=3, seed=0,
