@@ -187,7 +187,7 @@ def main() -> int:
     args = p.parse_args()
 
     from test_link import CycleClock, Peer
-    from test_midi_clock import Engine, MidiClockSource, wait_until
+    from test_midi_clock import Engine, MidiClockSource, bar_frames, wait_until
 
     import jack
 
@@ -218,9 +218,7 @@ def main() -> int:
         time.sleep(2.0)
         engine.bpm = args.midi_bpm
         mark, end = start_loops(engine, probe, folder / "midi.wav", bpm=args.midi_bpm, loads=args.loads)
-        starts = [f for f, d in probe.midi if d == b"\xfa"]
-        pulses = np.array([f for f, d in probe.midi if d == b"\xf8" and f >= starts[-1]])
-        bars = pulses[:: 4 * PPQ]
+        bars = bar_frames(probe.midi)
         for name, ch in (("earengine", 0), ("timer thread", 1)):
             clicks = probe.clicks(channel=ch)
             clicks = clicks[(clicks >= mark) & (clicks < end)]

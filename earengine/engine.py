@@ -26,9 +26,9 @@ log = logging.getLogger("earengine.engine")
 
 def default_preset_dir() -> Path:
     """``$EARENGINE_HOME/presets``, else ``~/.local/share/earengine/presets``."""
-    home = os.environ.get("EARENGINE_HOME")
-    base = Path(home) if home else Path.home() / ".local" / "share" / "earengine"
-    return base / "presets"
+    from earengine.files import user_dir
+
+    return user_dir("presets")
 
 
 class Engine:
@@ -113,7 +113,6 @@ class Engine:
         self.router: Optional[OscRouter] = None
         self.osc: Optional[OscServer] = None
         self._closers: list[Callable[[], None]] = []
-        self.started_s = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> "Engine":
@@ -162,7 +161,6 @@ class Engine:
         self._closers.append(self.osc.close)
         self._start_oscquery()
         self.registry.running = True
-        self.started_s = time.monotonic()
         host, port = self.osc.address
         self.say(f"osc: listening on {host}:{port} (UDP); send /status for the state")
 
@@ -272,7 +270,7 @@ class Engine:
     # -- tempo and MIDI ----------------------------------------------------------------------
     def _start_clock_midi(self) -> None:
         """Clock sources (internal, Link, MIDI clock), MIDI ports and controls (see earengine.control)."""
-        from earengine.control.clock import ClockControl, MidiClockIn
+        from earengine.control.clock import ClockControl
         from earengine.control.midi import MapStore, MidiControl, MidiService
 
         self.midi_maps = MapStore()
@@ -283,15 +281,14 @@ class Engine:
         self.midi_control = MidiControl(self.registry, dispatch=self._midi_dispatch, send=send,
                                         on_learn=self._midi_learned)
         self._closers.append(self.midi_control.close)
-        clock_in = MidiClockIn(bpm=self.registry.get("/clock/bpm"))
-        self.clock = ClockControl(self.registry, self.player.clock, midi_in=clock_in, midi_send=send,
+        self.clock = ClockControl(self.registry, self.player.clock, midi_send=send,
                                   schedules=self.midi is not None and self.midi.schedules,
                                   on_transport=self._transport, say=self.say)
         self.clock.start()
         self._closers.append(self.clock.close)
         if self.midi is not None:
             self.midi.on_control = self.midi_control.handle
-            self.midi.on_clock = clock_in.feed
+            self.midi.on_clock = self.clock.midi_in.feed
             self.midi.start()
         if self.registry.get("/clock/source") == "midi" and not self.midi_in:
             self.say("clock: /clock/source is midi but no --midi-in is open; the engine keeps its own tempo")

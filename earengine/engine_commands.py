@@ -14,15 +14,17 @@ from earengine.errors import ParameterError
 DEFAULT_EAR = Path(__file__).resolve().parents[1] / "models" / "ear-default"
 
 
-def _parse_sets(items: list[str]) -> dict:
+def _parse_sets(items: list[str], *, prefix: str = "/") -> dict:
+    """``--set ADDRESS=VALUE`` items as ``{address: value}``; every address must start with ``prefix``."""
     from earengine.params import default_registry, parse_text
 
     registry = default_registry()
+    shape = "/namespace/name" if prefix == "/" else f"{prefix}name"
     out = {}
     for item in items:
         address, sep, text = item.partition("=")
-        if not sep:
-            raise ParameterError(f"--set {item!r} must look like /namespace/name=value")
+        if not sep or not address.startswith(prefix):
+            raise ParameterError(f"--set {item!r} must look like {shape}=value")
         out[address] = parse_text(registry.spec(address), text)
     return out
 

@@ -8,12 +8,19 @@ import tempfile
 from pathlib import Path
 from typing import Any, Union
 
-__all__ = ["atomic_write_bytes", "atomic_write_json"]
+__all__ = ["atomic_write_bytes", "atomic_write_json", "user_dir"]
 
 # The process's umask, read once at import: reading it means setting it, and setting it while
 # other threads create files would give them the wrong mode.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def user_dir(name: str) -> Path:
+    """A folder of the user's earengine data: ``$EARENGINE_HOME/<name>``, else
+    ``~/.local/share/earengine/<name>`` (not created here)."""
+    home = os.environ.get("EARENGINE_HOME")
+    return (Path(home) if home else Path.home() / ".local" / "share" / "earengine") / name
 
 
 def atomic_write_bytes(path: Union[str, Path], data: bytes) -> None:

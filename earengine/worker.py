@@ -21,7 +21,6 @@ import queue
 import threading
 import time
 from multiprocessing import shared_memory
-from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
@@ -110,7 +109,9 @@ class LoopBuffer:
 # ---------------------------------------------------------------------------------------------
 def worker_main(model: str, settings: dict, shm_name: str, inbox, outbox, device: str = "cpu",
                 threads: int = 0) -> None:
-    """Entry point of the worker process (spawned). Runs until it receives ``("stop",)``."""
+    """Entry point of the worker process (spawned). Runs until it receives ``("stop",)``.
+
+    ``threads`` 0 lets it take every core it may run on but one."""
     import torch
 
     from earengine.ear.checkpoint import load_ear
@@ -128,8 +129,7 @@ def worker_main(model: str, settings: dict, shm_name: str, inbox, outbox, device
         dreamer.reset("noise")
         n = dreamer.n
         shapes = {k: list(v) for k, v in loaded.ear.tap_shapes(n).items()}
-        outbox.put(("ready", {"taps": list(loaded.ear.tap_names()), "shapes": shapes,
-                              "hash": loaded.config.get("weights_sha256", ""), "sr": dreamer.sr}))
+        outbox.put(("ready", {"taps": list(loaded.ear.tap_names()), "shapes": shapes}))
     except Exception as exc:
         outbox.put(("error", f"worker cannot start: {exc}".splitlines()[0]))
         buf.close()
@@ -206,6 +206,11 @@ def _publish_activations(publisher, dreamer, stats, outbox) -> None:
         outbox.put(("acts_need", need))
 
 
+def _followed(address: str) -> bool:
+    """Whether the worker follows this registry address."""
+    return address.split("/")[1] in DREAM_NAMESPACES or address in DREAM_EXTRA
+
+
 def _acts_floats(shapes: Mapping[str, Any]) -> int:
     """float32 values one loop's activations and masks take, from the worker's tap shapes."""
     total = 0
@@ -234,6 +239,8 @@ class DreamSupervisor:
     device : str
     hang_s : float > 0
         A worker silent this long while dreaming is considered hung and restarted.
+    threads : int >= 0, optional
+        Torch threads of the worker; None or 0 leaves the choice to the worker (all its cores but one).
     """
 
     def __init__(self, registry, model: str, *, deliver: Callable[[np.ndarray, dict], None],
@@ -245,8 +252,7 @@ class DreamSupervisor:
         self.say = say
         self.device = device
         self.hang_s = hang_s
-        # leave a core to the audio and control threads of the engine
-        self.threads = threads if threads is not None else max(1, (os.cpu_count() or 2) - 1)
+        self.threads = threads or 0
         self.ctx = mp.get_context("spawn")
         self.buffer = LoopBuffer()
         self.state = "starting"
@@ -258,7 +264,6 @@ class DreamSupervisor:
         self._inbox = None
         self._outbox = None
         self._seq = 0.0
-        self._last_samples: Optional[np.ndarray] = None
         self._started_at = 0.0
         self._last_loop: Optional[np.ndarray] = None  # last loop delivered: a restarted worker goes on from it
         self._reference: Optional[np.ndarray] = None  # the /reg/reference clip, sent again on restart
@@ -280,8 +285,7 @@ class DreamSupervisor:
         self.close()
 
     def settings(self) -> dict:
-        snap = self.registry.snapshot()
-        return {k: v for k, v in snap.items() if k.split("/")[1] in DREAM_NAMESPACES or k in DREAM_EXTRA}
+        return {k: v for k, v in self.registry.snapshot().items() if _followed(k)}
 
     def start(self) -> None:
         self._spawn()
@@ -338,7 +342,7 @@ class DreamSupervisor:
             old.close()
 
     def _on_change(self, change) -> None:
-        if change.address.split("/")[1] in DREAM_NAMESPACES or change.address in DREAM_EXTRA:
+        if _followed(change.address):
             self.send("set", {change.address: change.value})
 
     def _watch(self) -> None:
@@ -382,7 +386,6 @@ class DreamSupervisor:
                     if found is not None:
                         self.on_activations(found)
                 self.loops += 1
-                self._last_samples = samples
                 self._last_loop = samples
                 self.deliver(samples, stats)
         if self.state in ("dreaming", "paused"):

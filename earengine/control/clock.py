@@ -156,9 +156,6 @@ class ArrivalClock:
         self.offset = low[0][1]
         return local_s + self.offset
 
-    def to_monotonic(self, local_s: float) -> float:
-        return local_s + (self.offset or 0.0)
-
 
 class BarClock:
     """Beat position integrated sample by sample from the tempo, or taken from a source.
@@ -195,11 +192,9 @@ class BarClock:
         self.samples = 0  # samples since start
         self._last_bar = -1
         self.offset_s = 0.0  # output latency made up for: the grid is played this much early
-        self.output_latency_s = 0.0  # the audio path's own delay from callback to output
         self.timer = ArrivalClock()
         self.timeline: Optional[Timeline] = None  # the grid as heard, published every buffer
         self.playing = True
-        self.relocations = 0
         self._now = now
         self._source = None
         self._transport: Optional[str] = None  # "start" | "stop" requested for the internal clock
@@ -238,7 +233,7 @@ class BarClock:
     def tick(self, n_samples: int) -> Optional[BarEvent]:
         """Called at the start of each buffer of ``n_samples``; returns a bar event when a bar
         line not reported yet falls before the end of this buffer, then advances."""
-        heard = self.timer.update(self.samples / self.sr, self._now()) + self.offset_s + self.output_latency_s
+        heard = self.timer.update(self.samples / self.sr, self._now()) + self.offset_s
         request, self._transport = self._transport, None
         if request == "stop":
             self.playing = False
@@ -288,7 +283,6 @@ class BarClock:
         self.beat = beat
         late_beats = max(n_samples / 2.0 / self.sr, self.LATE_START_S) * self.bpm / 60.0
         self._last_bar = math.ceil((beat - late_beats) / self.beats_per_bar) - 1
-        self.relocations += 1
 
     def set_tempo(self, bpm: float, beats_per_bar: Optional[int] = None) -> None:
         """Change tempo (and metre) from the next buffer on, keeping the bar count."""
@@ -484,19 +478,14 @@ class MidiClockIn:
     ----------
     bpm : float > 0
         Tempo assumed before pulses say otherwise.
-    stamp_bias_s : float
-        Added to every pulse time (timestamps taken at the start of an audio period are early by
-        half a period on average).
-    on_transport : callable(str), optional
-        Called with ``"start"``, ``"continue"`` or ``"stop"`` on the thread that feeds, before the
-        first pulse of the new state is published.
+
+    :attr:`on_transport`, when set, is called with ``"start"``, ``"continue"`` or ``"stop"`` on
+    the thread that feeds, before the first pulse of the new state is published.
     """
 
-    def __init__(self, *, bpm: float = 120.0, stamp_bias_s: float = 0.0,
-                 on_transport: Optional[Callable[[str], None]] = None, window: int = 2048) -> None:
-        self.tempo = PulseTempo(bpm=bpm, window=window)
-        self.stamp_bias_s = float(stamp_bias_s)
-        self.on_transport = on_transport
+    def __init__(self, *, bpm: float = 120.0) -> None:
+        self.tempo = PulseTempo(bpm=bpm)
+        self.on_transport: Optional[Callable[[str], None]] = None
         self.timeline: Optional[Timeline] = None
         self.playing = False
         self.counts = {"pulses": 0, "ignored": 0, "gaps": 0}
@@ -533,7 +522,7 @@ class MidiClockIn:
                 t = float(time_s)
                 local = t if local_s is None else float(local_s)
                 self._offset = t - local
-                self._pulse(local + self.stamp_bias_s)
+                self._pulse(local)
             elif status == _START:
                 self._stop_grid()
                 self._strict, self._armed, self._position = True, True, 0

@@ -44,7 +44,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 from earengine.control.clock import ArrivalClock
 from earengine.control.service import ThreadService
 from earengine.errors import DeviceError, EarEngineError, ParameterError, PresetError
-from earengine.files import atomic_write_bytes
+from earengine.files import atomic_write_bytes, user_dir
 from earengine.params.registry import Change, Registry
 
 __all__ = [
@@ -225,6 +225,13 @@ class Binding:
         return f"note {self.channel}/{self.note}"
 
     @property
+    def args(self) -> tuple:
+        """The arguments ``value`` stands for: a tuple as it is, one value, or none."""
+        if isinstance(self.value, tuple):
+            return self.value
+        return () if self.value is None else (self.value,)
+
+    @property
     def tag(self) -> str:
         """The registry source of the changes this control makes."""
         return f"midi:{self.control}"
@@ -289,7 +296,7 @@ def check_binding(b: Binding, registry: Registry) -> Binding:
     if b.address in registry.commands:
         if b.mode != "trigger":
             raise ParameterError(f"{where}: a command can only be triggered (mode=trigger)")
-        args = b.value if isinstance(b.value, tuple) else (() if b.value is None else (b.value,))
+        args = b.args
         registry.commands[b.address].validate(args)
         return b
     spec = registry.spec(b.address)
@@ -339,8 +346,7 @@ def map_json(bindings: Sequence[Binding]) -> str:
 
 def default_map_dir() -> Path:
     """``$EARENGINE_HOME/midi``, else ``~/.local/share/earengine/midi``."""
-    home = os.environ.get("EARENGINE_HOME")
-    return (Path(home) if home else Path.home() / ".local" / "share" / "earengine") / "midi"
+    return user_dir("midi")
 
 
 class MapStore:
@@ -554,11 +560,6 @@ class MidiControl:
     def cancel(self) -> None:
         self._learning = None
 
-    @property
-    def learning(self) -> Optional[str]:
-        """The address waiting for a control, if any."""
-        return self._learning[0] if self._learning is not None else None
-
     # -- registry → controller ------------------------------------------------------------------
     def _on_change(self, change: Change) -> None:
         if change.address == "/midi/map":
@@ -718,7 +719,7 @@ class MidiControl:
             return
         if self.dispatch is None:
             return
-        args = b.value if isinstance(b.value, tuple) else (() if b.value is None else (b.value,))
+        args = b.args
         try:
             self.dispatch(b.address, tuple(args))
         except Exception:
@@ -873,27 +874,25 @@ def resolve_backend(backend: str) -> str:
     return "jack" if _jack_running() else "alsa"
 
 
-def _rtmidi(backend: str):
+def _rtmidi_alsa():
+    """python-rtmidi and its ALSA API (JACK MIDI goes through :class:`JackMidi` instead)."""
     try:
         import rtmidi
     except ImportError:
-        raise DeviceError("MIDI needs python-rtmidi: pip install python-rtmidi") from None
-    api = {"jack": rtmidi.API_UNIX_JACK, "alsa": rtmidi.API_LINUX_ALSA}[backend]
-    if api not in rtmidi.get_compiled_api():
-        raise DeviceError(f"this python-rtmidi has no {backend} support; try --midi-backend "
-                          + ("alsa" if backend == "jack" else "jack"))
-    return rtmidi, api
+        raise DeviceError("ALSA MIDI needs python-rtmidi: pip install python-rtmidi") from None
+    if rtmidi.API_LINUX_ALSA not in rtmidi.get_compiled_api():
+        raise DeviceError("this python-rtmidi has no ALSA support; try --midi-backend jack with a JACK server running")
+    return rtmidi, rtmidi.API_LINUX_ALSA
 
 
 class _Port:
-    """A port opened by pattern or as a virtual port, reopened when it goes and comes back."""
+    """An ALSA port opened by pattern or as a virtual port, reopened when it goes and comes back."""
 
     kind = "in"
 
-    def __init__(self, spec: str, *, backend: str = "jack", client: str = "earengine",
+    def __init__(self, spec: str, *, client: str = "earengine",
                  say: Callable[[str], None] = lambda line: None) -> None:
         self.spec = spec or "virtual"
-        self.backend = backend
         self.client = f"{client}-midi-{self.kind}"
         self.say = say
         self.virtual = self.spec == "virtual" or self.spec.startswith("virtual:")
@@ -1000,12 +999,12 @@ class MidiInput(_Port):
         self._local = 0.0
 
     def _new(self):
-        rtmidi, api = _rtmidi(self.backend)
+        rtmidi, api = _rtmidi_alsa()
         try:
             rt = rtmidi.MidiIn(api, self.client, queue_size_limit=4096)
         except Exception as exc:
-            raise DeviceError(f"cannot open MIDI input with {self.backend}: {exc}; start a JACK server for "
-                              "JACK MIDI, or check that ALSA's sequencer (/dev/snd/seq) is there") from None
+            raise DeviceError(f"cannot open ALSA MIDI input: {exc}; check that ALSA's sequencer (/dev/snd/seq) "
+                              "is there, or use --midi-backend jack") from None
         rt.ignore_types(sysex=False, timing=False, active_sense=True)
         return rt
 
@@ -1049,12 +1048,12 @@ class MidiOutput(_Port):
         self.dropped = 0
 
     def _new(self):
-        rtmidi, api = _rtmidi(self.backend)
+        rtmidi, api = _rtmidi_alsa()
         try:
             return rtmidi.MidiOut(api, self.client)
         except Exception as exc:
-            raise DeviceError(f"cannot open MIDI output with {self.backend}: {exc}; start a JACK server for "
-                              "JACK MIDI, or check that ALSA's sequencer (/dev/snd/seq) is there") from None
+            raise DeviceError(f"cannot open ALSA MIDI output: {exc}; check that ALSA's sequencer (/dev/snd/seq) "
+                              "is there, or use --midi-backend jack") from None
 
     def send(self, message: bytes) -> None:
         rt = self._rt
@@ -1359,8 +1358,8 @@ class MidiService(ThreadService):
         if backend == "jack":
             hub = JackMidi(inputs, output, client=f"{client}-midi", say=say)
             return cls(hub.inputs, hub.output, closers=[hub.close], **kwargs)
-        ins = [MidiInput(spec, backend=backend, client=client, say=say) for spec in inputs]
-        out = MidiOutput(output, backend=backend, client=client, say=say) if output is not None else None
+        ins = [MidiInput(spec, client=client, say=say) for spec in inputs]
+        out = MidiOutput(output, client=client, say=say) if output is not None else None
         for port in ins + ([out] if out is not None else []):
             port.open()
         return cls(ins, out, **kwargs)

@@ -382,6 +382,7 @@ class StreamHub:
         self.layout = None  # earengine.viz.layout.NeuronLayout, when the ear has one
         self._sets: dict[int, Any] = {}
         self._newest = None
+        self._newest_shape: Optional[tuple] = None
         self._dests: dict[str, _Destination] = {}
         self._ws: Optional["WebSocketStreams"] = None
         self._lock = threading.Lock()
@@ -415,6 +416,10 @@ class StreamHub:
         """A new loop's :class:`~earengine.viz.frames.ActivationSet` (kept for the last few loops,
         since the player swaps at the next bar line)."""
         self._sets[acts.key] = acts
+        # what the announcement shows of it (the masks, the shapes), worked out once per loop,
+        # not on every frame
+        self._newest_shape = (hash(tuple((t, m.tobytes()) for t, m in acts.mask.items())),
+                              tuple((t, a.shape[:2]) for t, a in acts.acts.items()))
         self._newest = acts
         for key in sorted(self._sets)[:-4]:
             self._sets.pop(key, None)
@@ -544,26 +549,33 @@ class StreamHub:
         dest.backlog.extend(self._layout_datagrams(self.frame, int(self.registry.get("/stream/max_bytes"))))
 
     def frame_messages(self, frame: int, when_s: float, period_s: float, settings: tuple,
-                       packer: BundlePacker) -> None:
-        """Pack one frame (the sound at ``when_s``, lasting ``period_s``) into ``packer``."""
+                       *packers: BundlePacker) -> None:
+        """Pack one frame (the sound at ``when_s``, lasting ``period_s``) into each of ``packers``;
+        every message is made once, whatever the number of packers."""
         from earengine.viz.frames import reduce_frame
+
+        def add(message: bytes) -> None:
+            for packer in packers:
+                packer.add(message)
 
         layers, mode = settings[0], settings[1]
         pos = self.position()
         if pos is None:
-            packer.add(encode_message("/stream/phase", (frame, -1.0)))
+            add(encode_message("/stream/phase", (frame, -1.0)))
             return
         p0 = pos.at(when_s)
         p1 = pos.at(when_s + period_s)
         acts = self._sets.get(pos.key) if pos.key is not None else None
-        packer.add(encode_message("/stream/phase", (frame, float(p0))))
-        packer.add(encode_message("/stream/step", (frame, acts.step if acts else -1, float(acts.loss) if acts else 0.0)))
+        add(encode_message("/stream/phase", (frame, float(p0))))
+        add(encode_message("/stream/step", (frame, acts.step if acts else -1, float(acts.loss) if acts else 0.0)))
         if acts is None:
             return
         for tap in layers:
             a = acts.acts.get(tap)
             if a is not None:
-                packer.add_array(f"/stream/act/{tap}", frame, reduce_frame(a, p0, p1, mode))
+                values = reduce_frame(a, p0, p1, mode)
+                for packer in packers:
+                    packer.add_array(f"/stream/act/{tap}", frame, values)
 
     # -- the sender thread -----------------------------------------------------------------------
     def _run(self) -> None:
@@ -606,10 +618,11 @@ class StreamHub:
         # timetags, and a late wake only eats into the lookahead
         when = self.clock() - (mono - due) + settings[4]
         self._maybe_announce(frame, settings, mono, dests, ws)
-        if dests:
-            packer = BundlePacker(settings[3], when)
-            self.frame_messages(frame, when, period, settings, packer)
-            datagrams = packer.finish()
+        udp = BundlePacker(settings[3], when) if dests else None
+        web = BundlePacker(1 << 30, when) if ws is not None else None
+        self.frame_messages(frame, when, period, settings, *(p for p in (udp, web) if p is not None))
+        if udp is not None:
+            datagrams = udp.finish()
             for dest in dests:
                 if dest.send(datagrams, mono):
                     dest.counts["frames"] += 1
@@ -618,18 +631,13 @@ class StreamHub:
                         pass  # skipped announcements come round again
                 if dest.dropped:
                     self._drop(dest)
-        if ws is not None:
-            packer = BundlePacker(1 << 30, when)
-            self.frame_messages(frame, when, period, settings, packer)
-            ws.broadcast(packer.finish())
+        if web is not None:
+            ws.broadcast(web.finish())
         self.counts["frames"] += 1
         self.frame_times.append(mono)
 
     def _maybe_announce(self, frame: int, settings: tuple, mono: float, dests, ws) -> None:
-        acts = self._newest
-        signature = (settings[0], settings[1], settings[3],
-                     hash(tuple((t, m.tobytes()) for t, m in acts.mask.items())) if acts else None,
-                     tuple((t, a.shape[:2]) for t, a in acts.acts.items()) if acts else None)
+        signature = (settings[0], settings[1], settings[3], self._newest_shape)
         if signature == self._announced and mono - self._announced_at < ANNOUNCE_EVERY_S:
             return
         self._announced, self._announced_at = signature, mono

@@ -334,8 +334,7 @@ class Ear(nn.Module):
     ``z`` is ``enc.7`` with its frequency axis (of size 1) removed, the context ``c`` is ``ar.8``.
     """
 
-    FRAMES_PER_STEP = 4  # two 2× time poolings in the encoder
-    STEPS_PER_CONTEXT = 4  # two 2× time poolings in the autoregressive model
+    FRAMES_PER_STEP = math.prod(pool for _, _, pool, _ in ENCODER_TABLE)  # scaleogram frames per encoding step
 
     def __init__(self, config: EarConfig = EarConfig()) -> None:
         super().__init__()

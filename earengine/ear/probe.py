@@ -113,12 +113,11 @@ class ProbeConfig:
 
 
 def _clips(source, split: str, per_track: int, clip_s: float, rng: np.random.Generator):
-    from earengine.ear.data import Split, n_samples
+    from earengine.ear.data import Split, _track_bounds, n_samples
 
     n = n_samples(clip_s, source.sr)
     audio, labels = [], []
-    for t in range(source.n_tracks):
-        lo, hi = Split().bounds(n_samples(source.duration_s(t), source.sr), split)
+    for t, (lo, hi) in enumerate(_track_bounds(source, split, Split())):
         if hi - lo < n:
             raise ConfigError(
                 f"clip_s={clip_s:g} must fit in the {split} part of track {t} "

@@ -219,7 +219,7 @@ class _FrameBank:
     def __init__(self, source, scaleogram, *, n_frames: int, device: str, chunk_s: float = 30.0) -> None:
         import torch
 
-        from earengine.ear.data import Split, n_samples
+        from earengine.ear.data import Split, _track_bounds
         from earengine.ear.scaleogram import kernel_lengths
 
         cfg = scaleogram.config
@@ -228,9 +228,7 @@ class _FrameBank:
         chunk = max(1, int(chunk_s * cfg.sr) // hop)
         self.n_frames = n_frames
         self.tracks: list = []
-        self.track_ids: list[int] = []
-        for t in range(source.n_tracks):
-            lo, hi = Split().bounds(n_samples(source.duration_s(t), source.sr), "train")
+        for t, (lo, hi) in enumerate(_track_bounds(source, "train", Split())):
             total = (hi - lo) // hop
             if total < n_frames:
                 continue
@@ -247,7 +245,6 @@ class _FrameBank:
                     s = scaleogram(torch.from_numpy(seg)[None].to(device))
                 pieces.append(s[0, :, :, margin : margin + (b - a)])
             self.tracks.append(torch.cat(pieces, dim=-1))
-            self.track_ids.append(t)
         if not self.tracks:
             raise ConfigError(
                 f"clip length of {n_frames} frames must fit in the training part of at least one track"
@@ -462,8 +459,6 @@ def train(
     t_start = time.monotonic()
     ear, head = build_ear(ear_config, config.seed)
     check_clip(ear, config.clip_s)
-    if config.batch_size < 2 and not ear_config.cpc.score_across_time:
-        raise ConfigError(f"batch_size={config.batch_size} must be >= 2")
     source = source if source is not None else open_source(config.data, seed=config.data_seed)
     ear.to(device)
     head.to(device)
@@ -584,7 +579,7 @@ def train(
     if rank == 0:
         print(f"train: measuring activation statistics on silence and {config.stats_clips} clips", file=stream)
         stats = ear_statistics(
-            ear, source, clip_s=config.clip_s, n_clips=max(config.stats_clips, 1),
+            ear, source, clip_s=config.clip_s, n_clips=config.stats_clips,
             rng=np.random.default_rng([config.seed, 1_000]), device=device,
         ) if config.stats_clips > 0 else None
         info = {

@@ -8,7 +8,6 @@ from pathlib import Path
 
 
 def _render(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch
 
     from earengine import __version__

@@ -16,7 +16,6 @@ at a step boundary. Each step:
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Mapping, Optional
@@ -181,7 +180,7 @@ class Dreamer:
         return self.waveform_tensor().detach().clamp(-1, 1).cpu().numpy().astype(np.float32)
 
     # -- one step ---------------------------------------------------------------------------
-    def evaluate(self, *, grad: bool = False):
+    def evaluate(self):
         """Loss, score and the view for the current loop (no step)."""
         s = self.settings
         x = self.waveform_tensor()
@@ -234,7 +233,7 @@ class Dreamer:
                 # exactly zero: give the ear a faint noise (-50 dBFS) to start hearing from.
                 self._write(x + 3e-3 * torch.randn(x.shape, generator=self.generator).to(x.device))
         self._optimizer.zero_grad(set_to_none=True)
-        loss, score, _ = self.evaluate(grad=True)
+        loss, score, _ = self.evaluate()
         finite = bool(torch.isfinite(loss))
         if finite:
             loss.backward()
@@ -270,12 +269,6 @@ class Dreamer:
             self._param.data.copy_(torch.view_as_real(torch.fft.rfft(x)))
         else:
             self._param.data.copy_(x)
-
-    @torch.no_grad()
-    def activations(self, taps=None) -> dict:
-        """Every tap's activation for the current loop (no jitter), for streams and the player."""
-        x = self.waveform_tensor().detach()[None, :]
-        return self.ear(x, taps=taps)
 
     @torch.no_grad()
     def target_score(self) -> float:

@@ -25,7 +25,7 @@ from torch import Tensor
 from earengine.errors import ParameterError
 
 __all__ = [
-    "View", "Objective", "Region", "Channels", "Neuron", "Direction", "Layer", "Surprise", "Sum", "Scaled",
+    "View", "Objective", "Region", "Channels", "Neuron", "Layer", "Surprise", "Sum", "Scaled",
     "parse", "normalise",
 ]
 
@@ -109,9 +109,6 @@ class Objective:
         return Scaled(self, float(weight))
 
     __rmul__ = __mul__
-
-    def describe(self) -> str:
-        return str(self)
 
 
 @dataclass(frozen=True)
@@ -204,28 +201,6 @@ class Neuron(Objective):
 
     def __str__(self) -> str:
         return f"{self.tap}:{self.channel}@{self.row}"
-
-
-@dataclass(frozen=True)
-class Direction(Objective):
-    """Projection of the channel-mean activation onto a direction (unit vector)."""
-
-    tap: str
-    vector: tuple
-
-    @property
-    def taps(self) -> tuple:  # type: ignore[override]
-        return (self.tap,)
-
-    def __call__(self, view: View) -> Tensor:
-        a = view.normalised(self.tap).mean(dim=(2, 3))  # (B, C)
-        v = torch.tensor(self.vector, dtype=a.dtype, device=a.device)
-        if v.numel() != a.shape[1]:
-            raise ParameterError(f"direction has {v.numel()} values; {self.tap} has {a.shape[1]} channels")
-        return a @ (v / v.norm().clamp_min(1e-12))
-
-    def __str__(self) -> str:
-        return f"{self.tap} direction of {len(self.vector)}"
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from earengine.errors import PresetError
 from earengine.files import atomic_write_bytes
 from earengine.params.registry import Registry
 
-__all__ = ["Preset", "PresetStore", "SHIPPED_DIR", "KEPT_UNLESS_GIVEN", "check_name"]
+__all__ = ["Preset", "PresetStore", "SHIPPED_DIR", "READINGS", "KEPT_UNLESS_GIVEN", "NOT_CAPTURED", "check_name"]
 
 log = logging.getLogger("earengine.presets")
 
@@ -32,14 +32,15 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 #: Presets shipped with earengine (read-only).
 SHIPPED_DIR = Path(__file__).resolve().parents[2] / "patches" / "presets"
 FORMAT = 1
+#: Readings the engine keeps, never settings: a preset neither saves nor sets them.
+READINGS = ("/clock/peers",)
 #: Addresses a preset sets only when it names them. ``/midi/map``: loading a sound must not
 #: unplug the controller (a preset that carries a map replaces it); ``/clock/playing``: nor stop
-#: or start the transport, which under Link start/stop sync is the whole session's;
-#: ``/clock/peers`` is a reading the engine keeps, never a setting.
-KEPT_UNLESS_GIVEN = ("/midi/map", "/clock/playing", "/clock/peers")
+#: or start the transport, which under Link start/stop sync is the whole session's.
+KEPT_UNLESS_GIVEN = ("/midi/map", "/clock/playing") + READINGS
 #: Addresses :meth:`Preset.capture` leaves out: the transport (saving a preset while playing
-#: must not make loading it start the transport) and a reading.
-NOT_CAPTURED = ("/clock/playing", "/clock/peers")
+#: must not make loading it start the transport) and the readings.
+NOT_CAPTURED = ("/clock/playing",) + READINGS
 
 
 def check_name(name: str) -> str:
@@ -89,8 +90,8 @@ class Preset:
             if address not in registry.specs:
                 unknown.append(address)
                 continue
-            if address == "/clock/peers":
-                continue  # a reading: a preset written by hand that names it changes nothing
+            if address in READINGS:
+                continue  # a preset written by hand that names one changes nothing
             spec = registry.spec(address)
             if registry.running and not spec.live:
                 continue

@@ -6,20 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from earengine.engine_commands import _parse_sets
 from earengine.errors import ParameterError
 
 
 def _values(args: argparse.Namespace) -> dict:
-    from earengine.params import default_registry, parse_text
     from earengine.sonify.mapping import SEED_PRESET
 
     values = dict(SEED_PRESET) if args.preset == "seed" else {}
-    registry = default_registry()
-    for item in args.set or []:
-        address, sep, text = item.partition("=")
-        if not sep or not address.startswith("/son/"):
-            raise ParameterError(f"--set {item!r} must look like /son/name=value")
-        values[address] = parse_text(registry.spec(address), text)
+    values.update(_parse_sets(args.set or [], prefix="/son/"))
     return values
 
 

@@ -153,8 +153,7 @@ class SeedNet(nn.Module):
 def train(
     config: DemoConfig,
     *,
-    sink: Any,
-    data: Optional[tuple] = None,
+    sink: Any = None,
     pace_s: float = 0.0,
     progress: Optional[IO[str]] = None,
     threads: Optional[int] = 1,
@@ -164,10 +163,9 @@ def train(
     Parameters
     ----------
     config : DemoConfig
-    sink : sink
-        Where the frames go (besides the result); see :class:`~earengine.sonify.capture.GradientSonifier`.
-    data : tuple, optional
-        ``(images, labels)``; the digits by default.
+    sink : sink, optional
+        Where the frames go besides the result; see :class:`~earengine.sonify.capture.GradientSonifier`.
+        Not closed here.
     pace_s : float >= 0
         Seconds per step to keep to (live playing: one step per sounded step); 0 runs flat out.
     progress : file-like, optional
@@ -181,18 +179,17 @@ def train(
     if threads is not None:
         torch.set_num_threads(int(threads))
     try:
-        return _train(config, sink=sink, data=data, pace_s=pace_s, progress=progress)
+        return _train(config, sink=sink, pace_s=pace_s, progress=progress)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _train(config: DemoConfig, *, sink: Any, data: Optional[tuple], pace_s: float,
-           progress: Optional[IO[str]]) -> DemoResult:
+def _train(config: DemoConfig, *, sink: Any, pace_s: float, progress: Optional[IO[str]]) -> DemoResult:
     from earengine.progress import Progress
     from earengine.sonify.capture import GradientSonifier
-    from earengine.sonify.sinks import MemorySink, MultiSink
+    from earengine.sonify.sinks import MemorySink
 
-    x, y = data if data is not None else digits_28()
+    x, y = digits_28()
     g = torch.Generator().manual_seed(config.seed)
     model = SeedNet(generator=g)
     if config.optimizer == "sgd":
@@ -203,11 +200,11 @@ def _train(config: DemoConfig, *, sink: Any, data: Optional[tuple], pace_s: floa
     losses: list[float] = []
     order = torch.randperm(len(x), generator=g)
     cursor = 0
+    sinks = [memory] if sink is None else [memory, sink]
     t0 = time.monotonic()
     with Progress(config.steps, f"sonify-demo {config.name}", stream=progress if progress is not None else io.StringIO(),
                   interval_s=5.0, tty=False) as bar, \
-            GradientSonifier(model, sink=MultiSink([memory, sink]), run=config.name, layers=SEED_LAYERS,
-                             optimizer=opt) as son:
+            GradientSonifier(model, sink=sinks, run=config.name, layers=SEED_LAYERS, optimizer=opt):
         for step in range(config.steps):
             if cursor + config.batch_size > len(x):  # a new epoch, reshuffled
                 order, cursor = torch.randperm(len(x), generator=g), 0
@@ -309,33 +306,21 @@ def run_demo(
     """
     from earengine.audiofile import write_wav
     from earengine.sonify.mapping import Settings
-    from earengine.sonify.render import Renderer
+    from earengine.sonify.render import render_frames
     from earengine.sonify.sinks import OscSink
 
     settings = Settings.from_values(dict(values or {}))
-    sink: Any
-    pace = 0.0
-    if live is not None:
-        sink = OscSink(*live)
-        pace = settings.step_s()
+    if live is None:
+        result = train(config, progress=progress)
     else:
-        sink = _Null()
-    try:
-        result = train(config, sink=sink, pace_s=pace, progress=progress)
-    finally:
-        if hasattr(sink, "close"):
+        sink = OscSink(*live)
+        try:
+            result = train(config, sink=sink, pace_s=settings.step_s(), progress=progress)
+        finally:
             sink.close()
-    renderer = Renderer(settings, sr=sr)
-    for frame in result.frames:
-        renderer.frame(frame.norms)
-    result.targets = renderer.targets
+    audio, result.targets = render_frames(result.frames, settings, sr=sr)
     if out is not None:
-        write_wav(out, renderer.audio(), sr=sr)
+        write_wav(out, audio, sr=sr)
     if png is not None:
         plot(result, png)
     return result
-
-
-class _Null:
-    def send(self, frame: Any) -> None:
-        pass

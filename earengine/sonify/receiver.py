@@ -57,15 +57,13 @@ class _Run:
     mapper: Mapper
     muted: bool = False
     solo: bool = False
-    frames: int = 0
-    last_step: Optional[int] = None
     last_cue_s: float = -1e9
     part_step: Optional[int] = None
     part_values: Optional[np.ndarray] = None
     part_filled: Optional[np.ndarray] = None
     sender: Any = None  # where /son/begin came from: pace changes go back there
     pace_ms: float = 0.0  # the step length last told to the sender
-    stats: dict = field(default_factory=lambda: {"frames": 0, "parts_dropped": 0, "nan_frames": 0})
+    stats: dict = field(default_factory=lambda: {"parts_dropped": 0})
 
 
 def _bands(layers: int, voices: int) -> np.ndarray:
@@ -290,12 +288,8 @@ class SonReceiver:
         bands = norms if len(state.starts) == norms.size else np.maximum.reduceat(norms, state.starts)
         targets = state.mapper(bands, bpm=self._bpm)
         self.voices.submit(state.slot, targets)
-        state.frames += 1
-        state.last_step = step
-        state.stats["frames"] += 1
         self.counts["frames"] += 1
         if not finite.all():
-            state.stats["nan_frames"] += 1
             self._cue(state, step, int(np.flatnonzero(~finite)[0]))
 
     def _cue(self, state: _Run, step: int, layer: int) -> None:

@@ -27,17 +27,18 @@ import logging
 import socket
 import struct
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 from urllib.parse import urlparse
 
 import numpy as np
 
+from earengine.control.osc import OscDecodeError, _pad, decode_packet, encode_message
 from earengine.errors import EarEngineError, ParameterError
 from earengine.sonify.frame import GradientFrame, check_run_name
 from earengine.sonify.mapping import Settings
 from earengine.sonify.params import MAX_LAYERS
+from earengine.sonify.render import Renderer
 from earengine.sonify.timbre import run_wave
 
 __all__ = [
@@ -58,14 +59,9 @@ log = logging.getLogger("earengine.sonify")
 DEFAULT_MAX_DATAGRAM = 1400
 
 
-def _padded(text: str) -> bytes:
-    data = text.encode("utf-8")
-    return data + b"\x00" * (4 - len(data) % 4)
-
-
 def _message(address: str, head_tags: str, head: bytes, norms: np.ndarray) -> bytes:
-    tags = _padded("," + head_tags + "f" * norms.size)
-    return _padded(address) + tags + head + norms.astype(">f4").tobytes()
+    tags = _pad(("," + head_tags + "f" * norms.size).encode())
+    return _pad(address.encode()) + tags + head + norms.astype(">f4").tobytes()
 
 
 def encode_frame(run: str, step: int, norms: Sequence[float], *, max_datagram: int = DEFAULT_MAX_DATAGRAM) -> list[bytes]:
@@ -79,12 +75,12 @@ def encode_frame(run: str, step: int, norms: Sequence[float], *, max_datagram: i
     """
     with np.errstate(over="ignore"):  # beyond float32 is inf, as the norm effectively was
         values = np.asarray(norms, dtype=np.float64).astype(np.float32)
-    run_b = _padded(run)
+    run_b = _pad(run.encode("utf-8"))
     head = run_b + struct.pack(">i", int(step))
     whole = _message("/son/frame", "si", head, values)
     if len(whole) <= max_datagram:
         return [whole]
-    fixed = len(_padded("/son/part")) + len(run_b) + 12
+    fixed = len(_pad(b"/son/part")) + len(run_b) + 12
     # each norm costs 4 bytes of data and 1 byte of type tag; the tag string is padded to 4
     per = (max_datagram - fixed - 12) // 5
     if per < 1:
@@ -200,8 +196,6 @@ class OscSink:
         if not 1 <= n <= MAX_LAYERS:
             raise ParameterError(f"a run has 1 to {MAX_LAYERS} layers, got {n}")
         self.runs[run] = n
-        from earengine.control.osc import encode_message
-
         self._send(encode_message("/son/begin", (run, n)))
 
     def send(self, frame: GradientFrame) -> None:
@@ -223,15 +217,11 @@ class OscSink:
         self.counts["frames"] += 1
 
     def end(self, run: str) -> None:
-        from earengine.control.osc import encode_message
-
         if self.runs.pop(run, None) is not None:
             self._send(encode_message("/son/end", (run,)))
 
     def poll(self) -> list[tuple[str, tuple]]:
         """Read every reply waiting, without blocking; handle ``/fail``; return them."""
-        from earengine.control.osc import OscDecodeError, decode_packet
-
         got = []
         while self.sock.fileno() != -1:
             try:
@@ -265,8 +255,6 @@ class OscSink:
         self.failures = (self.failures + [(address, reason)])[-32:]
         for run, n in list(self.runs.items()):
             if f"run={run!r} is not open" in reason:
-                from earengine.control.osc import encode_message
-
                 self._send_now(encode_message("/son/begin", (run, n)))
         key = address + reason.split(":")[0][:40]
         if key not in self._warned:
@@ -363,21 +351,18 @@ class WavSink:
     """
 
     def __init__(self, path: Any, *, settings: Optional[Settings] = None, sr: int = 44100, bpm: float = 120.0) -> None:
-        from earengine.sonify.render import Renderer
-
         self.path = Path(path).expanduser()
         if self.path.suffix.lower() != ".wav":
             raise ParameterError(f"path={str(path)!r} must end in .wav")
         self.settings = settings or Settings()
         self.sr, self.bpm = int(sr), float(bpm)
-        self._renderer = Renderer
-        self.renderers: dict[str, Any] = {}
+        self.renderers: dict[str, Renderer] = {}
         self.written: Optional[Path] = None
 
     def begin(self, run: str, names: Sequence[str] = ()) -> None:
         if run not in self.renderers:
             wave = run_wave(self.settings.wave, len(self.renderers))
-            self.renderers[run] = self._renderer(self.settings, sr=self.sr, bpm=self.bpm, wave=wave)
+            self.renderers[run] = Renderer(self.settings, sr=self.sr, bpm=self.bpm, wave=wave)
 
     def send(self, frame: GradientFrame) -> None:
         self.begin(frame.run)

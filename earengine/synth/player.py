@@ -34,17 +34,13 @@ import numpy as np
 from earengine.control.clock import BarClock, BarEvent
 from earengine.errors import ParameterError
 from earengine.params.registry import Change, Registry
+from earengine.sonify.mapping import db_to_amp
 from earengine.synth.bus import OutputBus
 from earengine.synth.server import AudioServer
 
 __all__ = ["Loop", "LoopPlayer", "fit_bars", "db_to_amp"]
 
 log = logging.getLogger("earengine.player")
-
-
-def db_to_amp(gain_db: float) -> float:
-    """Decibels to linear amplitude; -80 dB and below is silence."""
-    return 0.0 if gain_db <= -80.0 else float(10.0 ** (gain_db / 20.0))
 
 
 def fit_bars(n_samples: int, *, sr: int, bpm: float, beats_per_bar: int) -> int:
@@ -167,7 +163,6 @@ class LoopPlayer:
         self.slots = [_Slot(pyo, audio.sr, 0), _Slot(pyo, audio.sr, 1)]
         self.active = 0  # slot index that is (or will be) heard
         self.loops_started = 0
-        self.last_event: Optional[BarEvent] = None
         self.loop_starts: list[tuple[int, int, float]] = []  # (bar, clock sample, error) — last 64
         self._pending: Optional[tuple[Loop, object]] = None
         self._tempo: Optional[tuple[float, int]] = None
@@ -275,7 +270,6 @@ class LoopPlayer:
             if not self._held:
                 self._hold()
         elif event is not None:
-            self.last_event = event
             pending, self._pending = self._pending, None
             current = self.slots[self.active]
             if pending is None and (self._held or self._resync) and current.loop is not None:

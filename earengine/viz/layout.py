@@ -148,14 +148,6 @@ class NeuronGraph:
     def n(self) -> int:
         return int(self.charge.size)
 
-    @property
-    def offsets(self) -> dict:
-        out, k = {}, 0
-        for tap, (c, f) in zip(self.taps, self.shapes):
-            out[tap] = k
-            k += c * f
-        return out
-
 
 @dataclass(frozen=True, eq=False)
 class NeuronLayout:
@@ -523,6 +515,11 @@ def _attraction(p, edges, w):
     return force, 0.5 * (w * (d * d).sum(-1)).sum()
 
 
+def _total_energy(p, q, phi, e_att, centring: float) -> float:
+    """Attraction + repulsion (from the potentials ``phi``) + centring."""
+    return float(e_att + 0.5 * (q * phi).sum() + 0.5 * centring * (p * p).sum())
+
+
 def energy(p, graph_t: Mapping[str, Any], *, k: float, centring: float, exact: bool = True, theta: float = 0.5):
     """The layout energy whose negative gradient the forces are:
     ``sum_edges w/2 |p_i - p_j|^2 + sum_{i<j} q_i q_j / ((k-1) |p_i - p_j|^(k-1)) + l/2 sum |p_i|^2``.
@@ -532,7 +529,7 @@ def energy(p, graph_t: Mapping[str, Any], *, k: float, centring: float, exact: b
     q = graph_t["charge"]
     _, e_att = _attraction(p, graph_t["edges"], graph_t["weights"])
     _, phi = repulsion_exact(p, q, k=k) if exact else repulsion_barnes_hut(p, q, k=k, theta=theta)
-    return float(e_att + 0.5 * (q * phi).sum() + 0.5 * centring * (p * p).sum())
+    return _total_energy(p, q, phi, e_att, centring)
 
 
 def relax(p, graph_t: Mapping[str, Any], *, config: LayoutConfig, centring: float, exact: Optional[bool] = None,
@@ -557,7 +554,7 @@ def relax(p, graph_t: Mapping[str, Any], *, config: LayoutConfig, centring: floa
             f_rep, phi = repulsion_barnes_hut(p, q, k=config.k, theta=config.theta)
         f_att, e_att = _attraction(p, edges, w)
         force = f_rep + f_att - centring * p
-        e = float(e_att + 0.5 * (q * phi).sum() + 0.5 * centring * (p * p).sum())
+        e = _total_energy(p, q, phi, e_att, centring)
         if record is not None:
             record.append(e)
         if e < e_prev:
@@ -646,9 +643,9 @@ def layout_cache_path(ear_dir: Union[str, Path], ear_sha256: str = "") -> Path:
     ear_dir = Path(ear_dir)
     if os.access(ear_dir, os.W_OK) or (ear_dir / CACHE_FILE).exists():
         return ear_dir / CACHE_FILE
-    home = os.environ.get("EARENGINE_HOME")
-    base = Path(home) if home else Path.home() / ".local" / "share" / "earengine"
-    return base / "layouts" / f"{ear_sha256 or ear_dir.name}.json"
+    from earengine.files import user_dir
+
+    return user_dir("layouts") / f"{ear_sha256 or ear_dir.name}.json"
 
 
 def read_cached_layout(ear_dir: Union[str, Path]) -> Optional[NeuronLayout]:
@@ -678,8 +675,7 @@ def cached_layout(ear_dir: Union[str, Path], *, config: LayoutConfig = LayoutCon
     loaded = load_ear(ear_dir, device="cpu")
     ear = loaded.ear
     n = ear.samples_per_step * 8
-    shapes = {t: s for t, s in ear.tap_shapes(n).items()}
-    shapes = {t: (s[0], s[1] if len(s) == 3 else 1) for t, s in shapes.items()}
+    shapes = {t: (s[0], s[1] if len(s) == 3 else 1) for t, s in ear.tap_shapes(n).items()}
     stats = loaded.stats.get("data", {}) if loaded.stats else {}
     charge = {t: v["std"].numpy() for t, v in stats.items()}
     graph = ear_graph(shapes, config=config, weights=_ear_weights(ear), charge=charge)
