@@ -18,6 +18,7 @@ __all__ = [
     "PresetError",
     "CheckpointError",
     "ConfigError",
+    "check_config_keys",
     "DeviceError",
 ]
 
@@ -51,6 +52,14 @@ class CheckpointError(EarEngineError, ValueError):
 
 class ConfigError(EarEngineError, ValueError):
     """A configuration (model, data, training) that makes no sense."""
+
+
+def check_config_keys(data, known, *, what: str) -> None:
+    """Raise a one-line ConfigError when ``data`` has keys outside ``known`` (a config written by
+    hand, or by another version)."""
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ConfigError(f"{what} config keys={sorted(unknown)} are unknown; expected some of {sorted(known)}")
 
 
 class DeviceError(EarEngineError, OSError):

@@ -22,7 +22,7 @@ from typing import Mapping, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from earengine.errors import ConfigError
+from earengine.errors import ConfigError, check_config_keys
 
 __all__ = ["CPCConfig", "CPCHead", "CPCResult"]
 
@@ -65,10 +65,7 @@ class CPCConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "CPCConfig":
-        known = {"prediction_steps", "prediction_gap", "score_across_time"}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"cpc config keys={sorted(unknown)} are unknown; expected some of {sorted(known)}")
+        check_config_keys(data, {"prediction_steps", "prediction_gap", "score_across_time"}, what="cpc")
         return cls(**dict(data))
 
 

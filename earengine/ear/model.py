@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from earengine.ear.cpc import CPCConfig
 from earengine.ear.scaleogram import Scaleogram, ScaleogramConfig
-from earengine.errors import ConfigError
+from earengine.errors import ConfigError, check_config_keys
 
 __all__ = [
     "ENCODER_TABLE",
@@ -137,10 +137,7 @@ class EarConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "EarConfig":
-        known = {"width", "dropout", "input_noise", "scaleogram", "cpc", "name"}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"ear config keys={sorted(unknown)} are unknown; expected some of {sorted(known)}")
+        check_config_keys(data, {"width", "dropout", "input_noise", "scaleogram", "cpc", "name"}, what="ear")
         kwargs = dict(data)
         if "scaleogram" in kwargs:
             kwargs["scaleogram"] = ScaleogramConfig.from_dict(kwargs["scaleogram"])

@@ -36,7 +36,7 @@ from typing import Mapping
 
 import numpy as np
 
-from earengine.errors import ConfigError
+from earengine.errors import ConfigError, check_config_keys
 
 __all__ = ["ProbeConfig", "run_probe", "format_probe_table", "write_probe"]
 
@@ -105,10 +105,7 @@ class ProbeConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "ProbeConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"probe config keys={sorted(unknown)} are unknown; expected some of {sorted(known)}")
+        check_config_keys(data, {f.name for f in dataclasses.fields(cls)}, what="probe")
         return cls(**dict(data))
 
 

@@ -42,7 +42,7 @@ from typing import IO, Mapping, Optional, Union
 
 import numpy as np
 
-from earengine.errors import CheckpointError, ConfigError
+from earengine.errors import CheckpointError, ConfigError, check_config_keys
 
 __all__ = ["TrainConfig", "TRAIN_PRESETS", "train", "lr_at", "min_clip_s", "TrainResult"]
 
@@ -130,10 +130,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "TrainConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ConfigError(f"training config keys={sorted(unknown)} are unknown; expected some of {sorted(known)}")
+        check_config_keys(data, {f.name for f in dataclasses.fields(cls)}, what="training")
         return cls(**dict(data))
 
     @classmethod

@@ -34,7 +34,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from earengine.errors import ConfigError, ParameterError
+from earengine.errors import ConfigError, ParameterError, check_config_keys
 
 __all__ = [
     "LayoutConfig",
@@ -117,10 +117,7 @@ class LayoutConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "LayoutConfig":
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ConfigError(f"layout config keys={sorted(unknown)} are unknown; expected some of {sorted(names)}")
+        check_config_keys(data, {f.name for f in fields(cls)}, what="layout")
         return cls(**data)
 
 
