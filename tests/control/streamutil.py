@@ -91,13 +91,28 @@ def frames(items):
     return dict(out)
 
 
-def arrays(items, prefix):
-    """Latest complete array per tap of messages ``<prefix><tap> <frame> <start> <count> values``."""
-    parts = defaultdict(dict)
+def arrays(items, prefix, sizes=None):
+    """Latest complete array per tap of messages ``<prefix><tap> <frame> <start> <count> values``.
+
+    Chunks are grouped by frame; a frame's array counts only when its chunks tile it from 0 without
+    gaps and, for taps named in ``sizes`` (tap -> values), reach that size. A datagram lost on a
+    loaded machine, or chunks recorded only in part, then leave the tap out instead of giving a
+    short array: repeated announcements complete it later.
+    """
+    parts = defaultdict(lambda: defaultdict(dict))
     for _, _, address, args in items:
         if address.startswith(prefix):
-            parts[address[len(prefix):]][args[1]] = args[3:]
+            parts[address[len(prefix):]][args[0]][args[1]] = args[3:]
     out = {}
-    for tap, chunks in parts.items():
-        out[tap] = np.array([v for start in sorted(chunks) for v in chunks[start]], dtype=np.float32)
+    for tap, by_frame in parts.items():
+        for frame in sorted(by_frame, reverse=True):
+            chunks, pos = by_frame[frame], 0
+            while pos in chunks and chunks[pos]:
+                pos += len(chunks[pos])
+            if pos != sum(len(v) for v in chunks.values()) or 0 not in chunks:
+                continue
+            if sizes is not None and tap in sizes and pos != sizes[tap]:
+                continue
+            out[tap] = np.array([v for start in sorted(chunks) for v in chunks[start]], dtype=np.float32)
+            break
     return out
