@@ -46,9 +46,9 @@ def test_frames_of_a_dreaming_engine_are_the_activations_heard(ear_dir):
                     break
             assert engine.dream.loops == loops and not engine.player.pending
             heard = engine.player.current
-            rx.items.clear()
-            assert rx.wait_for(lambda r: len(frames(r.items)) >= 20, 5)
-            everything = frames(rx.items)
+            since = len(rx.items)  # keep what came before: the layout may already be here
+            assert rx.wait_for(lambda r: len(frames(r.items[since:])) >= 20, 5)
+            everything = frames(rx.items[since:])
             got = [f for f in everything.values() if f["acts"]]
             # frames follow the sound: the loop (1 bar at 240 BPM: 1 s) moves 1/30 of itself per frame
             numbers = sorted(n for n in everything if "phase" in everything[n])
@@ -77,7 +77,7 @@ def test_frames_of_a_dreaming_engine_are_the_activations_heard(ear_dir):
             assert mask[1:3].all() and not mask[0].any() and not mask[3:].any()
             # a new ear's layout is computed once, cached beside it, and sent to the destination
             twice = {tap: 2 * n for tap, n in cells.items()}
-            assert rx.wait_for(lambda r: len(arrays(r.items, "/stream/layout/", twice)) == 18, 90)
+            assert rx.wait_for(lambda r: len(arrays(r.items, "/stream/layout/", twice)) == 18, 150)  # niced: slow when busy
             layout = arrays(rx.items, "/stream/layout/", twice)
             assert layout["enc.5"].size == 2 * expect["enc.5"].shape[0] * expect["enc.5"].shape[1]
             assert (ear_dir / "layout.json").is_file()
