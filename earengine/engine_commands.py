@@ -44,22 +44,23 @@ def _run(args: argparse.Namespace) -> int:
         overrides["/clock/source"] = args.clock
     midi = dict(midi_in=args.midi_in or (), midi_out=args.midi_out, midi_backend=args.midi_backend,
                 midi_map=args.midi_map)
-    with Engine(audio=args.audio, osc_host=args.osc_host, osc_port=args.osc_port, allow=allow,
-                reply_port=args.reply_port, preset_dir=args.preset_dir, overrides=overrides,
-                ear=ear, device=args.device, **midi, **_stream_options(args)) as engine:
-        if args.preset:
-            engine.presets.load(args.preset, engine.registry, source="cli")
-        if args.loop:
-            engine.load_loop(args.loop)
-        if args.record:
-            engine.audio.record(args.record)
-        try:
-            engine.run(duration_s=args.duration, status_every_s=args.status_every)
-        except KeyboardInterrupt:
-            engine.say("stopping")
-        finally:
-            if args.record:
-                engine.audio.stop_recording()
+    try:  # Ctrl-C (or SIGTERM) while starting, running or loading: the same clean stop
+        with Engine(audio=args.audio, osc_host=args.osc_host, osc_port=args.osc_port, allow=allow,
+                    reply_port=args.reply_port, preset_dir=args.preset_dir, overrides=overrides,
+                    ear=ear, device=args.device, **midi, **_stream_options(args)) as engine:
+            try:
+                if args.preset:
+                    engine.presets.load(args.preset, engine.registry, source="cli")
+                if args.loop:
+                    engine.load_loop(args.loop)
+                if args.record:
+                    engine.audio.record(args.record)
+                engine.run(duration_s=args.duration, status_every_s=args.status_every)
+            finally:
+                if args.record:
+                    engine.audio.stop_recording()
+    except KeyboardInterrupt:
+        print("stopping", flush=True)
     return 0
 
 

@@ -23,7 +23,8 @@ def test_the_child_listens_answers_and_stops_cleanly():
         assert (address, args) == ("/synced", (7,))
         assert eng.running()
     assert not eng.running()
-    assert eng.proc.returncode == 0  # SIGINT ends it as Ctrl-C does, not a kill
+    assert eng.proc.returncode == 0, eng.output()  # SIGINT ends it as Ctrl-C does, not a kill
+    assert eng.lines[-1] == "stopping"
     assert any(line.startswith("osc: listening on ") for line in eng.lines)
 
 

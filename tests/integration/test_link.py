@@ -5,7 +5,7 @@ pairs of Link's clock (``CLOCK_MONOTONIC_RAW``) and its beat — and takes tempo
 ``earengine run --clock link`` joins; a JACK client of the test's own records the engine's output
 and stamps each JACK cycle with ``CLOCK_MONOTONIC_RAW`` as it starts, so each click heard can be
 put on the peer's grid. Judged: joining leaves the session's tempo alone, a tempo the peer sets
-reaches the engine within a bar, and loops start on the peer's bar lines (quantum 4). With
+reaches the engine within a bar, and loops start on the peer's bar lines (quantum 4, then 3). With
 start/stop sync, the peer starts and stops the session: loops start on its first bar and stop
 with it, the engine's MIDI clock out (read by the test's JACK client) follows, and the engine's
 own tempo, start and stop reach the peer.
@@ -51,6 +51,8 @@ async def main():
                 return
             if words[0] == "tempo":
                 link.tempo = float(words[1])
+            elif words[0] == "quantum":
+                link.quantum = float(words[1])
             elif words[0] == "play":  # start, as a DAW does: its bar 0 on the session's next bar line
                 when = link.time + datetime.timedelta(seconds=float(words[1]))
                 link.set_is_playing_and_request_beat_at_time(True, when, 0.0)
@@ -85,6 +87,10 @@ class Peer:
 
     def set_tempo(self, bpm: float) -> None:
         self._say(f"tempo {bpm}")
+
+    def set_quantum(self, beats: int) -> None:
+        """Its bar (the beats its phase counts); its printed beats line up with peers of the same quantum."""
+        self._say(f"quantum {beats}")
 
     def play(self, after_s: float) -> None:
         """Start the session on its first bar line at least ``after_s`` from now."""
@@ -188,6 +194,26 @@ def test_follows_a_link_peer_and_starts_loops_on_its_bars(jack_env, tmp_path):
         errors_ms = np.array(errors_ms)
         # what is left is how well the engine's grid matches the peer's
         assert_on_the_bars(errors_ms, tight_ms=1.0, what="loop starts off the peer's bars")
+
+        # bars of three: the quantum is the bar, so loops start where a peer in 3 has its bar lines
+        peer.set_quantum(3)
+        engine.send("/clock/beats_per_bar", 3)
+        assert wait_until(lambda: engine.get("/clock/beats_per_bar") == 3, 2.0)
+        time.sleep(0.3)  # the peer's printed beats now count in threes
+        mark = probe.filled + (probe.first_frame or 0)
+        bar_s = 3 * 60.0 / 121.0
+        for _ in range(loads):
+            engine.send("/loop/load", str(loop))
+            time.sleep(1.3 * bar_s)
+        time.sleep(0.5 * bar_s)
+        clicks = probe.clicks()
+        clicks = clicks[clicks >= mark]
+        assert len(clicks) == loads, engine.output()
+        beats = np.array([peer.beat_at(probe.frame_to_raw(frame)) for frame in clicks])
+        errors_ms = ((beats + 1.5) % 3.0 - 1.5) * 60.0 / 121.0 * 1000.0
+        assert_on_the_bars(errors_ms, tight_ms=1.0, what="loop starts off the peer's bars of three")
+        # and the bar is not of four any more: some of those starts are off the peer's fours
+        assert np.max(np.abs((beats + 2.0) % 4.0 - 2.0)) > 0.5, beats
     finally:
         if engine is not None:
             engine.close()
