@@ -470,7 +470,8 @@ class MidiClockIn:
 
     Start plays from song position 0 at the next clock pulse; continue plays from the position
     where it stopped (or that a song position pointer set); stop holds it. Clock that arrives
-    before any transport message is followed as it is (a device that sends only clock). If the
+    before any transport message (start, continue, stop, song position) is followed as it is (a
+    device that sends only clock). If the
     clock stops without a stop message (a cable pulled, a port gone), the grid keeps time at the
     last tempo, and when pulses come back they are counted from where that grid says they are.
 
@@ -539,6 +540,9 @@ class MidiClockIn:
                     self._stop_grid()
                     self._transport("stop")
             elif status == _SONG_POSITION and len(message) >= 3:
+                # a source that sends song position has a transport: clock after it, while
+                # stopped, waits for continue (as jack_midi_clock's does after a locate)
+                self._strict = True
                 self._position = 6 * ((message[1] & 0x7F) | (message[2] & 0x7F) << 7)  # sixteenths
                 if self.playing:
                     self._k0 = self._k + 1 - self._position

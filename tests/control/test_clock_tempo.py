@@ -110,6 +110,25 @@ def test_transport_start_stop_continue_and_song_position():
     assert [e for e, _ in events] == ["continue", "start", "stop", "continue", "stop", "continue"]
 
 
+def test_song_position_first_then_clock_waits_for_continue():
+    """A sequencer located mid-bar and started (jack_midi_clock after a JACK locate): song
+    position, clock while it resyncs, then continue. The song's bars count from the song
+    position, not from the first pulse heard."""
+    clock = MidiClockIn(bpm=128.0)
+    period = 60.0 / 128.0 / PPQ
+    t = 3.0
+    clock.feed((0xF2, 28, 0), t)  # 28 sixteenths: beat 7, mid-bar
+    for _ in range(50):  # clock while stopped: tempo, no motion
+        t += period
+        clock.feed((0xF8,), t)
+    assert not clock.playing and clock.timeline.beat == pytest.approx(7.0)
+    clock.feed((0xFB,), t)
+    t += period
+    clock.feed((0xF8,), t)
+    assert clock.playing and clock.timeline.beat == pytest.approx(7.0)
+    assert clock.timeline.beat_at(t + 60.0 / 128.0) == pytest.approx(8.0, abs=1e-3)  # a bar line a beat later
+
+
 def test_a_silent_master_keeps_time_and_pulses_that_come_back_find_their_place():
     clock = MidiClockIn(bpm=128.0)
     period = 60.0 / 128.0 / PPQ

@@ -7,7 +7,8 @@ real JACK MIDI port.
 Bars: ``earengine run --clock midi`` plays a one-bar click loop; a JACK client of the test's own
 (:class:`JackProbe`) records the engine's output and the clock pulses in the same JACK cycles,
 each with its frame number, so every click is measured against the pulse that opens its bar
-without any clock of ours in between. Start, stop and continue come from JACK transport.
+without any clock of ours in between. Start, stop and continue come from JACK transport; song
+position comes from a JACK timecode master (bars and beats, as a DAW on JACK provides them).
 """
 
 from __future__ import annotations
@@ -123,11 +124,15 @@ class JackProbe:
 
 
 class MidiClockSource:
-    """``jack_midi_clock`` at a forced tempo; its port name is read from JACK."""
+    """``jack_midi_clock`` at a forced tempo, or following a JACK timecode master; its port name
+    is read from JACK."""
 
-    def __init__(self, jack_server, bpm: float, *, jitter_percent: int = 0) -> None:
+    def __init__(self, jack_server, bpm: float, *, jitter_percent: int = 0, follow_master: bool = False,
+                 resync_s: int = 1) -> None:
         before = set(jack_server.ports())
-        args = ["jack_midi_clock", "-b", f"{bpm:g}", "-B"]
+        # -B ignores a JACK timecode master; following one, it also sends song position (then,
+        # ``resync_s`` later, continue)
+        args = ["jack_midi_clock", "-b", f"{bpm:g}"] + (["-d", str(resync_s)] if follow_master else ["-B"])
         if jitter_percent:
             args += ["-J", str(jitter_percent)]
         self.proc = subprocess.Popen(args, env=jack_server.env, stdout=subprocess.DEVNULL,
@@ -149,6 +154,40 @@ class MidiClockSource:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+class TimecodeMaster:
+    """A JACK timebase master in this process: bars, beats and ticks of a steady 4/4 tempo from
+    the transport frame, as a DAW on JACK transport provides them."""
+
+    TICKS_PER_BEAT = 1920
+
+    def __init__(self, bpm: float) -> None:
+        import jack
+
+        self.bpm = bpm
+        self.client = jack.Client("earengine-test-timecode", no_start_server=True)
+        self.sr = self.client.samplerate
+        self._bbt = jack.POSITION_BBT
+        self.client.set_timebase_callback(self._position)
+        self.client.activate()
+
+    def beat_frames(self, beats: float) -> int:
+        return int(round(beats * 60.0 / self.bpm * self.sr))
+
+    def _position(self, state, blocksize, pos, new_pos) -> None:
+        beats = pos.frame / self.sr * self.bpm / 60.0
+        bar, in_bar = divmod(beats, 4.0)
+        beat, fraction = divmod(in_bar, 1.0)
+        pos.valid = pos.valid | self._bbt
+        pos.bar, pos.beat, pos.tick = int(bar) + 1, int(beat) + 1, int(fraction * self.TICKS_PER_BEAT)
+        pos.bar_start_tick = float(bar * 4 * self.TICKS_PER_BEAT)
+        pos.beats_per_bar, pos.beat_type = 4.0, 4.0
+        pos.ticks_per_beat, pos.beats_per_minute = float(self.TICKS_PER_BEAT), self.bpm
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
 
 
 @pytest.fixture
@@ -278,7 +317,20 @@ def assert_on_the_bars(errors_ms: np.ndarray, *, tight_ms: float, what: str) -> 
     assert np.all(good <= min(3.0, tight_ms)) and errors[-1] <= 10.0, f"{what} by {np.round(errors_ms, 2)} ms"
 
 
-def start_errors_ms(probe: JackProbe, engine: Engine, loop: Path, *, loads: int, after_frame: int = 0) -> np.ndarray:
+def bar_frames_after_continue(midi: list[tuple[int, bytes]]) -> tuple[np.ndarray, int]:
+    """Frames of the bar lines after the last continue, and the song position (sixteenths) it
+    continued from: the first pulse after continue plays the song position pointer's position."""
+    events = list(midi)
+    at = max(i for i, (_, data) in enumerate(events) if data[:1] == b"\xfb")
+    spp = [data for _, data in events[:at] if data[:1] == b"\xf2"][-1]
+    sixteenths = (spp[1] & 0x7F) | (spp[2] & 0x7F) << 7
+    pulses = np.array([f for f, data in events[at:] if data[:1] == b"\xf8"])
+    position = 6 * sixteenths + np.arange(pulses.size)  # in pulses, 24 a beat
+    return pulses[position % (4 * PPQ) == 0], sixteenths
+
+
+def start_errors_ms(probe: JackProbe, engine: Engine, loop: Path, *, loads: int, after_frame: int = 0,
+                    bars: Optional[Callable[[], np.ndarray]] = None) -> np.ndarray:
     """Load the loop ``loads`` times, each a bar and a quarter after the last, so every click is
     a loop starting on a bar line (a four-bar loop never gets round to its own start again);
     returns each click's distance to the nearest bar line of the clock, in ms."""
@@ -288,7 +340,7 @@ def start_errors_ms(probe: JackProbe, engine: Engine, loop: Path, *, loads: int,
         engine.send("/loop/load", str(loop))
         time.sleep(1.25 * bar_s)
     time.sleep(0.5 * bar_s)
-    bars = bar_frames(probe.midi, after_frame=after_frame)
+    bars = bar_frames(probe.midi, after_frame=after_frame) if bars is None else bars()
     clicks = probe.clicks()
     clicks = clicks[clicks >= mark]
     assert len(clicks) == loads, f"{len(clicks)} loop starts heard for {loads} loads; {engine.output()}"
@@ -354,6 +406,47 @@ def test_loops_start_on_the_clocks_bars_and_transport_is_honoured(jack_env, tmp_
             engine.close()
         probe.close()
         source.close()
+
+
+def test_song_position_from_a_timecode_master_places_the_bars(jack_env, tmp_path):
+    """A DAW on JACK transport, located mid-bar and started: ``jack_midi_clock`` (following its
+    bars and beats) sends a song position pointer, clock, and a second later continue. The loops
+    then start on the bars that song position counts, not on bars counted from the continue."""
+    jack_server, transport = jack_env
+    bpm = 128.0
+    master = TimecodeMaster(bpm)
+    source = MidiClockSource(jack_server, bpm, follow_master=True, resync_s=1)
+    loop = click_loop(tmp_path / "click.wav", bpm=bpm, sr=jack_server.sr)
+    probe = JackProbe("earengine-test-spp-probe", audio_ports=1, midi=True, seconds=30.0)
+    engine = None
+    try:
+        probe.connect(source.port, probe.midi_in)
+        engine = Engine(jack_server.env, ["--clock", "midi", "--midi-in", source.port,
+                                          "--set", "/loop/xfade=0", "--set", "/loop/gain=0"])
+        engine.bpm = bpm
+        assert wait_until(lambda: "earengine:output_1" in jack_server.ports(), 10.0)
+        probe.connect("earengine:output_1", probe.ins[0])
+        time.sleep(0.3)
+        transport.transport_frame = master.beat_frames(5.0)  # the second bar's second beat
+        assert wait_until(lambda: transport.transport_frame == master.beat_frames(5.0), 2.0)
+        transport.transport_start()
+        assert wait_until(lambda: any(d == b"\xfb" for _, d in list(probe.midi)), 5.0), "no continue sent"
+        assert wait_until(lambda: engine.get("/clock/playing") == 1, 3.0), engine.output()
+        bars, sixteenths = bar_frames_after_continue(probe.midi)
+        # where the song continues is not a bar line: bars counted from the continue would be wrong
+        assert sixteenths % 16 != 0, f"jack_midi_clock continued from {sixteenths} sixteenths, a bar line"
+        time.sleep(1.0)
+        errors_ms = start_errors_ms(probe, engine, loop, loads=3,
+                                    bars=lambda: bar_frames_after_continue(probe.midi)[0])
+        assert_on_the_bars(errors_ms, tight_ms=0.5, what="after a song position, loop starts off its bars")
+        assert abs(engine.get("/clock/bpm") - bpm) <= 0.5
+    finally:
+        transport.transport_stop()
+        if engine is not None:
+            engine.close()
+        probe.close()
+        source.close()
+        master.close()
 
 
 def test_clock_out_keeps_the_engines_bars_and_tempo(jack_env, tmp_path):
