@@ -177,6 +177,7 @@ def test_follows_a_link_peer_and_starts_loops_on_its_bars(jack_env, tmp_path):
         engine.bpm = 121.0
         loop = click_loop(tmp_path / "click.wav", bpm=121.0, sr=jack_server.sr)
         mark = probe.filled + (probe.first_frame or 0)
+        xruns = probe.xruns
         bar_s = 4 * 60.0 / 121.0
         loads = 5
         for _ in range(loads):
@@ -185,7 +186,7 @@ def test_follows_a_link_peer_and_starts_loops_on_its_bars(jack_env, tmp_path):
         time.sleep(0.5 * bar_s)
         clicks = probe.clicks()
         clicks = clicks[clicks >= mark]
-        assert len(clicks) == loads, engine.output()
+        assert loads - (probe.xruns - xruns) <= len(clicks) <= loads, engine.output()  # an xrun may drop a click
         errors_ms = []
         for frame in clicks:
             beat = peer.beat_at(probe.frame_to_raw(frame))
@@ -201,6 +202,7 @@ def test_follows_a_link_peer_and_starts_loops_on_its_bars(jack_env, tmp_path):
         assert wait_until(lambda: engine.get("/clock/beats_per_bar") == 3, 2.0)
         time.sleep(0.3)  # the peer's printed beats now count in threes
         mark = probe.filled + (probe.first_frame or 0)
+        xruns = probe.xruns
         bar_s = 3 * 60.0 / 121.0
         for _ in range(loads):
             engine.send("/loop/load", str(loop))
@@ -208,7 +210,7 @@ def test_follows_a_link_peer_and_starts_loops_on_its_bars(jack_env, tmp_path):
         time.sleep(0.5 * bar_s)
         clicks = probe.clicks()
         clicks = clicks[clicks >= mark]
-        assert len(clicks) == loads, engine.output()
+        assert loads - (probe.xruns - xruns) <= len(clicks) <= loads, engine.output()  # an xrun may drop a click
         beats = np.array([peer.beat_at(probe.frame_to_raw(frame)) for frame in clicks])
         errors_ms = ((beats + 1.5) % 3.0 - 1.5) * 60.0 / 121.0 * 1000.0
         assert_on_the_bars(errors_ms, tight_ms=1.0, what="loop starts off the peer's bars of three")

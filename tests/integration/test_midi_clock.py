@@ -70,10 +70,15 @@ class JackProbe:
         self.midi: list[tuple[int, bytes]] = []
         self.clock_pairs: list[tuple[float, int]] = []
         self._running = True
+        self.xruns = 0  # JACK's xruns while recording (a busy machine's dummy driver loses time)
+        self.client.set_xrun_callback(self._xrun)
         self.client.set_process_callback(self._process)
         self.client.activate()
         self._sampler = threading.Thread(target=self._sample_clock, daemon=True)
         self._sampler.start()
+
+    def _xrun(self, delay_usecs: float) -> None:
+        self.xruns += 1
 
     def _process(self, frames: int) -> None:
         f0 = self.client.last_frame_time
@@ -336,6 +341,7 @@ def start_errors_ms(probe: JackProbe, engine: Engine, loop: Path, *, loads: int,
     returns each click's distance to the nearest bar line of the clock, in ms."""
     bar_s = 4 * 60.0 / engine.bpm
     mark = probe.filled + (probe.first_frame or 0)
+    xruns = probe.xruns
     for _ in range(loads):
         engine.send("/loop/load", str(loop))
         time.sleep(1.25 * bar_s)
@@ -343,7 +349,10 @@ def start_errors_ms(probe: JackProbe, engine: Engine, loop: Path, *, loads: int,
     bars = bar_frames(probe.midi, after_frame=after_frame) if bars is None else bars()
     clicks = probe.clicks()
     clicks = clicks[clicks >= mark]
-    assert len(clicks) == loads, f"{len(clicks)} loop starts heard for {loads} loads; {engine.output()}"
+    # a click is one sample: a cycle that an xrun dropped (a busy machine) takes it with it
+    lost = probe.xruns - xruns
+    assert len(clicks) == loads or loads - lost <= len(clicks) < loads, \
+        f"{len(clicks)} loop starts heard for {loads} loads ({lost} xruns); {engine.output()}"
     return np.array([(c - bars[np.argmin(np.abs(bars - c))]) / probe.sr * 1000.0 for c in clicks])
 
 
@@ -386,7 +395,7 @@ def test_loops_start_on_the_clocks_bars_and_transport_is_honoured(jack_env, tmp_
         assert wait_until(lambda: engine.get("/clock/playing") == 1, 3.0)
         assert engine.get("/loop/mute") == 0
         time.sleep(1.0)
-        errors_ms = start_errors_ms(probe, engine, loop, loads=2, after_frame=mark)
+        errors_ms = start_errors_ms(probe, engine, loop, loads=3, after_frame=mark)
         assert_on_the_bars(errors_ms, tight_ms=0.5, what="after a restart, loop starts off the bars")
 
         transport.transport_stop()  # stop, then roll on from where it stopped: continue
@@ -398,8 +407,96 @@ def test_loops_start_on_the_clocks_bars_and_transport_is_honoured(jack_env, tmp_
         assert engine.get("/loop/mute") == 0
         time.sleep(1.0)
         # the pulses go on counting from the start before: its bar lines are still the bar lines
-        errors_ms = start_errors_ms(probe, engine, loop, loads=2, after_frame=mark)
+        errors_ms = start_errors_ms(probe, engine, loop, loads=3, after_frame=mark)
         assert_on_the_bars(errors_ms, tight_ms=0.5, what="after a continue, loop starts off the bars")
+    finally:
+        transport.transport_stop()
+        if engine is not None:
+            engine.close()
+        probe.close()
+        source.close()
+
+
+def test_a_clock_source_that_goes_and_comes_back(jack_env, tmp_path):
+    """The clock source quits mid-song (its port disappears) and starts again: the engine keeps
+    time on its grid meanwhile, says so, reconnects, and counts the pulses that come back from
+    where its grid says they are, so loops keep the song's bar lines throughout."""
+    jack_server, transport = jack_env
+    bpm = 128.0
+    period = jack_server.sr * 60.0 / (bpm * PPQ)  # frames per pulse
+    loop = click_loop(tmp_path / "click.wav", bpm=bpm, sr=jack_server.sr)
+    source = MidiClockSource(jack_server, bpm)
+    probe = JackProbe("earengine-test-gone-probe", audio_ports=1, midi=True, seconds=40.0)
+    engine = None
+
+    def song_bars() -> np.ndarray:
+        """Bar lines of the song since its start, from every pulse either source sent: pulses
+        numbered by where they fall on the first source's grid."""
+        events = list(probe.midi)
+        at = max(i for i, (_, d) in enumerate(events) if d == b"\xfa")
+        pulses = np.array([f for f, d in events[at:] if d == b"\xf8"], dtype=float)
+        first = pulses[:PPQ * 4]
+        k = np.arange(first.size)
+        slope, origin = np.polyfit(k, first, 1)
+        number = np.round((pulses - origin) / slope).astype(int)
+        return pulses[number % (4 * PPQ) == 0].astype(np.int64)
+
+    try:
+        probe.connect(source.port, probe.midi_in)
+        engine = Engine(jack_server.env, ["--clock", "midi", "--midi-in", source.port,
+                                          "--set", "/loop/xfade=0", "--set", "/loop/gain=0"])
+        engine.bpm = bpm
+        assert wait_until(lambda: "earengine:output_1" in jack_server.ports(), 10.0)
+        probe.connect("earengine:output_1", probe.ins[0])
+        time.sleep(0.3)
+        transport.transport_start()
+        assert wait_until(lambda: engine.get("/clock/playing") == 1, 3.0), engine.output()
+        time.sleep(1.5)
+        assert_on_the_bars(start_errors_ms(probe, engine, loop, loads=3, bars=song_bars),
+                           tight_ms=0.5, what="loop starts off the bars")
+
+        port = source.port
+        xruns = probe.xruns
+        source.close()  # gone, with no stop sent
+        assert wait_until(lambda: "is gone" in engine.output(), 5.0), engine.output()
+        assert engine.get("/clock/playing") == 1 and abs(engine.get("/clock/bpm") - bpm) <= 0.5
+        # on its own grid meanwhile: the song's bar lines are where the pulses would have been
+        last = max(f for f, d in list(probe.midi) if d == b"\xf8")
+        mark = probe.filled + (probe.first_frame or 0)
+        bar = 4 * PPQ * period
+        for _ in range(3):
+            engine.send("/loop/load", str(loop))
+            time.sleep(1.25 * bar / jack_server.sr)
+        time.sleep(0.5 * bar / jack_server.sr)
+        clicks = probe.clicks()
+        clicks = clicks[clicks >= mark]
+        assert 3 - (probe.xruns - xruns) <= len(clicks) <= 3, engine.output()
+        anchor = song_bars()[-1]
+        off = (clicks - anchor) % bar
+        errors_ms = np.minimum(off, bar - off) / jack_server.sr * 1000.0
+        assert clicks.min() > last
+        # with no clock to go by, the engine keeps time by the wall clock, and the song (JACK
+        # transport) by JACK's frames: the two part only where JACK lost time (an xrun of the
+        # dummy driver on a busy machine), and then by what it lost
+        if probe.xruns == xruns:
+            assert_on_the_bars(errors_ms, tight_ms=3.0, what="with the source gone, loop starts off the song's bars")
+
+        source = MidiClockSource(jack_server, bpm)  # back, under the same name
+        assert source.port == port
+        probe.connect(source.port, probe.midi_in)
+        assert wait_until(lambda: engine.output().count(f"connected to {port}") >= 2, 5.0), engine.output()
+        time.sleep(1.0)
+        errors_ms = start_errors_ms(probe, engine, loop, loads=3, bars=song_bars)
+        if probe.xruns == xruns:
+            assert_on_the_bars(errors_ms, tight_ms=0.5, what="after the source came back, loop starts off the bars")
+        else:  # pulses that come back are numbered by where the grid says they are: by the wall
+            # clock, which JACK's lost time may have put a pulse or so from the song's count.
+            # The loops still start on the clock's pulses, a whole number of them from the bars
+            pulse_ms = period / jack_server.sr * 1000.0
+            assert_on_the_bars(errors_ms - pulse_ms * np.round(errors_ms / pulse_ms), tight_ms=0.5,
+                               what="after the source came back, loop starts off the pulses")
+            assert np.all(np.abs(errors_ms) <= 2.5 * pulse_ms), errors_ms
+        assert abs(engine.get("/clock/bpm") - bpm) <= 0.5
     finally:
         transport.transport_stop()
         if engine is not None:
