@@ -176,46 +176,38 @@ def test_follows_a_link_peer_and_starts_loops_on_its_bars(jack_env, tmp_path):
 
         engine.bpm = 121.0
         loop = click_loop(tmp_path / "click.wav", bpm=121.0, sr=jack_server.sr)
-        mark = probe.filled + (probe.first_frame or 0)
-        xruns = probe.xruns
-        bar_s = 4 * 60.0 / 121.0
         loads = 5
-        for _ in range(loads):
-            engine.send("/loop/load", str(loop))
-            time.sleep(1.3 * bar_s)
-        time.sleep(0.5 * bar_s)
-        clicks = probe.clicks()
-        clicks = clicks[clicks >= mark]
-        assert loads - (probe.xruns - xruns) <= len(clicks) <= loads, engine.output()  # an xrun may drop a click
-        errors_ms = []
-        for frame in clicks:
-            beat = peer.beat_at(probe.frame_to_raw(frame))
-            off_beats = (beat + 2.0) % 4.0 - 2.0  # distance to the nearest bar line (quantum 4)
-            errors_ms.append(off_beats * 60.0 / 121.0 * 1000.0)
-        errors_ms = np.array(errors_ms)
+
+        def start_beats(beats_per_bar: int) -> np.ndarray:
+            """Load the loop ``loads`` times, 1.3 bars apart; the peer's beat at each loop start heard."""
+            mark = probe.filled + (probe.first_frame or 0)
+            xruns = probe.xruns
+            bar_s = beats_per_bar * 60.0 / 121.0
+            for _ in range(loads):
+                engine.send("/loop/load", str(loop))
+                time.sleep(1.3 * bar_s)
+            time.sleep(0.5 * bar_s)
+            clicks = probe.clicks()
+            clicks = clicks[clicks >= mark]
+            assert loads - (probe.xruns - xruns) <= len(clicks) <= loads, engine.output()  # an xrun may drop a click
+            return np.array([peer.beat_at(probe.frame_to_raw(frame)) for frame in clicks])
+
+        def off_ms(beats: np.ndarray, quantum: int) -> np.ndarray:
+            """Distance to the nearest bar line of ``quantum`` beats, in ms."""
+            return ((beats + quantum / 2) % quantum - quantum / 2) * 60.0 / 121.0 * 1000.0
+
         # what is left is how well the engine's grid matches the peer's
-        assert_on_the_bars(errors_ms, tight_ms=1.0, what="loop starts off the peer's bars")
+        assert_on_the_bars(off_ms(start_beats(4), 4), tight_ms=1.0, what="loop starts off the peer's bars")
 
         # bars of three: the quantum is the bar, so loops start where a peer in 3 has its bar lines
         peer.set_quantum(3)
         engine.send("/clock/beats_per_bar", 3)
         assert wait_until(lambda: engine.get("/clock/beats_per_bar") == 3, 2.0)
         time.sleep(0.3)  # the peer's printed beats now count in threes
-        mark = probe.filled + (probe.first_frame or 0)
-        xruns = probe.xruns
-        bar_s = 3 * 60.0 / 121.0
-        for _ in range(loads):
-            engine.send("/loop/load", str(loop))
-            time.sleep(1.3 * bar_s)
-        time.sleep(0.5 * bar_s)
-        clicks = probe.clicks()
-        clicks = clicks[clicks >= mark]
-        assert loads - (probe.xruns - xruns) <= len(clicks) <= loads, engine.output()  # an xrun may drop a click
-        beats = np.array([peer.beat_at(probe.frame_to_raw(frame)) for frame in clicks])
-        errors_ms = ((beats + 1.5) % 3.0 - 1.5) * 60.0 / 121.0 * 1000.0
-        assert_on_the_bars(errors_ms, tight_ms=1.0, what="loop starts off the peer's bars of three")
+        beats = start_beats(3)
+        assert_on_the_bars(off_ms(beats, 3), tight_ms=1.0, what="loop starts off the peer's bars of three")
         # and the bar is not of four any more: some of those starts are off the peer's fours
-        assert np.max(np.abs((beats + 2.0) % 4.0 - 2.0)) > 0.5, beats
+        assert np.max(np.abs(off_ms(beats, 4))) > 0.5 * 60.0 / 121.0 * 1000.0, beats
     finally:
         if engine is not None:
             engine.close()
