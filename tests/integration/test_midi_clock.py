@@ -144,6 +144,7 @@ class MidiClockSource:
             args += ["-J", str(jitter_percent)]
         self.proc = subprocess.Popen(args, env=jack_server.env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        self.jack_server = jack_server
         self.port = ""
         assert wait_until(lambda: bool(self._new(jack_server, before)), 10.0), "jack_midi_clock did not register its port"
 
@@ -161,6 +162,9 @@ class MidiClockSource:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait(timeout=5)
+        # gone from JACK too, so the next source gets the same name (``jack_midi_clock``, not ``-01``)
+        wait_until(lambda: self.port not in self.jack_server.ports(), 5.0)
 
 
 class TimecodeMaster:
