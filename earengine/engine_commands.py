@@ -14,7 +14,7 @@ from earengine.errors import ParameterError
 DEFAULT_EAR = Path(__file__).resolve().parents[1] / "models" / "ear-default"
 
 
-def _parse_sets(items: list[str], *, prefix: str = "/") -> dict:
+def parse_sets(items: list[str], *, prefix: str = "/") -> dict:
     """``--set ADDRESS=VALUE`` items as ``{address: value}``; every address must start with ``prefix``."""
     from earengine.params import default_registry, parse_text
 
@@ -33,7 +33,7 @@ def _run(args: argparse.Namespace) -> int:
     from earengine.engine import Engine
 
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
-    overrides = _parse_sets(args.set or [])
+    overrides = parse_sets(args.set or [])
     allow = [a.strip() for a in args.osc_allow.split(",") if a.strip()] if args.osc_allow else None
     if args.reply_port is not None and not 1 <= args.reply_port <= 65535:
         raise ParameterError(f"--reply-port={args.reply_port} must be within [1, 65535]")

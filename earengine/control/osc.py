@@ -21,7 +21,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from earengine.errors import EarEngineError, ParameterError, UnknownAddressError
 from earengine.params.registry import Change, Registry
@@ -33,6 +33,7 @@ __all__ = [
     "JobQueue",
     "encode_message",
     "encode_bundle",
+    "osc_string",
     "decode_packet",
     "OscDecodeError",
     "MAX_UDP_PAYLOAD",
@@ -48,7 +49,12 @@ _NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
 # ---------------------------------------------------------------------------------------------
 # Encoding: small and exact, so replies carry only the tags every host reads (i, f, s, b).
 # ---------------------------------------------------------------------------------------------
-def _pad(data: bytes) -> bytes:
+def osc_string(data: bytes) -> bytes:
+    """An OSC string: the bytes, then 1 to 4 NULs to a multiple of 4.
+
+    >>> osc_string(b"/son")
+    b'/son\\x00\\x00\\x00\\x00'
+    """
     return data + b"\x00" * (4 - len(data) % 4)
 
 
@@ -79,13 +85,13 @@ def encode_message(address: str, args: Sequence[Any] = ()) -> bytes:
             payload.append(struct.pack(">f", arg))
         elif isinstance(arg, str):
             tags.append("s")
-            payload.append(_pad(arg.encode("utf-8")))
+            payload.append(osc_string(arg.encode("utf-8")))
         elif isinstance(arg, (bytes, bytearray)):
             tags.append("b")
             payload.append(struct.pack(">i", len(arg)) + _pad_blob(bytes(arg)))
         else:
             raise TypeError(f"cannot send {type(arg).__name__} over OSC")
-    return _pad(address.encode("utf-8")) + _pad("".join(tags).encode()) + b"".join(payload)
+    return osc_string(address.encode("utf-8")) + osc_string("".join(tags).encode()) + b"".join(payload)
 
 
 def timetag(unix_s: Optional[float]) -> bytes:

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from earengine.control.osc import encode_message, timetag
+from earengine.control.osc import encode_message, osc_string, timetag
 from earengine.control.stream_params import MAX_FPS
 from earengine.errors import EarEngineError, ParameterError
 
@@ -62,10 +62,6 @@ BACKLOG_PER_FRAME = 24
 # ---------------------------------------------------------------------------------------------
 # Encoding
 # ---------------------------------------------------------------------------------------------
-def _osc_string(data: bytes) -> bytes:
-    return data + b"\x00" * (4 - len(data) % 4)
-
-
 def _array_overhead(address_bytes: int, n: int) -> int:
     """Bytes of an ``<address> <frame> <start> <count> n floats`` message besides the floats."""
     tags = 4 + n + 1  # ",iii" + n "f" + NUL
@@ -82,7 +78,7 @@ def encode_array(address: str, frame: int, start: int, values: np.ndarray) -> by
     """
     values = np.asarray(values, dtype=">f4").reshape(-1)
     n = values.size
-    return (_osc_string(address.encode()) + _osc_string(b",iii" + b"f" * n)
+    return (osc_string(address.encode()) + osc_string(b",iii" + b"f" * n)
             + struct.pack(">iii", int(frame), int(start), n) + values.tobytes())
 
 
@@ -129,7 +125,7 @@ class BundlePacker:
     def add_array(self, address: str, frame: int, values: np.ndarray) -> None:
         """Add ``values`` as ``<address> <frame> <start> <count> …`` chunks."""
         values = np.asarray(values, dtype=np.float32).reshape(-1)
-        abytes = len(_osc_string(address.encode()))
+        abytes = len(osc_string(address.encode()))
         start, total = 0, values.size
         while True:
             left = total - start

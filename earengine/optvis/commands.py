@@ -13,7 +13,7 @@ def _render(args: argparse.Namespace) -> int:
     from earengine import __version__
     from earengine.audiofile import write_wav
     from earengine.ear.checkpoint import load_ear
-    from earengine.engine_commands import DEFAULT_EAR, _parse_sets
+    from earengine.engine_commands import DEFAULT_EAR, parse_sets
     from earengine.errors import ParameterError
     from earengine.optvis.dream import Dreamer
     from earengine.params import default_registry
@@ -22,7 +22,7 @@ def _render(args: argparse.Namespace) -> int:
     if args.loops < 1 or args.steps_per_loop < 1:
         raise ParameterError(f"--loops={args.loops} and --steps-per-loop={args.steps_per_loop} must be >= 1")
     registry = default_registry()
-    registry.update(_parse_sets(args.set or []))
+    registry.update(parse_sets(args.set or []))
     values = {"/loop/bars": args.bars, "/clock/bpm": args.bpm}
     if args.target:
         values["/target/spec"] = args.target

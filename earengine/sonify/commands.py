@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from earengine.engine_commands import _parse_sets
+from earengine.engine_commands import parse_sets
 from earengine.errors import ParameterError
 
 
@@ -14,7 +14,7 @@ def _values(args: argparse.Namespace) -> dict:
     from earengine.sonify.mapping import SEED_PRESET
 
     values = dict(SEED_PRESET) if args.preset == "seed" else {}
-    values.update(_parse_sets(args.set or [], prefix="/son/"))
+    values.update(parse_sets(args.set or [], prefix="/son/"))
     return values
 
 

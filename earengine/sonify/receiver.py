@@ -11,8 +11,9 @@ dispatch thread; a run of frames faster than the step rate simply keeps the newe
 **Pace.** Because only the newest frame of each sounded step is heard, the engine tells every run's
 sender how long a step lasts: ``/son/pace <run> <step_ms>`` answers ``/son/begin`` and follows every
 change of ``/son/step_ms``, ``/son/division`` or (with a division) the tempo. A sender may then
-capture a frame only every half step (:class:`~earengine.sonify.capture.GradientSonifier` does, with
-``pace=True``), so a fast training loop spends nothing on frames that could never be heard.
+capture just often enough that each step gets a fresh frame
+(:class:`~earengine.sonify.capture.GradientSonifier` does, with ``pace=True``), so a fast training
+loop spends nothing on frames that could never be heard.
 
 Runs with more layers than the voices have are heard in bands: contiguous layers share a voice,
 which plays the largest norm of its band (a NaN or inf anywhere in a band makes the band's cue).

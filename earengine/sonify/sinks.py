@@ -33,7 +33,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from earengine.control.osc import OscDecodeError, _pad, decode_packet, encode_message
+from earengine.control.osc import OscDecodeError, decode_packet, encode_message, osc_string
 from earengine.errors import EarEngineError, ParameterError
 from earengine.sonify.frame import GradientFrame, check_run_name
 from earengine.sonify.mapping import Settings
@@ -60,8 +60,8 @@ DEFAULT_MAX_DATAGRAM = 1400
 
 
 def _message(address: str, head_tags: str, head: bytes, norms: np.ndarray) -> bytes:
-    tags = _pad(("," + head_tags + "f" * norms.size).encode())
-    return _pad(address.encode()) + tags + head + norms.astype(">f4").tobytes()
+    tags = osc_string(("," + head_tags + "f" * norms.size).encode())
+    return osc_string(address.encode()) + tags + head + norms.astype(">f4").tobytes()
 
 
 def encode_frame(run: str, step: int, norms: Sequence[float], *, max_datagram: int = DEFAULT_MAX_DATAGRAM) -> list[bytes]:
@@ -75,12 +75,12 @@ def encode_frame(run: str, step: int, norms: Sequence[float], *, max_datagram: i
     """
     with np.errstate(over="ignore"):  # beyond float32 is inf, as the norm effectively was
         values = np.asarray(norms, dtype=np.float64).astype(np.float32)
-    run_b = _pad(run.encode("utf-8"))
+    run_b = osc_string(run.encode("utf-8"))
     head = run_b + struct.pack(">i", int(step))
     whole = _message("/son/frame", "si", head, values)
     if len(whole) <= max_datagram:
         return [whole]
-    fixed = len(_pad(b"/son/part")) + len(run_b) + 12
+    fixed = len(osc_string(b"/son/part")) + len(run_b) + 12
     # each norm costs 4 bytes of data and 1 byte of type tag; the tag string is padded to 4
     per = (max_datagram - fixed - 12) // 5
     if per < 1:
