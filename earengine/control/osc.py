@@ -1,10 +1,13 @@
-"""The OSC contract: routing (no sockets) and a UDP transport that never drops or blocks.
+"""The OSC contract: routing (no sockets) and a UDP transport that never blocks, in bounded memory.
 
 Routing and transport are separate. :class:`OscRouter` turns one message — address, arguments,
 sender — into registry changes and replies, and is tested with raw datagrams alone.
 :class:`OscServer` owns the socket: one thread only drains the socket into a queue (so a flood
-never overflows the kernel buffer), one thread parses and dispatches, and a scheduler thread holds
-messages whose bundle timetag lies in the future — nobody sleeps in the receive path.
+does not overflow the kernel buffer; beyond :data:`INBOX_BYTES` waiting, datagrams are dropped
+and counted), one thread parses and dispatches, and a scheduler thread holds bundles whose
+timetag lies in the future — nobody sleeps in the receive path. The scheduler is bounded as
+scsynth's is (``/osc/sched_max`` bundles, ``/osc/horizon_s`` ahead, see
+:mod:`earengine.control.osc_params`); a refused bundle is answered ``/fail #bundle <reason>``.
 
 Replies go to the sender's address and port, or to the port it named with ``/reply/port``.
 Every rejected message is answered ``/fail <address> <reason>`` and changes nothing.
@@ -21,8 +24,9 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
+from earengine.control.osc_params import FAIL_PER_S, OSC_PARAMS, SCHED_MAX_BYTES
 from earengine.errors import EarEngineError, ParameterError, UnknownAddressError
 from earengine.params.registry import Change, Registry
 
@@ -43,7 +47,12 @@ log = logging.getLogger("earengine.osc")
 
 #: Largest payload one IPv4 UDP datagram can carry.
 MAX_UDP_PAYLOAD = 65507
+#: Most bytes of datagrams (with their bookkeeping) waiting between the receive and the
+#: dispatch thread; beyond it a flood is dropped, counted, instead of growing the engine.
+INBOX_BYTES = 4 * 1024 * 1024
+_INBOX_OVERHEAD = 256  # bytes a queued datagram costs beyond its payload (objects, sender tuple)
 _NTP_EPOCH_OFFSET = 2208988800  # seconds from 1900-01-01 to 1970-01-01
+_NOW_S = 0.0005  # a bundle due within this is run at once, not scheduled
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,6 +123,23 @@ def encode_bundle(unix_s: Optional[float], messages: Iterable[bytes]) -> bytes:
 
 class OscDecodeError(EarEngineError, ValueError):
     """A datagram that is not a well-formed OSC packet."""
+
+
+def bundle_time(data: bytes) -> Optional[float]:
+    """The Unix time (s) of a bundle's own timetag, read without decoding the bundle; None for
+    "immediately", for a plain message, or for a datagram too short to be a bundle.
+
+    >>> bundle_time(encode_bundle(1_900_000_000.5, []))
+    1900000000.5
+    >>> bundle_time(encode_bundle(None, [])) is None
+    True
+    """
+    if len(data) < 16 or not data.startswith(b"#bundle\x00"):
+        return None
+    (tag,) = struct.unpack_from(">Q", data, 8)
+    if tag == 1:
+        return None
+    return tag / 4294967296.0 - _NTP_EPOCH_OFFSET
 
 
 def peek_address(data: bytes) -> str:
@@ -269,6 +295,9 @@ class OscRouter:
         self.listeners: set[Address] = set()
         self.handlers: dict[str, Handler] = {}
         self.counts = {"handled": 0, "failed": 0}
+        #: Callables whose ``{name: int}`` answers make up ``/counts.reply`` (the transport, the
+        #: streams, the worker supervisor add theirs).
+        self.count_sources: list[Callable[[], Mapping[str, int]]] = [lambda: self.counts]
         self._lock = threading.Lock()
         self._sub = registry.subscribe(self._on_change)
         for address, fn in (
@@ -277,6 +306,7 @@ class OscRouter:
             ("/notify", self._notify),
             ("/sync", self._sync),
             ("/reply/port", self._reply_port),
+            ("/counts", self._counts),
         ):
             self.handlers[address] = fn
 
@@ -362,6 +392,22 @@ class OscRouter:
     def _status(self, args: tuple, sender: Address) -> list[Reply]:
         return [Reply("/status.reply", tuple(self.status()))]
 
+    def all_counts(self) -> dict[str, int]:
+        """Every count of every source, by name (a later source wins a clash)."""
+        out: dict[str, int] = {}
+        for source in self.count_sources:
+            try:
+                out.update({str(k): int(v) for k, v in source().items()})
+            except Exception:  # a view must not fail the command
+                log.exception("count source failed")
+        return out
+
+    def _counts(self, args: tuple, sender: Address) -> list[Reply]:
+        flat: list = []
+        for name, value in self.all_counts().items():
+            flat += [name, value]
+        return [Reply("/counts.reply", tuple(flat))]
+
     def _notify(self, args: tuple, sender: Address) -> None:
         dest = self.reply_dest(sender)
         with self._lock:
@@ -402,20 +448,37 @@ class OscRouter:
 # Transport
 # ---------------------------------------------------------------------------------------------
 class _Scheduler:
-    """Runs callables at Unix times on its own thread (bundles with future timetags)."""
+    """Runs callables at Unix times on its own thread (bundles with future timetags), holding at
+    most a given number of them and of bytes: :meth:`at` says False instead of growing."""
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._heap: list[tuple[float, int, int, Callable[[], None]]] = []
         self._cv = threading.Condition()
         self._seq = itertools.count()
+        self._bytes = 0
         self._closed = False
         self._thread = threading.Thread(target=self._run, name="earengine-osc-sched", daemon=True)
         self._thread.start()
 
-    def at(self, unix_s: float, fn: Callable[[], None]) -> None:
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    @property
+    def held_bytes(self) -> int:
+        return self._bytes
+
+    def at(self, unix_s: float, fn: Callable[[], None], *, size: int = 0, max_items: Optional[int] = None,
+           max_bytes: Optional[int] = None) -> bool:
+        """Run ``fn`` at ``unix_s``; False (and nothing held) if that would pass a bound."""
         with self._cv:
-            heapq.heappush(self._heap, (unix_s, next(self._seq), fn))
+            if max_items is not None and len(self._heap) >= max_items:
+                return False
+            if max_bytes is not None and self._bytes + size > max_bytes:
+                return False
+            heapq.heappush(self._heap, (unix_s, next(self._seq), size, fn))
+            self._bytes += size
             self._cv.notify()
+        return True
 
     def _run(self) -> None:
         while True:
@@ -424,8 +487,10 @@ class _Scheduler:
                     timeout = None if not self._heap else max(0.0, self._heap[0][0] - time.time())
                     self._cv.wait(timeout)
                 if self._closed:
+                    self._heap.clear()
                     return
-                _, _, fn = heapq.heappop(self._heap)
+                _, _, size, fn = heapq.heappop(self._heap)
+                self._bytes -= size
             try:
                 fn()
             except Exception:
@@ -455,6 +520,17 @@ class OscServer:
     queue_size : int > 0
         Datagrams held between the receive and the dispatch thread before new ones are
         dropped (and counted).
+    inbox_bytes : int > 0
+        Bytes of datagrams (with their bookkeeping) held there before new ones are dropped (and
+        counted): what bounds the engine's memory under a flood.
+
+    Attributes
+    ----------
+    counts : dict of str to int
+        ``received``, ``dropped`` (by the inbox bounds), ``oversized``, ``refused`` (by the
+        allow-list), ``late`` (bundles run after their time), ``scheduled`` (future bundles held),
+        ``refused_far`` and ``refused_full`` (future bundles refused beyond ``/osc/horizon_s`` or
+        ``/osc/sched_max``), ``fail_unsent`` (refusals counted but not answered, by the rate limit).
     """
 
     def __init__(
@@ -466,6 +542,7 @@ class OscServer:
         allow: Optional[Iterable[str]] = None,
         max_datagram: int = MAX_UDP_PAYLOAD,
         queue_size: int = 1_000_000,
+        inbox_bytes: int = INBOX_BYTES,
     ) -> None:
         if not 0 < max_datagram <= MAX_UDP_PAYLOAD:
             raise ParameterError(f"max_datagram={max_datagram} must be within [1, {MAX_UDP_PAYLOAD}]")
@@ -476,7 +553,15 @@ class OscServer:
         self.allow = frozenset(allow) if allow else None
         self.max_datagram = max_datagram
         self.queue_size = queue_size
-        self.counts = {"received": 0, "dropped": 0, "oversized": 0, "refused": 0}
+        self.inbox_bytes = int(inbox_bytes)
+        self.counts = {"received": 0, "dropped": 0, "oversized": 0, "refused": 0, "late": 0, "scheduled": 0,
+                       "refused_far": 0, "refused_full": 0, "fail_unsent": 0}
+        # bytes into and out of the inbox, each written by one thread only: no lock, no lost update
+        self._in_bytes = 0
+        self._out_bytes = 0
+        self._in_dropped = 0  # dropped by the receive thread (it alone writes this)
+        self._fail_tokens = float(FAIL_PER_S)
+        self._fail_at = time.monotonic()
         self._refused_logged: set[str] = set()
         self._inbox: "queue.SimpleQueue[Optional[tuple[bytes, Address, int]]]" = queue.SimpleQueue()
         self._sock: Optional[socket.socket] = None
@@ -519,6 +604,7 @@ class OscServer:
             ) from None
         self._sock = sock
         self.router.send = self._send
+        self.router.count_sources.append(self.all_counts)
         self._scheduler = _Scheduler()
         for target, name in ((self._receive, "earengine-osc-recv"), (self._dispatch, "earengine-osc-dispatch")):
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -541,15 +627,25 @@ class OscServer:
             self._scheduler.close()
         self._sock.close()
 
+    def all_counts(self) -> dict[str, int]:
+        """:attr:`counts`, with the datagrams the receive thread dropped, and the scheduler's load."""
+        out = dict(self.counts)
+        out["dropped"] += self._in_dropped
+        out["pending"] = len(self._scheduler) if self._scheduler is not None else 0
+        return out
+
     # -- threads -----------------------------------------------------------------------------
     def _receive(self) -> None:
-        """Only drains the socket: copy, enqueue, repeat. Nothing here can block on work."""
+        """Only drains the socket: copy, enqueue, repeat. Nothing here can block on work; beyond
+        the inbox's bounds a datagram is dropped and counted (the kernel would drop it anyway)."""
         assert self._sock is not None
         buf = bytearray(MAX_UDP_PAYLOAD + 1)
         view = memoryview(buf)
         flags = getattr(socket, "MSG_TRUNC", 0)
         recv = self._sock.recvfrom_into
         put = self._inbox.put
+        qsize = self._inbox.qsize
+        budget, limit = self.inbox_bytes, self.queue_size
         while not self._closing:
             try:
                 nbytes, sender = recv(buf, len(buf), flags)
@@ -559,7 +655,12 @@ class OscServer:
                 continue
             if self._closing:
                 break
-            put((bytes(view[: min(nbytes, len(buf))]), sender, nbytes))
+            kept = min(nbytes, len(buf))
+            if self._in_bytes - self._out_bytes > budget or (limit and qsize() > limit):
+                self._in_dropped += 1
+                continue
+            self._in_bytes += kept + _INBOX_OVERHEAD
+            put((bytes(view[:kept]), sender, nbytes))
         self._inbox.put(None)
 
     def _dispatch(self) -> None:
@@ -569,6 +670,7 @@ class OscServer:
             if item is None:
                 return
             data, sender, nbytes = item
+            self._out_bytes += len(data) + _INBOX_OVERHEAD
             self.counts["received"] += 1
             try:
                 self._handle(data, sender, nbytes)
@@ -589,22 +691,76 @@ class OscServer:
             self.counts["oversized"] += 1
             self._send(dest, "/fail", (peek_address(data), f"datagram of {nbytes} bytes exceeds the limit of {self.max_datagram}"))
             return
-        if self.queue_size and self._inbox.qsize() > self.queue_size:
-            self.counts["dropped"] += 1
-            return
+        now = time.time()
+        when = bundle_time(data)
+        if when is not None and when > now + _NOW_S:
+            # refused before decoding: a flood of far-future bundles costs a few microseconds each
+            # (a nested bundle may not come before its parent, so the outer time decides)
+            why = self._refuse_why(when - now)
+            if why is not None:
+                self._refuse(dest, why)
+                return
         try:
             items = decode_packet(data)
         except OscDecodeError as exc:
             self.router.counts["failed"] += 1
             self._send(dest, "/fail", (peek_address(data), str(exc)))
             return
-        now = time.time()
+        later: dict[float, list[tuple[str, tuple]]] = {}
         for when, address, args in items:
-            if when is not None and when > now + 0.0005:
-                assert self._scheduler is not None
-                self._scheduler.at(when, lambda a=address, g=args: self._run(a, g, sender))
+            if when is not None and when > now + _NOW_S:
+                later.setdefault(when, []).append((address, args))
             else:
+                if when is not None:
+                    self.counts["late"] += 1  # as scsynth does: run at once, and count it
                 self._run(address, args, sender)
+        for when, messages in later.items():
+            self._schedule(when, messages, sender, dest, now, size=len(data) // len(later) + _INBOX_OVERHEAD)
+
+    def _refuse_why(self, ahead_s: float) -> Optional[str]:
+        """Why a bundle due ``ahead_s`` from now cannot wait (None: it can, for all we know yet)."""
+        horizon = float(self._limit("/osc/horizon_s"))
+        if ahead_s > horizon:
+            self.counts["refused_far"] += 1
+            return f"timetag {ahead_s:.6g} s ahead is beyond /osc/horizon_s={horizon:g}"
+        held, most = len(self._scheduler), int(self._limit("/osc/sched_max"))
+        if held >= most:
+            self.counts["refused_full"] += 1
+            return f"scheduler full: {held} bundles wait (/osc/sched_max={most}); send them closer to their time"
+        return None
+
+    def _limit(self, address: str) -> Any:
+        """A scheduler bound from the registry (its row's default in a registry without it)."""
+        try:
+            return self.router.registry.get(address)
+        except UnknownAddressError:
+            return next(p.default for p in OSC_PARAMS if p.address == address)
+
+    def _schedule(self, when: float, messages: list, sender: Address, dest: Address, now: float, *, size: int) -> None:
+        assert self._scheduler is not None
+        why = self._refuse_why(when - now)
+        if why is None:
+            held = self._scheduler.at(when, lambda: [self._run(a, g, sender) for a, g in messages], size=size,
+                                      max_items=int(self._limit("/osc/sched_max")),
+                                      max_bytes=SCHED_MAX_BYTES)
+            if held:
+                self.counts["scheduled"] += 1
+                return
+            self.counts["refused_full"] += 1
+            why = (f"scheduler full: {len(self._scheduler)} bundles, {self._scheduler.held_bytes} bytes wait; "
+                   "send them closer to their time")
+        self._refuse(dest, why)
+
+    def _refuse(self, dest: Address, why: str) -> None:
+        """Answer ``/fail #bundle <why>``, at most FAIL_PER_S times a second (the rest are counted)."""
+        now = time.monotonic()
+        self._fail_tokens = min(float(FAIL_PER_S), self._fail_tokens + (now - self._fail_at) * FAIL_PER_S)
+        self._fail_at = now
+        if self._fail_tokens < 1.0:
+            self.counts["fail_unsent"] += 1
+            return
+        self._fail_tokens -= 1.0
+        self._send(dest, "/fail", ("#bundle", why))
 
     def _run(self, address: str, args: tuple, sender: Address) -> None:
         replies = self.router.handle(address, args, sender)

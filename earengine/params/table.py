@@ -7,6 +7,7 @@ registry is built); OSC routes, OSCQuery, MIDI, presets, the CLI and docs/osc.md
 from __future__ import annotations
 
 from earengine.control.params import CLOCK_PARAMS, CLOCK_SOURCES, MIDI_COMMANDS, MIDI_PARAMS
+from earengine.control.osc_params import OSC_COMMANDS, OSC_PARAMS
 from earengine.params.spec import ArgSpec, CommandSpec, ParamSpec
 from earengine.control.stream_params import STREAM_COMMANDS, STREAM_PARAMS
 from earengine.sonify.params import SON_COMMANDS, SON_PARAMS
@@ -125,3 +126,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
 
 # -- activation streams (rows in earengine/control/stream_params.py) ----------------------
 COMMANDS += STREAM_COMMANDS
+
+# -- the OSC server's own limits, and /counts (rows in earengine/control/osc_params.py) -----
+PARAMS += OSC_PARAMS
+COMMANDS += OSC_COMMANDS
