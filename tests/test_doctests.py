@@ -14,6 +14,11 @@ MODULES = [
     "earengine.progress",
     "earengine.ear.model",
     "earengine.optvis.targets",
+    "earengine.music",
+    "earengine.pattern",
+    "earengine.optvis.grid",
+    "earengine.optvis.param",
+    "earengine.optvis.specificity",
 ]
 
 

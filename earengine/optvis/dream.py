@@ -5,10 +5,14 @@ setting comes from the registry's ``/opt``, ``/target``, ``/reg`` (and ``/loop``
 values, given as a plain ``{address: value}`` mapping; :meth:`Dreamer.configure` applies new values
 at a step boundary. Each step:
 
+0. render the loop from what is optimized — a parameterization of its own (``/opt/param``, see
+   :mod:`earengine.optvis.param`): the waveform, its 1/f-scaled spectrum, or notes on the bar grid;
 1. tile the loop ``1 + /opt/context`` times and roll each batch copy by a random phase
-   (``/reg/time_shift``), so the loop is heard with periodic context and loops seamlessly;
+   (``/reg/time_shift``; whole steps for the grid, whose copies are also transposed), so the loop
+   is heard with periodic context and loops seamlessly;
 2. jitter pitch (``/reg/pitch_cents``), compute the scaleogram, mask a time and a frequency band;
-3. run the ear, score the objective on the loop part only, add the regularizers;
+3. run the ear, score the objective on the loop part only, add the regularizers (and, with
+   ``/target/specificity``, the activation of the other channels of the target's tap);
 4. ``loss = penalties - score`` — the one place where the sign flips;
 5. normalise and noise the gradient, step, keep the waveform finite and within [-1, 1], mix
    toward the reference clip.
@@ -28,6 +32,8 @@ from earengine.errors import ParameterError
 from earengine.optvis import regularizers as R
 from earengine.optvis import transforms as T
 from earengine.optvis.objectives import Objective, Region, View, build
+from earengine.optvis.param import Parameterization, make
+from earengine.optvis.specificity import others
 from earengine.optvis.targets import parse_many
 
 __all__ = ["Dreamer", "StepStats", "loop_samples", "parse_target_spec"]
@@ -92,9 +98,9 @@ class Dreamer:
         self.step_count = 0
         self.objective: Optional[Objective] = None
         self.reference: Optional[Tensor] = None
-        self._param: Optional[Tensor] = None
+        self.param: Optional[Parameterization] = None
         self._optimizer = None
-        self._last_good: Optional[Tensor] = None
+        self._last_good: Optional[list] = None
         self.generator = torch.Generator().manual_seed(int(settings.get("/opt/seed", 0)))
         self.n = 0
         self.configure(settings)
@@ -110,14 +116,19 @@ class Dreamer:
         old = self.settings
         self.settings = new
         self.objective = objective
-        if self._param is not None and n != self.n:
-            self._set_waveform(_resample(self.waveform_tensor(), n))
-        elif self._param is not None and (old.get("/opt/param") != new["/opt/param"]
-                                          or old.get("/opt/algorithm") != new["/opt/algorithm"]):
-            self._set_waveform(self.waveform_tensor())
+        rebuild = any(old.get(a) != new.get(a) for a in _REBUILD) or any(
+            old.get(a) != new.get(a) for a in new if a.startswith("/grid/") and a not in _GRID_LIVE)
+        if self.param is not None and (n != self.n or rebuild):
+            try:
+                self._set_waveform(_resample(self.waveform_tensor(), n), carry=True)
+            except ParameterError:
+                self.settings = old  # refused settings change nothing
+                raise
         elif self._optimizer is not None:
             for group in self._optimizer.param_groups:
-                group["lr"] = new["/opt/lr"]
+                group["lr"] = new["/opt/lr"] * group["lr_scale"]
+            if self.param.name == "grid" and any(old.get(a) != new.get(a) for a in _TIMBRE):
+                self.param.set_timbre(new)  # a performer's timbre, from which the dream moves on
         self.n = n
 
     def _objective(self, s: Mapping) -> Objective:
@@ -147,7 +158,7 @@ class Dreamer:
             x = 0.05 * torch.randn(n, generator=self.generator)
         elif kind in ("file", "current"):
             if samples is None:
-                if self._param is None:
+                if self.param is None:
                     raise ParameterError(f"reset {kind} needs samples")
                 samples = self.waveform()
             x = _resample(torch.as_tensor(np.asarray(samples, dtype=np.float32)), n)
@@ -155,25 +166,33 @@ class Dreamer:
             raise ParameterError(f"reset kind={kind!r} must be silence, noise, file or current")
         self._set_waveform(x.clamp(-1, 1))
 
-    def _set_waveform(self, x: Tensor) -> None:
+    def _set_waveform(self, x: Tensor, *, carry: bool = False) -> None:
+        """Start the parameterization from waveform ``x`` (a grid starts from fresh notes unless
+        ``carry`` keeps the notes of the grid it replaces)."""
         x = x.detach().to(self.device, torch.float32)
-        if self.settings["/opt/param"] == "spectral":
-            spec = torch.fft.rfft(x)
-            self._param = torch.view_as_real(spec).clone().requires_grad_(True)
-        else:
-            self._param = x.clone().requires_grad_(True)
+        self.param = make(self.settings, n_samples=x.numel(), sr=self.sr, generator=self.generator, x=x,
+                          device=self.device, previous=self.param if carry else None)
         self.n = x.numel()
         lr = self.settings["/opt/lr"]
+        groups = [{**g, "lr": lr * g["lr_scale"]} for g in self.param.groups()]
         if self.settings["/opt/algorithm"] == "adam":
-            self._optimizer = torch.optim.Adam([self._param], lr=lr)
+            self._optimizer = torch.optim.Adam(groups, lr=lr)
         else:
-            self._optimizer = torch.optim.SGD([self._param], lr=lr)
-        self._last_good = x.detach().clone()
+            self._optimizer = torch.optim.SGD(groups, lr=lr)
+        self._last_good = self._tensors_copy()
+
+    def _tensors(self) -> list:
+        return [p for g in self.param.groups() for p in g["params"]]
+
+    def _tensors_copy(self) -> list:
+        return [p.detach().clone() for p in self._tensors()]
 
     def waveform_tensor(self) -> Tensor:
-        if self.settings["/opt/param"] == "spectral":
-            return torch.fft.irfft(torch.view_as_complex(self._param), n=self.n)
-        return self._param
+        return self.param.waveform()
+
+    def pattern(self):
+        """The notes of the loop (a :class:`~earengine.pattern.Pattern`) with ``/opt/param grid``, else None."""
+        return self.param.pattern(self.settings)
 
     def waveform(self) -> np.ndarray:
         """The current loop, float32 in [-1, 1]."""
@@ -187,12 +206,14 @@ class Dreamer:
         reps = 1 + int(s["/opt/context"])
         b = int(s["/opt/batch"])
         n = x.numel()
-        tiled = x.repeat(reps)
+        tiled = self.param.views(b, self.generator).repeat(1, reps) if b > 1 else x[None].repeat(1, reps)
         shift = torch.rand(b, generator=self.generator) * float(s["/reg/time_shift"])
         shift[0] = 0.0
-        offsets = (shift * n).long().to(x.device)
+        if self.param.steps:  # the grid's copies move by whole steps: the notes stay on the grid
+            shift = torch.floor(shift * self.param.steps) / self.param.steps
+        offsets = (shift * n).round().long().to(x.device)
         idx = (torch.arange(reps * n, device=x.device)[None, :] - offsets[:, None]) % (reps * n)
-        batch = tiled[idx]
+        batch = tiled.gather(1, idx)
         batch = T.pitch_jitter(batch, self.generator, cents=float(s["/reg/pitch_cents"]))
         spec = self.ear.scaleogram(batch)
         spec = T.time_mask(spec, self.generator, width=float(s["/reg/time_mask"]), fill=self.silence)
@@ -205,7 +226,9 @@ class Dreamer:
             loop[tap] = (int(round(total * (reps - 1) / reps)), total)
         view = View(acts, loop, shift, stats=self.stats, cpc=self._cpc_loss if self.cpc is not None else None)
         score = self.objective(view).mean()
-        penalty = x.new_zeros(())
+        penalty = self.param.penalty().to(x.device)
+        if s.get("/target/specificity", 0.0) > 0:
+            penalty = penalty + s["/target/specificity"] * others(self.objective, view).mean()
         if s["/reg/act_l1"] > 0:
             penalty = penalty + s["/reg/act_l1"] * R.activation_l1(view, [t for t in taps if t != "scaleogram"] or taps)
         if s["/reg/denoise"] > 0:
@@ -228,7 +251,7 @@ class Dreamer:
         s = self.settings
         with torch.no_grad():
             x = self.waveform_tensor()
-            if float(x.square().mean().sqrt()) < 1e-3:
+            if self.param.name != "grid" and float(x.square().mean().sqrt()) < 1e-3:
                 # In (near) silence the log scaleogram sits on its floor and the gradient is
                 # exactly zero: give the ear a faint noise (-50 dBFS) to start hearing from.
                 self._write(x + 3e-3 * torch.randn(x.shape, generator=self.generator).to(x.device))
@@ -237,20 +260,26 @@ class Dreamer:
         finite = bool(torch.isfinite(loss))
         if finite:
             loss.backward()
-            g = self._param.grad
-            if g is not None and torch.isfinite(g).all():
-                if s["/opt/grad_norm"]:
-                    g.div_(g.std().clamp_min(1e-12))
-                if s["/reg/grad_noise"] > 0:
-                    g.add_(torch.randn(g.shape, generator=self.generator).to(g.device) * s["/reg/grad_noise"] * g.std())
+            grads = [p.grad for p in self._tensors() if p.grad is not None]
+            if grads and all(bool(torch.isfinite(g).all()) for g in grads):
+                for g in grads:  # each tensor on its own scale: notes, drums, timbre, samples
+                    if s["/opt/grad_norm"]:
+                        g.div_(g.std().clamp_min(1e-12) if g.numel() > 1 else g.abs().clamp_min(1e-12))
+                    if s["/reg/grad_noise"] > 0:
+                        g.add_(torch.randn(g.shape, generator=self.generator).to(g.device) * s["/reg/grad_noise"]
+                               * (g.std() if g.numel() > 1 else 1.0))
                 self._optimizer.step()
+                self.param.post_step()
             else:
                 finite = False
         with torch.no_grad():
             x = self.waveform_tensor()
             if not torch.isfinite(x).all():
                 finite = False
-                self._set_waveform(self._last_good)
+                for p, good in zip(self._tensors(), self._last_good):
+                    p.data.copy_(good)
+            elif self.param.name == "grid":
+                self._last_good = self._tensors_copy()  # a grid renders at its own fixed peak
             else:
                 peak = x.abs().max()
                 if peak > 1.0:  # peak-normalise rather than clip: keeps the shape of the sound
@@ -259,16 +288,13 @@ class Dreamer:
                 if mix > 0 and self.reference is not None:
                     x = (1 - mix) * x + mix * _resample(self.reference, x.numel()).to(x.device)
                 self._write(x)
-                self._last_good = x.detach().clone()
+                self._last_good = self._tensors_copy()
         self.step_count += 1
         return StepStats(self.step_count, float(loss.detach()) if finite else float("nan"),
                          float(score.detach()) if finite else float("nan"), time.perf_counter() - t0, finite)
 
     def _write(self, x: Tensor) -> None:
-        if self.settings["/opt/param"] == "spectral":
-            self._param.data.copy_(torch.view_as_real(torch.fft.rfft(x)))
-        else:
-            self._param.data.copy_(x)
+        self.param.write(x)
 
     @torch.no_grad()
     def target_score(self) -> float:
@@ -282,6 +308,13 @@ class Dreamer:
         finally:
             self.settings.update(saved)
         return float(score)
+
+
+#: Settings after which the parameterization is made again (a grid keeps its notes).
+_REBUILD = ("/opt/param", "/opt/algorithm", "/opt/spectral_decay", "/clock/beats_per_bar", "/loop/bars")
+#: Grid settings read as they are, without making the grid again.
+_TIMBRE = ("/grid/brightness", "/grid/attack_ms", "/grid/decay_ms")
+_GRID_LIVE = ("/grid/threshold", "/grid/note_steps", "/grid/midi_channel", "/grid/drum_channel", "/grid/midi") + _TIMBRE
 
 
 def _resample(x: Tensor, n: int) -> Tensor:

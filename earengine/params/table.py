@@ -11,6 +11,7 @@ from earengine.control.osc_params import OSC_COMMANDS, OSC_PARAMS
 from earengine.params.spec import ArgSpec, CommandSpec, ParamSpec
 from earengine.control.stream_params import STREAM_COMMANDS, STREAM_PARAMS
 from earengine.sonify.params import SON_COMMANDS, SON_PARAMS
+from earengine.optvis.params import DREAM_PARAMS, GRID_COMMANDS, GRID_PARAMS, PARAMETERIZATIONS
 
 __all__ = ["PARAMS", "COMMANDS", "LIMITER_CEILING_DBFS", "TAPS"]
 
@@ -57,7 +58,8 @@ PARAMS += (
     ParamSpec("/opt/batch", "int", 2, min=1, max=16, unit="copies", doc="Jittered copies of the loop per step."),
     ParamSpec("/opt/context", "int", 1, min=0, max=4, unit="loops", doc="Repetitions of the loop heard before it (periodic context)."),
     ParamSpec("/opt/grad_norm", "bool", True, doc="Divide the gradient by its standard deviation."),
-    ParamSpec("/opt/param", "enum", "raw", choices=("raw", "spectral"), doc="What is optimized: the waveform or its spectrum."),
+    ParamSpec("/opt/param", "enum", "grid", choices=PARAMETERIZATIONS,
+              doc="What is optimized: notes and drum hits on the bar grid (/grid/*), the waveform, or its 1/f-scaled spectrum."),
     ParamSpec("/opt/seed", "int", 0, min=0, max=2**31 - 1, doc="Seed of every random choice of the dream."),
     # -- target ---------------------------------------------------------------------------
     ParamSpec("/target/spec", "str", "", doc="Shorthand targets, e.g. 'enc.5:12*1 + ar.3*0.5'; empty: the region below."),
@@ -84,6 +86,9 @@ PARAMS += (
 
 # -- activation streams (rows in earengine/control/stream_params.py) ----------------------
 PARAMS += STREAM_PARAMS
+
+# -- the dream's parameterizations and specificity (rows in earengine/optvis/params.py) -----
+PARAMS += DREAM_PARAMS + GRID_PARAMS
 
 _PATH = ArgSpec("path", "str")
 _NAME = ArgSpec("name", "str")
@@ -126,6 +131,9 @@ COMMANDS: tuple[CommandSpec, ...] = (
 
 # -- activation streams (rows in earengine/control/stream_params.py) ----------------------
 COMMANDS += STREAM_COMMANDS
+
+# -- the grid's MIDI file (rows in earengine/optvis/params.py) ------------------------------
+COMMANDS += GRID_COMMANDS
 
 # -- the OSC server's own limits, and /counts (rows in earengine/control/osc_params.py) -----
 PARAMS += OSC_PARAMS

@@ -20,6 +20,7 @@ from functools import cached_property
 from typing import Any, Sequence
 
 from earengine.errors import ParameterError
+from earengine.music import DIVISIONS, NOTE_NAMES, SCALES  # one table of scales, shared with the dream's grid
 from earengine.params.spec import ArgSpec, CommandSpec, ParamSpec
 
 __all__ = [
@@ -42,23 +43,8 @@ MAX_LAYERS = 4096
 #: Every tone stays inside this band, whatever the norm or the settings.
 AUDIBLE_HZ = (20.0, 16000.0)
 
-#: Pitch classes of each scale, in semitones above the root; ``off`` keeps pitch continuous.
-SCALES: dict[str, tuple[int, ...]] = {
-    "off": (),
-    "chromatic": tuple(range(12)),
-    "major": (0, 2, 4, 5, 7, 9, 11),
-    "minor": (0, 2, 3, 5, 7, 8, 10),
-    "pentatonic": (0, 2, 4, 7, 9),
-    "minor_pentatonic": (0, 3, 5, 7, 10),
-    "dorian": (0, 2, 3, 5, 7, 9, 10),
-    "whole_tone": (0, 2, 4, 6, 8, 10),
-    "blues": (0, 3, 5, 6, 7, 10),
-}
-NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 #: Timbres; run k of the engine sounds with the k-th wave after ``/son/wave``.
 WAVES = ("sine", "triangle", "square", "saw", "organ")
-#: Step lengths as a fraction of a whole note (four beats), or ``off`` to use ``/son/step_ms``.
-DIVISIONS = {"off": 0.0, "1/1": 1.0, "1/2": 0.5, "1/4": 0.25, "1/8": 0.125, "1/16": 0.0625, "1/32": 0.03125}
 
 _P = ParamSpec
 SON_PARAMS: tuple[ParamSpec, ...] = (

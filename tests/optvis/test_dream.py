@@ -18,7 +18,7 @@ def ear(tiny_ear):
 
 def settings():
     s = default_registry().snapshot()
-    s.update({"/loop/bars": 1, "/clock/bpm": 400.0, "/opt/lr": 0.01, "/opt/batch": 2,
+    s.update({"/opt/param": "raw", "/loop/bars": 1, "/clock/bpm": 400.0, "/opt/lr": 0.01, "/opt/batch": 2,
               "/target/layer": "enc.2", "/target/channel_width": 1.0})
     return s
 

@@ -1,0 +1,328 @@
+"""Parameterizations: what the dream optimizes, each a piece of its own (``/opt/param``).
+
+Every parameterization has one signature: it holds tensors the optimizer moves
+(:meth:`Parameterization.groups`) and renders them as the loop (:meth:`Parameterization.waveform`,
+a differentiable ``(N,)`` waveform). :meth:`~Parameterization.views` renders the copies of a
+dream batch — copy 0 is always the loop itself — so that a parameterization can bring the
+transforms that suit it.
+
+- :class:`Raw` — the waveform itself (one value per sample).
+- :class:`Spectral` — the waveform's spectrum with each coefficient scaled by ``1/f**decay``
+  (``/opt/spectral_decay``; 0.5 is pink), as lucid does for images: the optimizer moves
+  decorrelated coefficients whose equal steps make 1/f-coloured changes.
+- :class:`Grid` — notes and drum hits on the bar grid in a key and scale, and three timbre values,
+  rendered by :class:`~earengine.optvis.grid.GridSynth`; optionally plus a raw residual
+  (``/grid/residual``). Its transforms: copies shifted by whole steps (the dreamer quantises its
+  time shift with :attr:`Grid.steps`) and transposed by up to ``/grid/transpose`` scale degrees.
+
+Examples
+--------
+>>> import torch
+>>> from earengine.params import default_registry
+>>> s = default_registry().snapshot()
+>>> p = make(s, n_samples=44100, sr=44100, generator=torch.Generator().manual_seed(0))
+>>> p.name, p.waveform().shape, p.steps  # two bars of sixteenths
+('grid', torch.Size([44100]), 32)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Mapping, Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from earengine.errors import ParameterError
+from earengine.music import NOTE_NAMES, SCALES, scale_notes, steps_per_bar
+from earengine.optvis.grid import DRUMS, GridShape, GridSynth, Timbre
+from earengine.pattern import DRUM_NOTES, Note, Pattern
+
+__all__ = ["Parameterization", "Raw", "Spectral", "Grid", "make", "grid_shape", "GRID_LR_SCALE"]
+
+#: Grid logits move this many times faster than a raw sample at the same /opt/lr: one /opt/lr
+#: serves every parameterization (with /opt/grad_norm a step moves each value by about lr × scale).
+GRID_LR_SCALE = 40.0
+#: Peak of a grid loop (it is normalised: the strengths set the balance, not the level).
+GRID_PEAK = 0.9
+
+
+class Parameterization:
+    """Base: tensors to optimize and the loop they render to."""
+
+    name = ""
+    #: Steps of the bar grid a time shift is quantised to (0: any shift).
+    steps = 0
+
+    def groups(self) -> list[dict]:
+        """Optimizer parameter groups: ``{"params": [...], "lr_scale": float}``."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def waveform(self) -> Tensor:
+        """The loop, ``(N,)``, differentiable."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def views(self, batch: int, generator: torch.Generator) -> Tensor:
+        """``(batch, N)`` copies of the loop for the dream batch; copy 0 is the loop itself."""
+        x = self.waveform()
+        return x[None, :].expand(batch, x.numel())
+
+    def penalty(self) -> Tensor:
+        """What the parameterization itself asks to keep small (0 for most)."""
+        return torch.zeros(())
+
+    def write(self, x: Tensor) -> None:
+        """Set the loop to waveform ``x`` where the parameterization can (after a step's clean-up)."""
+
+    def post_step(self) -> None:
+        """Keep values in their range after an optimizer step."""
+
+    def pattern(self, settings: Mapping) -> Optional[Pattern]:
+        """The loop's notes (grid only)."""
+        return None
+
+
+class Raw(Parameterization):
+    """The waveform, sample by sample."""
+
+    name = "raw"
+
+    def __init__(self, x: Tensor) -> None:
+        self.x = x.detach().clone().float().requires_grad_(True)
+
+    def groups(self) -> list[dict]:
+        return [{"params": [self.x], "lr_scale": 1.0}]
+
+    def waveform(self) -> Tensor:
+        return self.x
+
+    def write(self, x: Tensor) -> None:
+        self.x.data.copy_(x)
+
+
+class Spectral(Parameterization):
+    """The waveform's spectrum, coefficients scaled by ``1 / (f / 20 Hz) ** decay`` above 20 Hz."""
+
+    name = "spectral"
+
+    def __init__(self, x: Tensor, *, sr: int, decay: float = 0.5) -> None:
+        n = x.numel()
+        self.n = n
+        hz = torch.fft.rfftfreq(n, 1.0 / sr).to(x.device)
+        self.scale = (hz.clamp_min(20.0) / 20.0) ** (-float(decay))
+        self.c = torch.zeros(n // 2 + 1, 2, device=x.device, requires_grad=True)
+        self.write(x)
+
+    def groups(self) -> list[dict]:
+        return [{"params": [self.c], "lr_scale": 1.0}]
+
+    def waveform(self) -> Tensor:
+        return torch.fft.irfft(torch.view_as_complex(self.c) * self.scale, n=self.n)
+
+    def write(self, x: Tensor) -> None:
+        spec = torch.fft.rfft(x.detach().float()) / self.scale
+        self.c.data.copy_(torch.view_as_real(spec))
+
+
+def grid_shape(settings: Mapping) -> GridShape:
+    """The lattice the ``/grid/*`` settings describe (raises ParameterError on settings that clash)."""
+    s = settings
+    key, scale = s["/grid/key"], s["/grid/scale"]
+    if key not in NOTE_NAMES:
+        raise ParameterError(f"/grid/key={key!r} must be one of {', '.join(NOTE_NAMES)}")
+    per_octave = len(SCALES.get(scale, ()))
+    if not per_octave:
+        raise ParameterError(f"/grid/scale={scale!r} must be a scale of earengine.music.SCALES but off")
+    count = per_octave * int(s["/grid/octaves"]) + 1
+    notes = scale_notes(key, scale, lowest_midi=int(s["/grid/register"]), count=count)
+    try:
+        spb = steps_per_bar(s["/grid/division"], beats_per_bar=int(s["/clock/beats_per_bar"]))
+    except ParameterError as exc:
+        raise ParameterError(f"/grid/division={s['/grid/division']}: {exc}") from None
+    return GridShape(notes, spb, int(s["/loop/bars"]))
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-4), 1 - 1e-4)
+    return math.log(p / (1 - p))
+
+
+class Grid(Parameterization):
+    """Notes and drum hits on the bar grid, and a timbre; see :mod:`earengine.optvis.grid`.
+
+    Parameters
+    ----------
+    settings : mapping
+        Registry values (``/grid/*``, ``/loop/bars``, ``/clock/beats_per_bar``).
+    n_samples : int
+        Loop length.
+    sr : int
+    generator : torch.Generator
+        Seeds the first notes.
+    previous : Grid, optional
+        A grid whose notes and timbre carry over (a new tempo, a new key: the notes stay on
+        their steps and rows where the lattice still has them).
+    """
+
+    name = "grid"
+
+    def __init__(self, settings: Mapping, *, n_samples: int, sr: int, generator: torch.Generator,
+                 device: str = "cpu", previous: Optional["Grid"] = None) -> None:
+        self.shape = grid_shape(settings)
+        self.steps = self.shape.steps
+        self.synth = GridSynth(self.shape, n_samples=n_samples, sr=sr, device=device)
+        self.n, self.sr, self.device = n_samples, sr, device
+        self.voices = float(settings["/grid/voices"])
+        self.sparsity = float(settings["/grid/sparsity"])
+        self.drum_level = float(settings["/grid/drums"])
+        self.transpose = int(settings["/grid/transpose"])
+        self.residual_weight = float(settings["/grid/residual"])
+        p, s = self.shape.pitches, self.shape.steps
+        if previous is not None:
+            self.notes = _carry(previous.notes.detach(), p, s).requires_grad_(True)
+            self.drums = _carry(previous.drums.detach(), len(DRUMS), s).requires_grad_(True)
+            self.timbre_raw = previous.timbre_raw.detach().clone().requires_grad_(True)
+            self.residual = (_resample_loop(previous.residual.detach(), n_samples) if previous.residual.numel() == previous.n
+                             else torch.zeros(n_samples)).to(device).requires_grad_(True)
+        else:
+            self.notes, self.drums = _first_notes(p, s, self.shape.steps_per_bar, generator, device)
+            self.timbre_raw = torch.zeros(3, device=device, requires_grad=True)
+            self.set_timbre(settings)
+            self.residual = torch.zeros(n_samples, device=device, requires_grad=True)
+
+    # -- values ---------------------------------------------------------------------------------
+    def set_timbre(self, settings: Mapping) -> None:
+        """Set the timbre to ``/grid/brightness``, ``/grid/attack_ms`` and ``/grid/decay_ms``."""
+        with torch.no_grad():
+            self.timbre_raw.copy_(torch.tensor([_logit(settings["/grid/brightness"]),
+                                                _logit((settings["/grid/attack_ms"] - 2.0) / 48.0),
+                                                math.log(settings["/grid/decay_ms"])]))
+
+    def timbre(self) -> Timbre:
+        b, a, d = self.timbre_raw
+        return Timbre(torch.sigmoid(b), 2.0 + 48.0 * torch.sigmoid(a), d.clamp(math.log(30.0), math.log(800.0)).exp())
+
+    def strengths(self, notes: Optional[Tensor] = None) -> Tensor:
+        """Note strengths in [0, 1], each step scaled down to at most ``/grid/voices`` in sum."""
+        s = torch.sigmoid(self.notes if notes is None else notes)
+        total = s.sum(-2, keepdim=True)
+        return s * (self.voices / total.clamp_min(1e-6)).clamp(max=1.0)
+
+    def drum_strengths(self) -> Tensor:
+        return torch.sigmoid(self.drums) * self.drum_level
+
+    def groups(self) -> list[dict]:
+        groups = [{"params": [self.notes, self.drums, self.timbre_raw], "lr_scale": GRID_LR_SCALE}]
+        if self.residual_weight > 0:
+            groups.append({"params": [self.residual], "lr_scale": 1.0})
+        return groups
+
+    # -- rendering ------------------------------------------------------------------------------
+    def _finish(self, y: Tensor) -> Tensor:
+        """Normalise to a fixed peak (the balance is the dream's, the level is not) and add the residual."""
+        peak = y.abs().amax(-1, keepdim=True).detach().clamp_min(1e-4)
+        y = y * (GRID_PEAK / peak)
+        if self.residual_weight > 0:
+            y = y + self.residual_weight * self.residual
+        return y
+
+    def waveform(self) -> Tensor:
+        return self._finish(self.synth.render(self.strengths(), self.drum_strengths(), self.timbre()))
+
+    def views(self, batch: int, generator: torch.Generator) -> Tensor:
+        """Copy 0 as it is; the others transposed by up to ``/grid/transpose`` scale degrees
+        (rows shifted, the lattice's edge left silent)."""
+        if batch < 2 or self.transpose <= 0:
+            return super().views(batch, generator)
+        degrees = torch.randint(-self.transpose, self.transpose + 1, (batch,), generator=generator)
+        degrees[0] = 0
+        notes = torch.stack([_shift_rows(self.notes, int(d)) for d in degrees])
+        drums = self.drum_strengths()[None].expand(batch, -1, -1)
+        return self._finish(self.synth.render(self.strengths(notes), drums, self.timbre()))
+
+    def penalty(self) -> Tensor:
+        return self.sparsity * torch.sigmoid(self.notes).mean()
+
+    def post_step(self) -> None:
+        with torch.no_grad():  # logits stay where sigmoid still has a gradient
+            self.notes.clamp_(-8.0, 8.0)
+            self.drums.clamp_(-8.0, 8.0)
+            if self.residual_weight > 0:
+                self.residual.clamp_(-1.0, 1.0)
+
+    # -- notes out ------------------------------------------------------------------------------
+    def pattern(self, settings: Mapping) -> Pattern:
+        """The notes whose strength passes ``/grid/threshold`` (velocity from the strength above it),
+        and the drum hits that pass it, on ``/grid/midi_channel`` and ``/grid/drum_channel``."""
+        threshold = float(settings["/grid/threshold"])
+        length = float(settings["/grid/note_steps"])
+        notes: list[Note] = []
+        with torch.no_grad():
+            rows = [(self.strengths().cpu().numpy(), self.shape.notes, int(settings["/grid/midi_channel"]))]
+            if self.drum_level > 0:
+                rows.append((torch.sigmoid(self.drums).cpu().numpy(), tuple(DRUM_NOTES[d] for d in DRUMS),
+                             int(settings["/grid/drum_channel"])))
+        for strengths, pitches, channel in rows:
+            for p, s in zip(*np.nonzero(strengths >= threshold)):
+                above = (strengths[p, s] - threshold) / max(1e-6, 1.0 - threshold)
+                notes.append(Note(int(s), int(pitches[p]), int(round(40 + 87 * min(1.0, above))), channel, length))
+        return Pattern(tuple(notes), self.shape.steps_per_bar, self.shape.bars, int(settings["/clock/beats_per_bar"]))
+
+
+def _first_notes(pitches: int, steps: int, steps_per_bar: int, generator: torch.Generator, device: str):
+    """A sparse, seeded start that is already music: a note on about one step in three (more
+    often on beats), kick on the beats, hats on the off-beats, everything else nearly silent."""
+    notes = torch.full((pitches, steps), -5.0)
+    beat = max(1, steps_per_bar // 4)
+    for s in range(steps):
+        on_beat = s % beat == 0
+        if float(torch.rand((), generator=generator)) < (0.6 if on_beat else 0.2):
+            p = int(torch.randint(0, pitches, (), generator=generator))
+            notes[p, s] = 1.0
+    notes += 0.1 * torch.randn(notes.shape, generator=generator)
+    drums = torch.full((len(DRUMS), steps), -5.0)
+    idx = torch.arange(steps)
+    drums[0, idx % (2 * beat) == 0] = 0.5
+    drums[2, (idx % beat == beat // 2) if beat > 1 else idx >= 0] = -0.5
+    return notes.to(device).requires_grad_(True), drums.to(device).requires_grad_(True)
+
+
+def _shift_rows(x: Tensor, k: int) -> Tensor:
+    """Rows moved up by ``k`` (down for negative), filled with the lowest logit: a transposition."""
+    if k == 0:
+        return x
+    fill = torch.full_like(x[: abs(k)], -8.0)
+    return torch.cat([fill, x[:-k]]) if k > 0 else torch.cat([x[-k:], fill])
+
+
+def _carry(old: Tensor, rows: int, steps: int) -> Tensor:
+    """Old logits on a new lattice: rows kept from the bottom, steps repeated or cut."""
+    new = torch.full((rows, steps), -5.0, device=old.device)
+    r = min(rows, old.shape[0])
+    idx = torch.arange(steps, device=old.device) % old.shape[1]
+    new[:r] = old[:r][:, idx]
+    return new
+
+
+def _resample_loop(x: Tensor, n: int) -> Tensor:
+    pos = torch.arange(n, dtype=torch.float64) * (x.numel() / n)
+    lo = pos.floor().long()
+    frac = (pos - lo).float()
+    return x[lo % x.numel()] * (1 - frac) + x[(lo + 1) % x.numel()] * frac
+
+
+def make(settings: Mapping, *, n_samples: int, sr: int, generator: torch.Generator,
+         x: Optional[Tensor] = None, device: str = "cpu", previous: Optional[Parameterization] = None) -> Parameterization:
+    """The parameterization ``/opt/param`` names, starting from waveform ``x`` (raw, spectral) or
+    carrying over a previous grid's notes."""
+    name = settings["/opt/param"]
+    if name == "grid":
+        return Grid(settings, n_samples=n_samples, sr=sr, generator=generator, device=device,
+                    previous=previous if isinstance(previous, Grid) else None)
+    x = torch.zeros(n_samples, device=device) if x is None else x.to(device)
+    if name == "spectral":
+        return Spectral(x, sr=sr, decay=settings.get("/opt/spectral_decay", 0.5))
+    if name == "raw":
+        return Raw(x)
+    raise ParameterError(f"/opt/param={name!r} must be one of grid, raw, spectral")

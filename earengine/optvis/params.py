@@ -1,0 +1,89 @@
+"""The ``/grid/*`` rows: the dream as notes and drum hits on the bar grid, declared once.
+
+:data:`GRID_PARAMS` and :data:`GRID_COMMANDS` are concatenated into the registry's tables
+(:mod:`earengine.params.table`). The musical vocabulary (keys, scales, note values) is the one
+table of :mod:`earengine.music` that the sonifier uses too. No torch here: the engine process
+validates these values at the boundary (:func:`install_checks`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from earengine.errors import ParameterError
+from earengine.music import DIVISIONS, NOTE_NAMES, SCALES, steps_per_bar
+from earengine.params.spec import ArgSpec, CommandSpec, ParamSpec
+
+__all__ = ["DREAM_PARAMS", "GRID_PARAMS", "GRID_COMMANDS", "PARAMETERIZATIONS", "GRID_SCALES", "GRID_DIVISIONS", "install_checks"]
+
+#: What the dream optimizes (``/opt/param``): the waveform, its 1/f-scaled spectrum, or notes on the grid.
+PARAMETERIZATIONS = ("grid", "raw", "spectral")
+#: Scales a grid can be in (every scale of the one table but ``off``).
+GRID_SCALES = tuple(s for s in SCALES if s != "off")
+#: Note values a grid step can be.
+GRID_DIVISIONS = tuple(d for d in DIVISIONS if d != "off")
+
+_P = ParamSpec
+#: Rows of the dream beyond the grid: the spectral parameterization's colour, and specificity.
+DREAM_PARAMS: tuple[ParamSpec, ...] = (
+    _P("/opt/spectral_decay", "float", 0.5, min=0.0, max=2.0,
+       doc="spectral: coefficients scaled by 1/f to this power (0.5 pink, 1 brown, 0 white)."),
+    _P("/target/specificity", "float", 0.0, min=0.0, max=10.0,
+       doc="Penalty on the other channels of the target's tap: excite what was asked, not everything."),
+)
+GRID_PARAMS: tuple[ParamSpec, ...] = (
+    _P("/grid/key", "enum", "A", choices=NOTE_NAMES, doc="Key (root) of the grid's notes."),
+    _P("/grid/scale", "enum", "minor_pentatonic", choices=GRID_SCALES,
+       doc="Scale of the grid's notes above /grid/key (the same table as /son/scale)."),
+    _P("/grid/register", "int", 45, min=24, max=96, unit="MIDI",
+       doc="Lowest note of the grid (MIDI number; 45 is A2): the first note of the scale at or above it."),
+    _P("/grid/octaves", "int", 3, min=1, max=4, unit="oct", doc="Range of the grid's notes above its register."),
+    _P("/grid/division", "enum", "1/16", choices=GRID_DIVISIONS,
+       doc="Note value of one step of the grid; it must divide the bar (/clock/beats_per_bar)."),
+    _P("/grid/voices", "int", 3, min=1, max=16, unit="notes",
+       doc="Most notes sounding together on one step (stronger steps are scaled down to this)."),
+    _P("/grid/sparsity", "float", 0.3, min=0.0, max=10.0,
+       doc="Penalty on the mean note strength: higher leaves fewer, clearer notes."),
+    _P("/grid/drums", "float", 0.5, min=0.0, max=1.0, doc="Level of the drum kit (kick, snare, hats); 0 leaves it out."),
+    _P("/grid/brightness", "float", 0.5, min=0.0, max=1.0,
+       doc="Starting brightness of the notes (harmonic roll-off); the dream may move it."),
+    _P("/grid/attack_ms", "float", 5.0, min=2.0, max=50.0, unit="ms",
+       doc="Starting attack of the notes; the dream may move it (never under 2 ms: no clicks)."),
+    _P("/grid/decay_ms", "float", 250.0, min=30.0, max=800.0, scale="log", unit="ms",
+       doc="Starting decay time of the notes; the dream may move it."),
+    _P("/grid/transpose", "int", 2, min=0, max=7, unit="degrees",
+       doc="Transform: each jittered copy is transposed by up to this many scale degrees."),
+    _P("/grid/residual", "float", 0.0, min=0.0, max=1.0,
+       doc="Weight of a raw waveform added to the grid for texture (0: pure notes)."),
+    _P("/grid/midi_channel", "int", 1, min=1, max=16, doc="MIDI channel of the grid's notes on --midi-out and in MIDI files."),
+    _P("/grid/drum_channel", "int", 10, min=1, max=16, doc="MIDI channel of the drum hits (General MIDI: 10)."),
+    _P("/grid/note_steps", "float", 1.0, min=0.25, max=16.0, unit="steps", doc="Length of each MIDI note, in steps."),
+    _P("/grid/threshold", "float", 0.5, min=0.01, max=0.99,
+       doc="Strength a note needs to be sent as MIDI; its velocity follows the strength above it."),
+    _P("/grid/midi", "bool", True, doc="Send each new loop's notes on --midi-out on the bar grid."),
+)
+
+GRID_COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec("/loop/save_midi", (ArgSpec("path", "str"),), later=True,
+                doc="Write the notes of the loop that is playing (/opt/param grid) to a standard MIDI file."),
+)
+
+
+def install_checks(registry) -> None:
+    """Checks across rows, at the boundary: a division that does not divide the bar is refused
+    (``/fail`` over OSC) whichever of ``/grid/division`` or ``/clock/beats_per_bar`` changes."""
+
+    def division(value: Any) -> Any:
+        steps_per_bar(value, beats_per_bar=registry.get("/clock/beats_per_bar"))
+        return value
+
+    def beats(value: Any) -> Any:
+        if registry.get("/opt/param") == "grid":
+            try:
+                steps_per_bar(registry.get("/grid/division"), beats_per_bar=value)
+            except ParameterError as exc:
+                raise ParameterError(f"/clock/beats_per_bar={value}: {exc}") from None
+        return value
+
+    registry.add_check("/grid/division", division)
+    registry.add_check("/clock/beats_per_bar", beats)
