@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "earengine.engine_commands",
     "earengine.params.commands",
     "earengine.ear.commands",
+    "earengine.corpus.commands",
     "earengine.optvis.commands",
     "earengine.sonify.commands",
     "earengine.viz.commands",
