@@ -5,6 +5,15 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+# The suite never reads or writes the user's corpora, caches, presets or maps: a home of its own,
+# set before anything (engines started as subprocesses too) looks it up.
+if "EARENGINE_TEST_KEEP_HOME" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    os.environ["EARENGINE_HOME"] = tempfile.mkdtemp(prefix="earengine-test-home-")
+    atexit.register(shutil.rmtree, os.environ["EARENGINE_HOME"], True)
 
 
 import sys  # noqa: E402

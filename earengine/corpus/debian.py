@@ -165,7 +165,7 @@ _KNOWN = (
     "GPL-3", "GPL-2", "LGPL-2.1+", "Artistic", "public-domain",
 )
 _FREEFORM = (
-    (re.compile(r"GNU General Public License.{0,120}version 2.{0,40}or.{0,20}later", re.S | re.I), "GPL-2+"),
+    (re.compile(r"GNU General Public License.{0,120}version 2.{0,40}or.{0,40}later", re.S | re.I), "GPL-2+"),
     (re.compile(r"GNU General Public License.{0,120}version 3", re.S | re.I), "GPL-3+"),
     (re.compile(r"Creative Commons Attribution[- ]Share ?Alike", re.I), "CC-BY-SA"),
     (re.compile(r"Creative Commons Attribution", re.I), "CC-BY"),

@@ -32,7 +32,7 @@ from earengine.corpus.manifest import SR, Manifest, write_flac
 from earengine.errors import ConfigError, EarEngineError
 from earengine.progress import Progress
 
-__all__ = ["SOUNDTRACKS", "DEFAULT_SOUNDTRACKS", "build_soundtracks", "add_package"]
+__all__ = ["SOUNDTRACKS", "DEFAULT_SOUNDTRACKS", "build_soundtracks", "add_package", "refresh_licenses"]
 
 _log = logging.getLogger(__name__)
 
@@ -79,6 +79,42 @@ def _copyright_text(root: Path, package: str) -> str:
         return path.read_text(errors="replace")
     except OSError:
         return ""
+
+
+_NOTICES = ("license.txt", "LICENSE", "LICENSE.txt", "COPYING", "README.license")
+
+
+def _license_fields(root: Path, copyright_text: str, path: str) -> dict:
+    """License and holder from the package's copyright file, plus the first line of an upstream
+    license file beside the track (albums often name their composer there)."""
+    lic = read_license(copyright_text, path)
+    fields = {"license": lic.license, "copyright": lic.copyright}
+    folder = (root / path).parent
+    while folder != root and root in folder.parents:
+        for name in _NOTICES:
+            notice = folder / name
+            if notice.is_file():
+                first = next((line.strip() for line in notice.read_text(errors="replace").splitlines()
+                              if line.strip() and not line.lower().startswith("for all")), "")
+                fields["notice"] = first[:200]
+                return fields
+        folder = folder.parent
+    return fields
+
+
+def refresh_licenses(manifest: Manifest, folder: Path) -> None:
+    """Read every kept track's license again from its unpacked package (after this code learned
+    to read a copyright file better, say); audio is not touched."""
+    texts: dict = {}
+    for t in manifest.tracks:
+        root = folder / ".unpacked" / t["package"]
+        if not root.is_dir():
+            continue
+        if t["package"] not in texts:
+            texts[t["package"]] = _copyright_text(root, t["package"])
+        t.pop("notice", None)
+        t.update(_license_fields(root, texts[t["package"]], t["file"]))
+    manifest.save(folder)
 
 
 def add_package(
@@ -152,11 +188,10 @@ def add_package(
             return
         out = _out_name(name, track, taken)
         write_flac(folder / out, x)
-        lic = read_license(copyright_text, track.path)
         manifest.add_track({
             "out": out, "source": name, "package": name, "version": version, "file": track.path,
             "title": _title(track.path), "label": label, "duration_s": round(len(x) / SR, 3),
-            "sr": SR, "source_sr": native_sr, "license": lic.license, "copyright": lic.copyright,
+            "sr": SR, "source_sr": native_sr, **_license_fields(root, copyright_text, track.path),
             "sha256": hashlib.sha256((folder / out).read_bytes()).hexdigest(),
             "audio_sha256": digest,
         })
@@ -200,6 +235,7 @@ def build_soundtracks(
         except EarEngineError:
             manifest.save(folder)
             raise
+    refresh_licenses(manifest, folder)
     print(f"corpus: soundtracks: {len(manifest.tracks)} tracks, {manifest.total_s() / 3600:.2f} h, "
           f"{len(manifest.skipped)} left out; {folder}", file=stream)
     return manifest
