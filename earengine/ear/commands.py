@@ -44,14 +44,27 @@ def register(subparsers) -> None:
 
     q = subparsers.add_parser(
         "probe",
-        help="linear-probe an ear: track identification on held-out clips",
+        help="linear-probe an ear the paper's way: track or composer identification on held-out music",
         description="Compare the ear with the same architecture randomly initialised and trained "
-        "supervised, by the accuracy of a linear classifier of the track on held-out clips.",
+        "supervised, by the accuracy of a linear classifier on held-out clips: of the track "
+        "(--task tracks, the last 20 %% of each track held out) or of the composer (--task "
+        "composers, whole works held out). Clip scaleograms and the baselines are cached under "
+        "$EARENGINE_HOME/cache/probe, so a second probe of another ear is quick.",
     )
     q.add_argument("--model", required=True, help="checkpoint folder")
-    q.add_argument("--data", default=None, help="'synthetic', 'synthetic:N' or a folder (default: the ear's own data)")
+    q.add_argument("--task", choices=("tracks", "composers"), default="tracks",
+                   help="what the classifier tells apart (default tracks)")
+    q.add_argument("--data", default=None,
+                   help="tracks: 'synthetic', 'synthetic:N' or a folder (default: the soundtrack corpus's "
+                        "nexuiz-music when built, else the ear's own data); composers: a composer corpus "
+                        "(default $EARENGINE_HOME/corpus/composers)")
+    q.add_argument("--compare", default=None,
+                   help="a second ear of the same architecture trained with the other CPC contrast, "
+                        "probed as its own row")
     q.add_argument("--data-seed", type=int, default=0, help="seed of the synthetic corpus when --data is given")
     q.add_argument("--clips-per-track", type=int, default=None, help="clips per track and split (default 16)")
+    q.add_argument("--clips-per-composer", type=int, default=None,
+                   help="clips per composer and split (default 48)")
     q.add_argument("--clip-s", type=float, default=None, help="clip length in seconds (default 4.5)")
     q.add_argument("--feature", choices=("last", "mean"), default=None, help="last context vector or mean over time")
     q.add_argument("--steps", type=int, default=None, help="classifier and supervised-baseline steps (default 300)")
@@ -60,6 +73,11 @@ def register(subparsers) -> None:
     q.add_argument("--write", action="store_true", help="store the results in the checkpoint's config.json")
     q.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     q.set_defaults(func=_probe)
+
+
+#: The track-identification set of the soundtrack corpus: 17 electronic tracks with strong beats,
+#: the closest to the paper's house tracks.
+DEFAULT_TRACK_SET = "nexuiz-music"
 
 
 def _set_threads(threads) -> None:
@@ -117,20 +135,33 @@ def _probe(args: argparse.Namespace) -> int:
 
     from earengine.ear.checkpoint import load_ear
     from earengine.ear.data import open_source
+    from earengine.corpus.manifest import corpus_home
     from earengine.ear.probe import ProbeConfig, format_probe_table, run_probe, write_probe
+    from earengine.ear.probe_data import composer_set, track_set
 
     _set_threads(args.threads)
     loaded = load_ear(args.model, device=args.device)
     overrides = {
         "clips_per_track": args.clips_per_track,
+        "clips_per_composer": args.clips_per_composer,
         "clip_s": args.clip_s,
         "feature": args.feature,
         "steps": args.steps,
         "seed": args.seed,
     }
     config = dataclasses.replace(ProbeConfig(), **{k: v for k, v in overrides.items() if v is not None})
-    source = open_source(args.data, seed=args.data_seed) if args.data else None
-    result = run_probe(loaded, source, config, device=args.device)
+    compare = load_ear(args.compare, device=args.device) if args.compare else None
+    scaleogram = loaded.ear.scaleogram.to(args.device)
+    if args.task == "composers":
+        folder = args.data or corpus_home("composers")
+        probe_set = composer_set(folder, scaleogram, config, device=args.device)
+    else:
+        data = args.data
+        if data is None and (corpus_home("soundtracks") / DEFAULT_TRACK_SET).is_dir():
+            data = str(corpus_home("soundtracks") / DEFAULT_TRACK_SET)
+        source = open_source(data, seed=args.data_seed) if data else None
+        probe_set = track_set(source, scaleogram, config, device=args.device) if source is not None else None
+    result = run_probe(loaded, None, config, device=args.device, probe_set=probe_set, compare=compare)
     print(format_probe_table(result))
     if args.write:
         write_probe(loaded.path, result)

@@ -50,7 +50,11 @@ class ProbeConfig:
     Parameters
     ----------
     clips_per_track : int > 0
-        Clips drawn per track from its training part, and again from its held-out part.
+        Track task: clips drawn per track from its training part, and again from its held-out
+        part.
+    clips_per_composer : int > 0
+        Composer task: clips drawn per composer from its training works, and again from its
+        held-out works.
     clip_s : float > 0
         Clip length in seconds (4.5 s: the last context's receptive field, 4.34 s, fits).
     feature : {"last", "mean"}
@@ -72,6 +76,7 @@ class ProbeConfig:
     """
 
     clips_per_track: int = 16
+    clips_per_composer: int = 48
     clip_s: float = 4.5
     feature: str = "last"
     steps: int = 300
@@ -81,7 +86,7 @@ class ProbeConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("clips_per_track", "steps", "batch_size"):
+        for name in ("clips_per_track", "clips_per_composer", "steps", "batch_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ConfigError(f"{name}={v!r} must be an integer >= 1")
@@ -107,26 +112,6 @@ class ProbeConfig:
     def from_dict(cls, data: Mapping) -> "ProbeConfig":
         check_config_keys(data, {f.name for f in dataclasses.fields(cls)}, what="probe")
         return cls(**dict(data))
-
-
-def _clips(source, split: str, per_track: int, clip_s: float, rng: np.random.Generator):
-    from earengine.ear.data import Split, _track_bounds, n_samples
-
-    n = n_samples(clip_s, source.sr)
-    audio, labels = [], []
-    for t, (lo, hi) in enumerate(_track_bounds(source, split, Split())):
-        if hi - lo < n:
-            raise ConfigError(
-                f"clip_s={clip_s:g} must fit in the {split} part of track {t} "
-                f"({(hi - lo) / source.sr:.2f} s); use a shorter --clip-s"
-            )
-        # Evenly spread starts with a random jitter: covers the whole part, repeatable by seed.
-        edges = np.linspace(lo, hi - n, per_track + 1)
-        for i in range(per_track):
-            first = int(rng.integers(int(edges[i]), max(int(edges[i]) + 1, int(edges[i + 1]) + 1)))
-            audio.append(source.clip(t, first / source.sr, n / source.sr))
-            labels.append(t)
-    return np.stack(audio).astype(np.float32), np.array(labels, dtype=np.int64)
 
 
 def _features_from_scaleogram(ear, s, feature: str):
@@ -223,7 +208,9 @@ def _supervised(ear_config, seed: int, s_train, y_train, n_classes: int, config:
 
     ear, _ = build_ear(ear_config, seed)
     ear.to(device).train()
-    head = torch.nn.Linear(ear.context_channels, n_classes).to(device)
+    with torch.random.fork_rng(devices=[]):  # the head from the seed too, not the global RNG
+        torch.manual_seed(config.seed + 7)
+        head = torch.nn.Linear(ear.context_channels, n_classes).to(device)
     gen = torch.Generator(device=device)
     gen.manual_seed(config.seed + 7)
     ear.set_generator(gen)
@@ -243,23 +230,55 @@ def _supervised(ear_config, seed: int, s_train, y_train, n_classes: int, config:
     return ear.eval()
 
 
-def run_probe(loaded, source=None, config: ProbeConfig = ProbeConfig(), *, device: str = "cpu", stream=None) -> dict:
-    """Probe a loaded ear (see :func:`earengine.ear.checkpoint.load_ear`).
+def _digest(*tensors) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:24]
+
+
+def _contrast(ear_config) -> str:
+    return "across time steps" if ear_config.cpc.score_across_time else "within each step"
+
+
+def run_probe(
+    loaded,
+    source=None,
+    config: ProbeConfig = ProbeConfig(),
+    *,
+    device: str = "cpu",
+    stream=None,
+    probe_set=None,
+    compare=None,
+    cache_dir=None,
+) -> dict:
+    """Probe a loaded ear (see :func:`earengine.ear.checkpoint.load_ear`), the paper's Table 2 way.
 
     Parameters
     ----------
     loaded : LoadedEar
     source : ClipSource, optional
-        The checkpoint's own training data (from its ``config.json``) by default.
+        Track identification on this source; the checkpoint's own training data (from its
+        ``config.json``) when neither ``source`` nor ``probe_set`` is given.
     config : ProbeConfig
     device : str
     stream : file-like, optional
         Progress lines (stderr by default).
+    probe_set : ProbeSet, optional
+        Labelled clips of a task (see :mod:`earengine.ear.probe_data`), instead of ``source``.
+    compare : LoadedEar, optional
+        A second CPC ear of the same architecture trained with the other contrast (scores across
+        time steps or within each step): its row is added as ``cpc_other``.
+    cache_dir : path, optional
+        Where clip scaleograms and the baselines' rows are cached
+        (``$EARENGINE_HOME/cache/probe`` by default).
 
     Returns
     -------
     dict
-        JSON-able: settings, chance level and one row per model with ``train_accuracy``,
+        JSON-able: task, settings, chance level and one row per model with ``train_accuracy``,
         ``heldout_accuracy`` and ``heldout_loss``.
     """
     import sys
@@ -267,88 +286,124 @@ def run_probe(loaded, source=None, config: ProbeConfig = ProbeConfig(), *, devic
     import torch
 
     from earengine.ear.data import from_description
+    from earengine.ear.probe_data import cached, track_set
     from earengine.ear.train import build_ear
     from earengine.progress import Progress
 
     stream = stream if stream is not None else sys.stderr
-    if source is None:
-        source = from_description(loaded.config["data"])
-    if source.n_tracks < 2:
-        raise ConfigError(f"n_tracks={source.n_tracks} must be >= 2 for a track-identification probe")
+    if probe_set is None:
+        if source is None:
+            source = from_description(loaded.config["data"])
+        probe_set = track_set(source, loaded.ear.scaleogram, config, device=device, cache_dir=cache_dir)
     ear_config = loaded.ear.config
     init_seed = int(loaded.config.get("training", {}).get("seed", 0))
-    rng = np.random.default_rng([config.seed, 11])
-    a_train, y_train = _clips(source, "train", config.clips_per_track, config.clip_s, rng)
-    a_test, y_test = _clips(source, "heldout", config.clips_per_track, config.clip_s, rng)
-    scale = loaded.ear.scaleogram.to(device)
-    with torch.no_grad():
-        s_train = torch.cat([scale(torch.from_numpy(a_train[i : i + 32]).to(device)) for i in range(0, len(a_train), 32)])
-        s_test = torch.cat([scale(torch.from_numpy(a_test[i : i + 32]).to(device)) for i in range(0, len(a_test), 32)])
-    y_train_t, y_test_t = torch.from_numpy(y_train).to(device), torch.from_numpy(y_test).to(device)
-    n_classes = source.n_tracks
+    s_train, s_test = probe_set.s_train.to(device), probe_set.s_test.to(device)
+    y_train_t, y_test_t = probe_set.y_train, probe_set.y_test
+    n_classes = probe_set.n_classes
+    per_class = int(len(y_train_t)) // n_classes
     rows = []
 
-    def evaluate(name: str, ear) -> None:
+    def evaluate(name: str, ear) -> dict:
         f_train = _features(ear.to(device), s_train, config.feature).cpu()
         f_test = _features(ear, s_test, config.feature).cpu()
         row = {"model": name}
-        row.update(_logistic(f_train, y_train_t.cpu(), f_test, y_test_t.cpu(), n_classes, config, config.clips_per_track))
-        rows.append(row)
-        print(f"probe: {name}: held-out accuracy {100 * row['heldout_accuracy']:.1f}%", file=stream)
+        row.update(_logistic(f_train, y_train_t, f_test, y_test_t, n_classes, config, per_class))
+        return row
 
-    evaluate("cpc", loaded.ear)
-    random_ear, _ = build_ear(ear_config, init_seed)
-    _calibrate_batchnorm(random_ear.to(device), s_train)
-    evaluate("random", random_ear)
-    with Progress(config.steps, "probe: supervised baseline", stream=stream) as progress:
-        sup = _supervised(ear_config, init_seed, s_train, y_train_t, n_classes, config, device, progress)
-    evaluate("supervised", sup)
+    def report(row: dict) -> None:
+        rows.append(row)
+        print(f"probe: {row['model']}: held-out accuracy {100 * row['heldout_accuracy']:.1f}%", file=stream)
+
+    report(dict(evaluate("cpc", loaded.ear), contrast=_contrast(ear_config)))
+    if compare is not None:
+        if compare.ear.config.to_dict() | {"cpc": None} != ear_config.to_dict() | {"cpc": None}:
+            raise ConfigError("compare must be an ear of the same architecture as model "
+                              "(the same width and scaleogram), trained with the other contrast")
+        report(dict(evaluate("cpc_other", compare.ear), contrast=_contrast(compare.ear.config)))
+
+    # The baselines depend only on the architecture, the seed, the clips and the settings: cached.
+    key = {"ear": ear_config.to_dict(), "init_seed": init_seed, "config": config.to_dict(),
+           "clips": _digest(s_train, y_train_t, s_test, y_test_t), "device": str(device), "version": 1}
+
+    def baselines() -> dict:
+        random_ear, _ = build_ear(ear_config, init_seed)
+        _calibrate_batchnorm(random_ear.to(device), s_train)
+        random_row = evaluate("random", random_ear)
+        with Progress(config.steps, "probe: supervised baseline", stream=stream) as progress:
+            sup = _supervised(ear_config, init_seed, s_train, y_train_t.to(device), n_classes, config, device, progress)
+        sup_row = evaluate("supervised", sup)
+        fields = ("train_accuracy", "heldout_accuracy", "heldout_loss", "weight_decay")
+        return {f"{r['model']}.{f}": torch.tensor([float(r[f])], dtype=torch.float64)
+                for r in (random_row, sup_row) for f in fields}
+
+    t = cached(dict(key, what="baselines"), baselines, cache_dir=cache_dir)
+    for name in ("random", "supervised"):
+        report({"model": name, **{f: float(t[f"{name}.{f}"][0]) for f in
+                                  ("train_accuracy", "heldout_accuracy", "heldout_loss", "weight_decay")}})
     return {
+        "task": probe_set.task,
         "config": config.to_dict(),
-        "n_tracks": n_classes,
-        "train_clips": int(len(y_train)),
-        "heldout_clips": int(len(y_test)),
+        "n_tracks" if probe_set.task == "tracks" else "n_classes": n_classes,
+        "classes": list(probe_set.classes),
+        "train_clips": int(len(y_train_t)),
+        "heldout_clips": int(len(y_test_t)),
         "chance": round(1.0 / n_classes, 4),
         "init_seed": init_seed,
-        "data": {k: v for k, v in source.describe().items() if k != "tracks"},
+        "data": probe_set.data,
         "rows": rows,
     }
 
 
 _ROW_NAMES = {
     "cpc": "CPC ear (this checkpoint)",
+    "cpc_other": "CPC ear, other contrast",
     "random": "same architecture, random init",
     "supervised": "same architecture, supervised",
 }
+
+
+def _row_name(row: Mapping) -> str:
+    if "contrast" in row:
+        return f"CPC, scores {row['contrast']}" + (" (this ear)" if row["model"] == "cpc" else "")
+    return _ROW_NAMES.get(row["model"], row["model"])
 
 
 def format_probe_table(result: Mapping) -> str:
     """The probe result as a plain-text table (what ``earengine probe`` prints)."""
     cfg = result["config"]
     feature = "last context vector (ar.8)" if cfg["feature"] == "last" else "mean of ar.8 over time"
+    task = result.get("task", "tracks")
+    n = result.get("n_tracks", result.get("n_classes"))
+    if task == "tracks":
+        head = f"Track identification, {n} tracks, chance {100 * result['chance']:.1f}%."
+        parts = "training-split and", "held-out clips"
+    else:
+        head = (f"Composer identification, {n} composers ({', '.join(result['classes'])}), "
+                f"held-out works, chance {100 * result['chance']:.1f}%.")
+        parts = "clips of training works and", "clips of held-out works"
     lines = [
-        f"Track identification, {result['n_tracks']} tracks, chance {100 * result['chance']:.1f}%.",
-        f"{result['train_clips']} training-split and {result['heldout_clips']} held-out clips of "
+        head,
+        f"{result['train_clips']} {parts[0]} {result['heldout_clips']} {parts[1]} of "
         f"{cfg['clip_s']:g} s; feature: {feature}; logistic regression, {cfg['steps']} Adam steps,",
-        "L2 penalty chosen by validation on the later training-split clips.",
-        f"Supervised baseline: {cfg['steps']} Adam steps of {cfg['batch_size']} clips on the training-split clips.",
+        "L2 penalty chosen by validation on the later training clips of each class.",
+        f"Supervised baseline: {cfg['steps']} Adam steps of {cfg['batch_size']} clips on the training clips.",
         "",
-        f"{'model':<34}{'L2':>7}{'train acc':>11}{'held-out acc':>14}{'held-out loss':>15}",
+        f"{'model':<40}{'L2':>7}{'train acc':>11}{'held-out acc':>14}{'held-out loss':>15}",
     ]
     for row in result["rows"]:
         lines.append(
-            f"{_ROW_NAMES.get(row['model'], row['model']):<34}{row.get('weight_decay', float('nan')):>7g}"
+            f"{_row_name(row):<40}{row.get('weight_decay', float('nan')):>7g}"
             f"{100 * row['train_accuracy']:>10.1f}%{100 * row['heldout_accuracy']:>13.1f}%{row['heldout_loss']:>15.3f}"
         )
     return "\n".join(lines)
 
 
 def write_probe(path, result: Mapping) -> None:
-    """Store ``result`` under ``probe`` in the checkpoint's ``config.json`` (weights untouched)."""
-    from earengine.ear.checkpoint import CONFIG_FILE, atomic_write_json, read_config
-
+    """Store ``result`` under ``probes.<task>`` in the checkpoint's ``config.json`` (weights untouched)."""
     from pathlib import Path
 
+    from earengine.ear.checkpoint import CONFIG_FILE, atomic_write_json, read_config
+
     config = read_config(path)
-    config["probe"] = dict(result)
+    config.setdefault("probes", {})[result.get("task", "tracks")] = dict(result)
     atomic_write_json(Path(path) / CONFIG_FILE, config)

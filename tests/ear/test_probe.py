@@ -24,7 +24,7 @@ def test_probe_runs_end_to_end_and_prints_three_rows(tmp_path):
     save_ear(path, ear.eval(), head, info={"data": corpus.describe(), "training": {"seed": 0}})
     loaded = load_ear(path)
     config = ProbeConfig(clips_per_track=2, steps=5, batch_size=4)
-    result = run_probe(loaded, corpus, config, stream=open("/dev/null", "w"))
+    result = run_probe(loaded, corpus, config, stream=open("/dev/null", "w"), cache_dir=tmp_path / "cache")
     assert [r["model"] for r in result["rows"]] == ["cpc", "random", "supervised"]
     assert result["train_clips"] == result["heldout_clips"] == 6
     for row in result["rows"]:
@@ -35,7 +35,74 @@ def test_probe_runs_end_to_end_and_prints_three_rows(tmp_path):
     assert "chance 33.3%" in table
     write_probe(path, result)
     again = load_ear(path)  # the weights hash still holds after the config gained the probe
-    assert again.config["probe"] == json.loads(json.dumps(result))
+    assert again.config["probes"]["tracks"] == json.loads(json.dumps(result))
+
+
+def test_probe_is_deterministic_and_its_cache_gives_the_same_table(tmp_path):
+    ear, head = build_ear(EarConfig.preset("small", width=1 / 64), seed=0)
+    corpus = SyntheticCorpus(n_tracks=3, seed=2, track_duration_s=30.0)
+    path = tmp_path / "ear"
+    save_ear(path, ear.eval(), head, info={"data": corpus.describe(), "training": {"seed": 0}})
+    config = ProbeConfig(clips_per_track=2, steps=5, batch_size=4)
+    quiet = open("/dev/null", "w")
+    cold = run_probe(load_ear(path), corpus, config, stream=quiet, cache_dir=tmp_path / "a")
+    warm = run_probe(load_ear(path), corpus, config, stream=quiet, cache_dir=tmp_path / "a")
+    fresh = run_probe(load_ear(path), corpus, config, stream=quiet, cache_dir=tmp_path / "b")
+    assert format_probe_table(cold) == format_probe_table(warm) == format_probe_table(fresh)
+    assert len(list((tmp_path / "a").glob("*.safetensors"))) == 2  # the clips, the baselines
+
+
+def test_composer_probe_trains_on_some_works_and_tests_on_others(tmp_path):
+    import numpy as np
+
+    from earengine.corpus.manifest import Manifest, write_flac
+    from earengine.ear.probe_data import composer_set
+
+    folder = tmp_path / "composers"
+    m = Manifest.new("composers")
+    rng = np.random.default_rng(0)
+    for c, f0 in (("low", 110.0), ("high", 880.0)):
+        for w, split in enumerate(("train", "train", "heldout")):
+            t = np.arange(44100 * 8) / 44100
+            x = 0.3 * np.sin(2 * np.pi * f0 * (1 + 0.05 * w) * t) + 0.01 * rng.standard_normal(len(t))
+            out = f"{c}/w{w}.flac"
+            write_flac(folder / out, x)
+            m.add_track({"out": out, "label": c, "work": f"{c}/w{w}", "split": split, "duration_s": 8.0,
+                         "sha256": f"{c}{w}"})
+    m.save(folder)
+    ear, head = build_ear(EarConfig.preset("small", width=1 / 64), seed=0)
+    save_ear(tmp_path / "ear", ear.eval(), head, info={"data": {"kind": "none"}, "training": {"seed": 0}})
+    loaded = load_ear(tmp_path / "ear")
+    config = ProbeConfig(clips_per_composer=4, steps=20, batch_size=4)
+    probe_set = composer_set(folder, loaded.ear.scaleogram, config, cache_dir=tmp_path / "cache")
+    assert probe_set.classes == ("high", "low") and probe_set.s_train.shape[0] == 8
+    result = run_probe(loaded, config=config, probe_set=probe_set, stream=open("/dev/null", "w"),
+                       cache_dir=tmp_path / "cache")
+    assert result["task"] == "composers" and result["data"]["heldout_works"] == ["high/w2", "low/w2"]
+    table = format_probe_table(result)
+    assert table.startswith("Composer identification, 2 composers (high, low), held-out works")
+    assert [r["model"] for r in result["rows"]] == ["cpc", "random", "supervised"]
+    # Held-out clips come from the held-out works only: each work has its own pitch (f0 * (1 + w / 20)).
+    low = probe_set.classes.index("low")
+
+    def peaks(s, y):  # the loudest scaleogram bin of every "low" clip
+        return set(s[y == low][:, 0].amax(dim=2).argmax(dim=1).tolist())
+
+    bin_of = lambda f: round(24 * np.log2(f / 40.0))  # noqa: E731
+    assert peaks(probe_set.s_test, probe_set.y_test) <= {bin_of(121.0) - 1, bin_of(121.0), bin_of(121.0) + 1}
+    assert max(peaks(probe_set.s_train, probe_set.y_train)) <= bin_of(115.5) + 1
+
+
+def test_composer_probe_needs_held_out_works(tmp_path):
+    from earengine.corpus.manifest import Manifest
+    from earengine.ear.probe_data import composer_set
+
+    m = Manifest.new("composers")
+    m.add_track({"out": "a/x.flac", "label": "a", "work": "a/x", "split": "train", "duration_s": 8.0, "sha256": "0"})
+    m.add_track({"out": "b/x.flac", "label": "b", "work": "b/x", "split": "heldout", "duration_s": 8.0, "sha256": "1"})
+    m.save(tmp_path)
+    with pytest.raises(ConfigError, match="must have training and held-out works"):
+        composer_set(tmp_path, None, ProbeConfig())
 
 
 def test_random_baseline_gets_batchnorm_statistics_from_data():

@@ -123,7 +123,7 @@ def test_cli_train_and_probe_at_tiny_size(tmp_path, capsys):
     for row in ("CPC ear", "random init", "supervised"):
         assert row in printed
     cfg = json.loads((out / "config.json").read_text())
-    assert [r["model"] for r in cfg["probe"]["rows"]] == ["cpc", "random", "supervised"]
+    assert [r["model"] for r in cfg["probes"]["tracks"]["rows"]] == ["cpc", "random", "supervised"]
 
 
 def test_cli_reports_nonsense_in_one_line(tmp_path, capsys):
