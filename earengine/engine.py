@@ -107,6 +107,7 @@ class Engine:
         self.midi = None  # MidiService when ports were asked for
         self.midi_control = None
         self.clock = None  # ClockControl: internal, Link or MIDI clock
+        self.notes_out = None  # NoteOut: the dream's notes on --midi-out (earengine/control/note_out.py)
         self._transport_muted = False
         self.dream = None  # DreamSupervisor when an ear is given
         self.jobs: Optional[JobQueue] = None
@@ -184,6 +185,9 @@ class Engine:
             return format_many(parse_many(text, taps=TAPS, shapes=shapes))
 
         self.registry.add_check("/target/spec", check_targets)
+        from earengine.optvis.params import install_checks
+
+        install_checks(self.registry)  # a grid division must divide the bar
         if self.ear_path is None:
             return
         if not (self.ear_path / "config.json").is_file():
@@ -193,8 +197,11 @@ class Engine:
         from earengine.worker import DreamSupervisor
 
         def deliver(samples, stats) -> None:
+            pattern = stats.get("pattern")  # the loop's notes, with /opt/param grid
             self.player.queue(Loop(samples, self.audio.sr, max(1, stats["bars"]), "dream",
-                                   meta={"key": stats.get("key")}), keep_phase=True)
+                                   meta={"key": stats.get("key"), "pattern": pattern}), keep_phase=True)
+            if self.notes_out is not None:
+                self.notes_out.queue(pattern)
 
         self.dream = DreamSupervisor(self.registry, str(self.ear_path), deliver=deliver, say=self.say,
                                      device=self.device)
@@ -286,6 +293,16 @@ class Engine:
                                   on_transport=self._transport, say=self.say)
         self.clock.start()
         self._closers.append(self.clock.close)
+        if send is not None:
+            from earengine.control.note_out import NoteOut
+
+            player = self.player
+            self.notes_out = NoteOut(lambda: player.clock.timeline, send, origin_bar=lambda: player.origin_bar,
+                                     beats_per_bar=lambda: player.clock.beats_per_bar,
+                                     enabled=lambda: self.registry.get("/grid/midi"),
+                                     lead_s=0.01 if self.midi.schedules else 0.0)
+            self.notes_out.start()
+            self._closers.append(self.notes_out.close)
         if self.midi is not None:
             self.midi.on_control = self.midi_control.handle
             self.midi.on_clock = self.clock.midi_in.feed
@@ -414,6 +431,7 @@ class Engine:
         handlers = {
             "/loop/load": self._loop_load,
             "/loop/save": self._loop_save,
+            "/loop/save_midi": self._loop_save_midi,
             "/preset/save": self._preset_save,
             "/preset/load": self._preset_load,
             "/preset/list": self._preset_list,
@@ -452,6 +470,16 @@ class Engine:
         if heard is None:
             raise EarEngineError("no loop is playing; load one with /loop/load first")
         write_wav(args[0], heard, sr=self.audio.sr)
+
+    def _loop_save_midi(self, args: tuple, sender: tuple) -> None:
+        from earengine.control.midi_file import write_pattern
+
+        loop = self.player.current
+        pattern = loop.meta.get("pattern") if loop is not None else None
+        if pattern is None:
+            raise EarEngineError("/loop/save_midi needs a dreamed loop with notes: set /opt/param grid "
+                                 "and wait for its first loop")
+        write_pattern(args[0], pattern, bpm=self.player.clock.bpm)
 
     def _preset_save(self, args: tuple, sender: tuple) -> None:
         self.presets.save(Preset.capture(args[0], self.registry))

@@ -30,7 +30,7 @@ __all__ = ["LoopBuffer", "DreamSupervisor", "worker_main", "DREAM_NAMESPACES"]
 log = logging.getLogger("earengine.worker")
 
 #: Registry namespaces the worker follows (``/loop/bars`` and the tempo set the loop length).
-DREAM_NAMESPACES = ("opt", "target", "reg")
+DREAM_NAMESPACES = ("opt", "target", "reg", "grid")
 DREAM_EXTRA = ("/loop/bars", "/clock/bpm", "/clock/beats_per_bar")
 _HEADER = 16  # float64 slots: seq, n, step, loss, target, steps_per_s, bars, heartbeat, sr
 
@@ -172,6 +172,7 @@ def worker_main(model: str, settings: dict, shm_name: str, inbox, outbox, device
             if stats.finite and np.all(np.isfinite(samples)):
                 if publisher is not None:  # before the loop: the engine pairs them by step
                     _publish_activations(publisher, dreamer, stats, outbox)
+                _publish_pattern(dreamer, stats, outbox)
                 buf.write(samples, step=stats.step, loss=stats.loss, target=stats.target,
                           steps_per_s=len(recent) / max(1e-9, sum(recent)), bars=dreamer.settings["/loop/bars"],
                           sr=dreamer.sr)
@@ -204,6 +205,17 @@ def _publish_activations(publisher, dreamer, stats, outbox) -> None:
         return
     if need:
         outbox.put(("acts_need", need))
+
+
+def _publish_pattern(dreamer, stats, outbox) -> None:
+    """The loop's notes (grid only), before the loop: the engine pairs them by step."""
+    try:
+        pattern = dreamer.pattern()
+    except Exception as exc:  # notes are a view of the loop: never let them stop the dream
+        outbox.put(("error", f"notes not published: {exc}".splitlines()[0]))
+        return
+    if pattern is not None:
+        outbox.put(("pattern", (stats.step, pattern.to_dict())))
 
 
 def _followed(address: str) -> bool:
@@ -266,6 +278,7 @@ class DreamSupervisor:
         self._seq = 0.0
         self._started_at = 0.0
         self._last_loop: Optional[np.ndarray] = None  # last loop delivered: a restarted worker goes on from it
+        self._patterns: dict = {}  # step -> the notes of that step's loop (grid), until the loop arrives
         self._reference: Optional[np.ndarray] = None  # the /reg/reference clip, sent again on restart
         self._closing = False
         self._sub = None
@@ -367,6 +380,9 @@ class DreamSupervisor:
                 self.say(f"worker: ear loaded ({len(payload['taps'])} taps), dreaming on {self.device}")
                 if self._want_acts:
                     self._apply_acts()
+            elif kind == "pattern":  # the notes of the loop of that step, which follows
+                step, notes = payload
+                self._patterns = {**{k: v for k, v in self._patterns.items() if k > step - 64}, step: notes}
             elif kind == "acts_need":
                 if self._want_acts:
                     self._acts_buffer(int(payload))
@@ -381,6 +397,11 @@ class DreamSupervisor:
             self.last = stats
             if np.all(np.isfinite(samples)) and samples.size > 1:
                 stats["key"] = int(self._seq)
+                notes = self._patterns.pop(stats["step"], None)
+                if notes is not None:
+                    from earengine.pattern import Pattern
+
+                    stats["pattern"] = Pattern.from_dict(notes)
                 if self.acts is not None and self.on_activations is not None:
                     found = self.acts.read(stats["step"], taps=self.info.get("taps", ()), key=int(self._seq))
                     if found is not None:

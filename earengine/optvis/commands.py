@@ -1,4 +1,5 @@
-"""``earengine render``: dream offline and write every loop, its scaleogram and its settings."""
+"""``earengine render``: dream offline and write every loop, its scaleogram and its settings (and,
+with ``/opt/param grid``, its notes as a standard MIDI file beside the WAV)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ def _render(args: argparse.Namespace) -> int:
 
     from earengine import __version__
     from earengine.audiofile import write_wav
+    from earengine.control.midi_file import write_pattern
     from earengine.ear.checkpoint import load_ear
     from earengine.engine_commands import DEFAULT_EAR, parse_sets
     from earengine.errors import ParameterError
@@ -41,6 +43,9 @@ def _render(args: argparse.Namespace) -> int:
                 stats = dreamer.step()
             x = dreamer.waveform()
             write_wav(out / f"loop-{i:03d}.wav", x, sr=dreamer.sr)
+            pattern = dreamer.pattern()  # with /opt/param grid, the notes beside the sound
+            if pattern is not None:
+                write_pattern(out / f"loop-{i:03d}.mid", pattern, bpm=args.bpm)
             with torch.no_grad():
                 spec = dreamer.ear.scaleogram(torch.from_numpy(x)[None].to(args.device))[0, 0].cpu().numpy()
             _png(out / f"loop-{i:03d}.png", spec, f"loop {i}, step {stats.step}")
@@ -58,7 +63,8 @@ def _render(args: argparse.Namespace) -> int:
     }
     (out / "render.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     print(f"target activation: first loop {scores[0]:.4f}, last loop {scores[-1]:.4f}")
-    print(f"wrote {args.loops} loops, scaleograms and render.json to {out}")
+    notes = ", MIDI files" if dreamer.pattern() is not None else ""
+    print(f"wrote {args.loops} loops, scaleograms{notes} and render.json to {out}")
     return 0
 
 
@@ -79,7 +85,7 @@ def _png(path: Path, spec, title: str) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("render", help="dream offline: write loops as WAV, scaleograms as PNG, settings as JSON")
+    p = sub.add_parser("render", help="dream offline: write loops as WAV (and MIDI with /opt/param grid), scaleograms as PNG, settings as JSON")
     p.add_argument("--model", default=None, help="ear checkpoint folder (default: the shipped ear)")
     p.add_argument("--bars", type=int, default=2, help="loop length in bars")
     p.add_argument("--bpm", type=float, default=120.0, help="tempo")

@@ -202,11 +202,12 @@ class Dreamer:
     def evaluate(self):
         """Loss, score and the view for the current loop (no step)."""
         s = self.settings
-        x = self.waveform_tensor()
         reps = 1 + int(s["/opt/context"])
         b = int(s["/opt/batch"])
+        views = self.param.views(b, self.generator)  # (B, N); copy 0 is the loop itself
+        x = views[0]
         n = x.numel()
-        tiled = self.param.views(b, self.generator).repeat(1, reps) if b > 1 else x[None].repeat(1, reps)
+        tiled = views.repeat(1, reps)
         shift = torch.rand(b, generator=self.generator) * float(s["/reg/time_shift"])
         shift[0] = 0.0
         if self.param.steps:  # the grid's copies move by whole steps: the notes stay on the grid
@@ -299,15 +300,19 @@ class Dreamer:
     @torch.no_grad()
     def target_score(self) -> float:
         """The objective on the current loop without jitter or masks (what is heard)."""
+        return float(self.clean()[1])
+
+    @torch.no_grad()
+    def clean(self):
+        """Loss, score and view of the current loop without jitter or masks (what is heard)."""
         saved = {k: self.settings[k] for k in ("/reg/time_shift", "/reg/pitch_cents", "/reg/time_mask",
                                                "/reg/freq_mask", "/opt/batch")}
         self.settings.update({"/reg/time_shift": 0.0, "/reg/pitch_cents": 0.0, "/reg/time_mask": 0.0,
                               "/reg/freq_mask": 0.0, "/opt/batch": 1})
         try:
-            _, score, _ = self.evaluate()
+            return self.evaluate()
         finally:
             self.settings.update(saved)
-        return float(score)
 
 
 #: Settings after which the parameterization is made again (a grid keeps its notes).

@@ -10,12 +10,10 @@ How it renders, and why it is clean:
 - every note is one kernel — a band-limited harmonic tone (no partial above 0.45 × the sample
   rate) under an envelope that rises over the attack (a raised cosine, at least 2 ms), decays
   exponentially and fades out to exactly zero before it ends — starting at phase 0 on its step;
-- a pitch's notes are its kernel convolved with an impulse train of its strengths, placed on the
-  steps. The convolution is circular over the loop (one FFT), so a note that rings across the
-  loop's end continues at its start: the loop wraps seamlessly, and each onset is band-limited.
-  Because step ``s`` of ``S`` sits at ``s / S`` of the loop, the impulse train's spectrum is the
-  length-``S`` DFT of the strengths, repeated: a tempo change (a new loop length) keeps every
-  note on its step;
+- each step's notes (its strengths times the kernels, one matrix product) are added in at the
+  step's onset, ``round(s × N / S)`` samples into the loop, circularly: a note that rings across
+  the loop's end continues at its start, so the loop wraps seamlessly; a tempo change (a new loop
+  length ``N``) keeps every note on its step, to half a sample;
 - drums are fixed kernels (a pitch-swept sine kick, a tone-plus-noise snare, high noise hats; the
   noise is seeded, so the kit is the same instrument in every dream) on the same steps.
 
@@ -127,10 +125,8 @@ class GridSynth:
         self.basis = torch.sin(2 * math.pi * self.partials[:, :, None] * t[None, None, :])
         self.fade = _fade(self.length, sr).to(device)
         self.k = k
-        self.drum_kernels = torch.fft.rfft(_pad(_drum_kit(sr, min(self.n, int(DRUM_SECONDS * sr))).to(device),
-                                                self.n), n=self.n)  # (3, F)
-        bins = self.n // 2 + 1
-        self._fold = torch.arange(bins, device=device) % shape.steps  # bin k reads step-DFT bin k mod S
+        self.drum_kit = _drum_kit(sr, min(self.n, int(DRUM_SECONDS * sr))).to(device)  # (3, L)
+        self._indices: dict = {}
 
     # -- pieces ---------------------------------------------------------------------------------
     def envelope(self, attack_ms, decay_ms) -> Tensor:
@@ -150,12 +146,24 @@ class GridSynth:
         tone = torch.einsum("pk,pkl->pl", weights, self.basis)
         return tone * self.envelope(timbre.attack_ms, timbre.decay_ms)[None, :]
 
-    def _place(self, strengths: Tensor, kernels_f: Tensor) -> Tensor:
-        """Spectrum of kernels (…, P, F) placed on the steps with strengths (…, P, S), summed over P."""
-        steps_f = torch.fft.fft(strengths.to(torch.complex64), dim=-1)  # (…, P, S)
-        return (steps_f[..., self._fold] * kernels_f).sum(-2)
+    def _place(self, strengths: Tensor, kernels: Tensor) -> Tensor:
+        """Kernels (P, L) placed on the steps with strengths (…, P, S), summed: (…, N).
 
-    def render(self, strengths: Tensor, drums: Tensor, timbre: Timbre, *, shift_rows: Optional[Tensor] = None) -> Tensor:
+        Each step's mix of kernels (a matrix product) is added in at its onset, circularly."""
+        per_step = torch.einsum("...ps,pl->...sl", strengths, kernels)  # (…, S, L)
+        lead = per_step.shape[:-2]
+        flat = per_step.reshape(-1, per_step.shape[-2] * per_step.shape[-1])
+        idx = self._index(kernels.shape[-1])
+        y = torch.zeros(flat.shape[0], self.n, dtype=flat.dtype, device=flat.device).index_add(1, idx, flat)
+        return y.reshape(*lead, self.n)
+
+    def _index(self, length: int) -> Tensor:
+        if length not in self._indices:
+            onsets = torch.round(torch.arange(self.shape.steps, dtype=torch.float64) * self.n / self.shape.steps).long()
+            self._indices[length] = ((onsets[:, None] + torch.arange(length)[None, :]) % self.n).reshape(-1).to(self.device)
+        return self._indices[length]
+
+    def render(self, strengths: Tensor, drums: Tensor, timbre: Timbre) -> Tensor:
         """The loop.
 
         Parameters
@@ -171,10 +179,7 @@ class GridSynth:
         Tensor, shape (n_samples,) or (B, n_samples)
             Not normalised: a strength of 1 gives a note of peak about 1.
         """
-        kernels = _pad(self.note_kernels(timbre), self.n)
-        spectrum = self._place(strengths, torch.fft.rfft(kernels, n=self.n))
-        spectrum = spectrum + self._place(drums, self.drum_kernels)
-        return torch.fft.irfft(spectrum, n=self.n)
+        return self._place(strengths, self.note_kernels(timbre)) + self._place(drums, self.drum_kit)
 
     def onset_samples(self, step: int) -> float:
         """Where step ``step`` starts, in samples (fractional)."""

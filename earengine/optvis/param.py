@@ -115,7 +115,8 @@ class Spectral(Parameterization):
         self.write(x)
 
     def groups(self) -> list[dict]:
-        return [{"params": [self.c], "lr_scale": 1.0}]
+        # a coefficient is about sqrt(N) times a sample: the same /opt/lr moves the sound as much
+        return [{"params": [self.c], "lr_scale": math.sqrt(self.n)}]
 
     def waveform(self) -> Tensor:
         return torch.fft.irfft(torch.view_as_complex(self.c) * self.scale, n=self.n)
@@ -236,7 +237,7 @@ class Grid(Parameterization):
         if batch < 2 or self.transpose <= 0:
             return super().views(batch, generator)
         degrees = torch.randint(-self.transpose, self.transpose + 1, (batch,), generator=generator)
-        degrees[0] = 0
+        degrees[0] = 0  # copy 0 is the loop as it sounds
         notes = torch.stack([_shift_rows(self.notes, int(d)) for d in degrees])
         drums = self.drum_strengths()[None].expand(batch, -1, -1)
         return self._finish(self.synth.render(self.strengths(notes), drums, self.timbre()))

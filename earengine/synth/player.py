@@ -230,6 +230,12 @@ class LoopPlayer:
         return self.slots[self.active].loop
 
     @property
+    def origin_bar(self) -> Optional[int]:
+        """The bar where the playing sequence of loops began: a dreamed loop's place in its cycle
+        is counted from it (None before the first loop)."""
+        return self._origin_bar
+
+    @property
     def pending(self) -> bool:
         return self._pending is not None
 
