@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.earengine-installed
 ARGS   ?=
 
-.PHONY: run test setup system-deps bench docs clean
+.PHONY: run test setup system-deps corpus bench docs clean
 
 run: $(STAMP)
 	$(PY) -m earengine run $(ARGS)
@@ -30,6 +30,11 @@ $(STAMP): pyproject.toml scripts/system-deps.sh
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+# The real-music corpora (soundtracks from Debian's game-music packages, composers rendered from
+# music21's scores) and the pool the shipped ear trains on, under $$EARENGINE_HOME/corpus.
+corpus: $(STAMP)
+	$(PY) -m earengine corpus all $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'

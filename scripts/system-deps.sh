@@ -8,6 +8,10 @@ command -v jack_rec >/dev/null 2>&1 || need+=(jackd2)
 command -v jack_midi_dump >/dev/null 2>&1 || need+=(jackd2)
 command -v pd >/dev/null 2>&1 || need+=(puredata-core)
 command -v jack_midi_clock >/dev/null 2>&1 || need+=(jack-midi-clock)
+# The real-music corpus: Debian packages are fetched with apt-get download and unpacked with
+# dpkg-deb (both part of any Debian); scores are rendered on piano through FluidSynth.
+command -v fluidsynth >/dev/null 2>&1 || need+=(fluidsynth)
+[ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need+=(fluid-soundfont-gm)
 ldconfig -p 2>/dev/null | grep -q libsndfile || need+=(libsndfile1)
 ldconfig -p 2>/dev/null | grep -q libportaudio || need+=(libportaudio2)
 need=($(printf "%s\n" "${need[@]}" | sort -u))

@@ -6,7 +6,7 @@ import argparse
 
 __all__ = ["register"]
 
-_KINDS = ("soundtracks", "composers", "all")
+_KINDS = ("soundtracks", "composers", "pool", "all")
 
 
 def register(subparsers) -> None:
@@ -18,7 +18,9 @@ def register(subparsers) -> None:
         "installed), composers from music21's scores rendered on one piano with FluidSynth. "
         "Resumable: run it again after a stop and it goes on where it stopped.",
     )
-    p.add_argument("kind", nargs="?", default="all", choices=_KINDS, help="which corpus (default all)")
+    p.add_argument("kind", nargs="?", default="all", choices=_KINDS,
+                   help="which corpus; pool links the soundtracks and the composers' training works "
+                        "into one folder to train on (default all: the three in turn)")
     p.add_argument("--root", default=None, help="folder holding the corpora (default $EARENGINE_HOME/corpus)")
     p.add_argument("--packages", default=None,
                    help="comma-separated Debian packages or .deb files for the soundtracks "
@@ -49,4 +51,8 @@ def _corpus(args: argparse.Namespace) -> int:
 
         kwargs = {"minutes": args.minutes} if args.minutes is not None else {}
         build_composers(corpus_home("composers", root), _names(args.composers) or DEFAULT_COMPOSERS, **kwargs)
+    if args.kind in ("pool", "all"):
+        from earengine.corpus.pool import build_pool
+
+        build_pool(corpus_home("pool", root).parent)
     return 0

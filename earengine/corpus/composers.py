@@ -18,11 +18,13 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import IO, Iterable, Mapping, Optional
 
@@ -152,6 +154,30 @@ def render_score(score_or_path, *, soundfont: Optional[str] = None) -> np.ndarra
     return np.clip(x, -1.0, 1.0).astype(np.float32)
 
 
+class _TooSlow(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float):
+    """Raise _TooSlow in the main thread after ``seconds`` (music21 takes minutes over a few
+    huge scores; their time is better spent on others). No limit off the main thread."""
+    if threading.current_thread() is not threading.main_thread() or seconds <= 0:
+        yield
+        return
+
+    def ring(signum, frame):
+        raise _TooSlow()
+
+    before = signal.signal(signal.SIGALRM, ring)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
+
+
 def _scores(composer: str) -> list:
     from music21 import corpus
 
@@ -174,10 +200,12 @@ def build_composers(
     composers: Iterable[str] = DEFAULT_COMPOSERS,
     *,
     minutes: float = 24.0,
+    score_limit_s: float = 90.0,
     stream: Optional[IO[str]] = None,
 ) -> Manifest:
     """Build (or resume) the composer corpus in ``folder``: about ``minutes`` of rendered music per
-    composer, labelled, every work assigned to the training or the held-out part.
+    composer, labelled, every work assigned to the training or the held-out part. A score that
+    takes longer than ``score_limit_s`` to read and render is left out, with its reason.
 
     Raises
     ------
@@ -214,11 +242,13 @@ def build_composers(
                 if manifest.decided(source, name):
                     continue
                 try:
-                    x = render_score(path, soundfont=soundfont)
+                    with _time_limit(score_limit_s):
+                        x = render_score(path, soundfont=soundfont)
                 except MissingToolError:
                     raise
                 except Exception as exc:  # music21 raises many kinds on scores it cannot read
-                    reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+                    reason = (f"took over {score_limit_s:g} s to read and render" if isinstance(exc, _TooSlow)
+                              else " ".join(str(exc).split())[:200] or type(exc).__name__)
                     print(f"corpus: left out {composer}: {name}: {reason}", file=stream)
                     manifest.add_skipped({"source": source, "file": name, "reason": reason})
                     manifest.save(folder)

@@ -34,6 +34,8 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=None, help="seeds weights, clips and dropout")
     p.add_argument("--data-seed", type=int, default=None, help="seed of the synthetic corpus")
     p.add_argument("--checkpoint-every", type=int, default=None, help="steps between resumable checkpoints")
+    p.add_argument("--keep-checkpoints", type=int, default=None,
+                   help="periodic checkpoints kept on disk (default 2; more to probe the run's curve)")
     p.add_argument("--stats-clips", type=int, default=None, help="clips for the activation statistics")
     p.add_argument("--cache", choices=("auto", "on", "off"), default=None,
                    help="precompute the training data's scaleograms (auto: when under 2 h)")
@@ -116,6 +118,7 @@ def _train(args: argparse.Namespace) -> int:
         seed=args.seed,
         data_seed=args.data_seed,
         checkpoint_every=args.checkpoint_every,
+        keep_checkpoints=args.keep_checkpoints,
         stats_clips=args.stats_clips,
         cache=args.cache,
     )
