@@ -162,13 +162,21 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="fewer steps and seeds: a minute or two")
     ap.add_argument("--params", default=",".join(PARAMS), help="parameterizations to run (comma-separated)")
     ap.add_argument("--no-organisation", action="store_true", help="skip the lower/higher tap comparison")
+    ap.add_argument("--no-specificity", action="store_true", help="skip the specificity runs")
+    ap.add_argument("--set", action="append", default=[], metavar="ADDRESS=VALUE",
+                    help="a setting for every dream (repeatable), e.g. --set /grid/sparsity=1")
     ap.add_argument("--json", default=None, help="also write the results here")
     args = ap.parse_args()
     steps = args.steps or (15 if args.quick else 60)
     seeds = args.seeds or (2 if args.quick else 3)
     torch.set_num_threads(args.threads)
     loaded = load_ear(args.model)
-    base = default_registry().snapshot()
+    registry = default_registry()
+    if args.set:
+        from earengine.engine_commands import parse_sets
+
+        registry.update(parse_sets(args.set))
+    base = registry.snapshot()
     n = int(round(base["/loop/bars"] * base["/clock/beats_per_bar"] * 60 / base["/clock/bpm"] * SR))
     channels = loaded.ear.tap_shapes(n)[args.tap][0]
     width = channels // 8
@@ -188,7 +196,7 @@ def main() -> int:
                 xs.append(x), labels.append(ti), groups.append(seed)
                 flats.append(flatness(x)), rises.append(last - first), secs.append(seconds)
         hits, rests = [], []
-        for target in targets:
+        for target in () if args.no_specificity else targets:
             s = {**base, "/opt/param": param, "/target/spec": target, "/opt/seed": 0, "/target/specificity": 1.0}
             d, _, _, v0, v1, _ = dream(loaded, s, steps)
             hit, rest = split_rise(d.objective, v0, v1)
@@ -198,8 +206,8 @@ def main() -> int:
             "flatness_max": max(flats),
             "seconds": statistics.median(secs),
             "rise": statistics.median(rises),
-            "target_rise": statistics.median(hits),
-            "rest_rise": statistics.median(rests),
+            "target_rise": statistics.median(hits) if hits else float("nan"),
+            "rest_rise": statistics.median(rests) if rests else float("nan"),
             "identification": identification(xs, labels, groups),
         }
         results[param] = r

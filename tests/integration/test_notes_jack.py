@@ -1,0 +1,108 @@
+"""The dream's notes on a real JACK MIDI port, heard by an independent client (``jack_midi_dump``).
+
+The engine's :class:`MidiService` output (its own JACK client, placing each message on the frame
+of its time) is connected by pattern to ``jack_midi_dump``'s input; :class:`NoteOut` plays a
+pattern on a grid. Judged from the frames ``jack_midi_dump`` prints: notes on the bar lines and on
+their steps between them, to the millisecond.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from earengine.control.clock import Timeline
+from earengine.control.midi import MidiService
+from earengine.control.note_out import NoteOut
+from earengine.pattern import Note, Pattern
+
+pytestmark = pytest.mark.integration
+
+pytest.importorskip("jack", reason="the JACK-Client package is needed: pip install JACK-Client")
+
+
+def wait_until(check, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.01)
+    return check()
+
+
+@pytest.fixture
+def dump(jack_server, monkeypatch, tmp_path):
+    """``jack_midi_dump -a`` on the test server: a JACK client of its own that prints every event
+    with its frame; yields a function that returns the (frame, bytes) seen so far."""
+    if shutil.which("jack_midi_dump") is None:
+        pytest.skip("jack_midi_dump not found: install the JACK example tools (jackd2 / jack-example-tools)")
+    for key in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER"):
+        monkeypatch.setenv(key, jack_server.env[key])
+    name = f"notes-dump-{os.getpid()}"
+    log = tmp_path / "dump.txt"
+    cmd = ["jack_midi_dump", "-a", name]
+    if shutil.which("stdbuf"):
+        cmd = ["stdbuf", "-oL"] + cmd
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, env=jack_server.env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        assert wait_until(lambda: f"{name}:input" in jack_server.ports(), 10.0), "jack_midi_dump did not start"
+
+        def events():
+            seen = []
+            for line in log.read_text(errors="replace").splitlines():
+                head, _, rest = line.partition(":")
+                if head.strip().isdigit():
+                    seen.append((int(head), bytes(int(b, 16) for b in rest.split()[:3])))
+            return seen
+
+        yield name, events
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_live_notes_arrive_on_the_bar_lines(jack_server, dump):
+    name, events = dump
+    lines: list[str] = []
+    service = MidiService.open([], f"{name}:input", backend="jack", say=lines.append, check_s=0.1)
+    try:
+        assert wait_until(lambda: service.output.connected), lines
+        bpm = 240.0  # a bar is 1 s
+        start = time.monotonic() + 0.3
+        grid = Timeline(start, 0.0, bpm)
+        p = Pattern((Note(0, 60, 100, 1), Note(6, 67, 80, 1), Note(0, 36, 110, 10)), 16, 1)
+        with NoteOut(lambda: grid, service.send, lead_s=0.01) as out:
+            out.queue(p)
+            time.sleep(0.3 + 3.2)
+        time.sleep(0.3)
+    finally:
+        service.close()
+    seen = events()
+    sr = jack_server.sr
+    c4 = [f for f, b in seen if b == bytes([0x90, 60, 100])]
+    kick = [f for f, b in seen if b == bytes([0x99, 36, 110])]
+    g4 = [f for f, b in seen if b == bytes([0x90, 67, 80])]
+    assert len(c4) >= 3 and len(kick) == len(c4), seen[:12]
+    ms = sr // 1000
+    # bar lines one bar (1 s) apart, the kick with the first note, the seventh sixteenth 6/16 bar after
+    for a, b in zip(c4, c4[1:]):
+        assert abs((b - a) - sr) <= ms, (a, b)
+    for a, b in zip(c4, kick):
+        assert abs(a - b) <= ms
+    for a, b in zip(c4, g4):
+        assert abs((b - a) - 6 * sr / 16) <= ms, (a, b)
+    # each note off one step after its on
+    offs = [f for f, b in seen if b == bytes([0x80, 60, 0])]
+    for a, b in zip(c4, offs):
+        assert abs((b - a) - sr / 16) <= ms
+    assert out.sent["on"] == len([f for f, b in seen if b[0] & 0xF0 == 0x90])
