@@ -236,33 +236,11 @@ def build_composers(
         scores = _scores(composer)
         with Progress(len(scores), f"corpus: {composer}", stream=stream) as progress:
             for path, name in scores:
-                progress.update(1, minutes=round(have / 60, 1))
                 if have >= 60 * minutes:
                     break
-                if manifest.decided(source, name):
-                    continue
-                try:
-                    with _time_limit(score_limit_s):
-                        x = render_score(path, soundfont=soundfont)
-                except MissingToolError:
-                    raise
-                except Exception as exc:  # music21 raises many kinds on scores it cannot read
-                    reason = (f"took over {score_limit_s:g} s to read and render" if isinstance(exc, _TooSlow)
-                              else " ".join(str(exc).split())[:200] or type(exc).__name__)
-                    print(f"corpus: left out {composer}: {name}: {reason}", file=stream)
-                    manifest.add_skipped({"source": source, "file": name, "reason": reason})
-                    manifest.save(folder)
-                    continue
-                out = f"{composer}/{Path(name).with_suffix('').as_posix().replace('/', '_')}.flac"
-                write_flac(folder / out, x)
-                manifest.add_track({
-                    "out": out, "source": source, "file": name, "title": Path(name).stem,
-                    "work": work_of(name), "label": composer, "duration_s": round(len(x) / SR, 3),
-                    "sr": SR, "license": _SCORE_LICENSE, "copyright": "public domain",
-                    "sha256": hashlib.sha256((folder / out).read_bytes()).hexdigest(),
-                })
-                have += len(x) / SR
-                manifest.save(folder)
+                if not manifest.decided(source, name):
+                    have += _add_render(manifest, folder, composer, path, name, soundfont, score_limit_s, stream)
+                progress.update(1, minutes=round(have / 60, 1))
         info["complete"] = True
         manifest.save(folder)
     _assign_splits(manifest)
@@ -270,6 +248,34 @@ def build_composers(
     print(f"corpus: composers: {len(manifest.tracks)} renders, {manifest.total_s() / 3600:.2f} h, "
           f"{len(composers)} composers; {folder}", file=stream)
     return manifest
+
+
+def _add_render(manifest: Manifest, folder: Path, composer: str, path, name: str, soundfont: str,
+                score_limit_s: float, stream) -> float:
+    """Render one score into the corpus; its duration in seconds (0 when it was left out)."""
+    source = f"music21:{composer}"
+    try:
+        with _time_limit(score_limit_s):
+            x = render_score(path, soundfont=soundfont)
+    except MissingToolError:
+        raise
+    except Exception as exc:  # music21 raises many kinds on scores it cannot read
+        reason = (f"took over {score_limit_s:g} s to read and render" if isinstance(exc, _TooSlow)
+                  else " ".join(str(exc).split())[:200] or type(exc).__name__)
+        print(f"corpus: left out {composer}: {name}: {reason}", file=stream)
+        manifest.add_skipped({"source": source, "file": name, "reason": reason})
+        manifest.save(folder)
+        return 0.0
+    out = f"{composer}/{Path(name).with_suffix('').as_posix().replace('/', '_')}.flac"
+    write_flac(folder / out, x)
+    manifest.add_track({
+        "out": out, "source": source, "file": name, "title": Path(name).stem,
+        "work": work_of(name), "label": composer, "duration_s": round(len(x) / SR, 3),
+        "sr": SR, "license": _SCORE_LICENSE, "copyright": "public domain",
+        "sha256": hashlib.sha256((folder / out).read_bytes()).hexdigest(),
+    })
+    manifest.save(folder)
+    return len(x) / SR
 
 
 def _assign_splits(manifest: Manifest) -> None:

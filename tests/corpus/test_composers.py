@@ -45,3 +45,23 @@ def test_works_are_split_whole():
     assert 0.25 <= held / sum(durations.values()) < 0.4
     assert split == split_works(dict(reversed(list(durations.items()))))  # order does not matter
     assert set(split_works({"only": 10.0}).values()) == {"train"}
+
+
+def test_a_small_composer_corpus_is_labelled_and_split_by_work(tmp_path):
+    import io
+
+    import soundfile as sf
+
+    pytest.importorskip("music21")
+    from earengine.corpus.composers import build_composers
+
+    lines = io.StringIO()
+    manifest = build_composers(tmp_path, ["bach"], minutes=1.0, stream=lines)
+    assert len(manifest.tracks) >= 2
+    assert {t["label"] for t in manifest.tracks} == {"bach"}
+    assert {t["split"] for t in manifest.tracks} == {"train", "heldout"}
+    for t in manifest.tracks:
+        info = sf.info(str(tmp_path / t["out"]))
+        assert info.samplerate == 44100 and info.channels == 1 and t["work"].startswith("bach/")
+        assert "public domain" in t["license"]
+    assert "corpus: composers:" in lines.getvalue().splitlines()[-1]
