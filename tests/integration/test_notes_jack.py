@@ -72,31 +72,43 @@ def dump(jack_server, monkeypatch, tmp_path):
 
 
 def test_live_notes_arrive_on_the_bar_lines(jack_server, dump):
+    import jack
+
     name, events = dump
     lines: list[str] = []
+    # The dummy driver's frames follow the machine's clock only as far as a busy machine lets the
+    # synchronous graph keep up: measure its pace over the test, and judge intervals in it.
+    probe = jack.Client(f"notes-probe-{os.getpid()}", no_start_server=True)
+    probe.activate()
     service = MidiService.open([], f"{name}:input", backend="jack", say=lines.append, check_s=0.1)
     try:
         assert wait_until(lambda: service.output.connected), lines
         bpm = 240.0  # a bar is 1 s
-        start = time.monotonic() + 0.3
+        start = time.monotonic() + 1.2  # after the output's clock has settled on JACK's cycles
         grid = Timeline(start, 0.0, bpm)
         p = Pattern((Note(0, 60, 100, 1), Note(6, 67, 80, 1), Note(0, 36, 110, 10)), 16, 1)
+        f0, t0 = probe.frame_time, time.monotonic()
         with NoteOut(lambda: grid, service.send, lead_s=0.01) as out:
             out.queue(p)
-            time.sleep(0.3 + 3.2)
+            time.sleep(1.2 + 3.2)
+        f1, t1 = probe.frame_time, time.monotonic()
         time.sleep(0.3)
     finally:
         service.close()
+        probe.deactivate()
+        probe.close()
     seen = events()
     sr = jack_server.sr
+    pace = (f1 - f0) / (t1 - t0) / sr  # 1 when the dummy server kept time with the machine's clock
     c4 = [f for f, b in seen if b == bytes([0x90, 60, 100])]
     kick = [f for f, b in seen if b == bytes([0x99, 36, 110])]
     g4 = [f for f, b in seen if b == bytes([0x90, 67, 80])]
     assert len(c4) >= 3 and len(kick) == len(c4), seen[:12]
-    ms = sr // 1000
+    # to the millisecond, and on a machine so busy that the dummy server lost time, by what it lost
+    ms = sr / 1000 + abs(1 - pace) * sr
     # bar lines one bar (1 s) apart, the kick with the first note, the seventh sixteenth 6/16 bar after
     for a, b in zip(c4, c4[1:]):
-        assert abs((b - a) - sr) <= ms, (a, b)
+        assert abs((b - a) - sr) <= ms, (c4, pace)
     for a, b in zip(c4, kick):
         assert abs(a - b) <= ms
     for a, b in zip(c4, g4):
