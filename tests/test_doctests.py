@@ -19,6 +19,8 @@ MODULES = [
     "earengine.optvis.grid",
     "earengine.optvis.param",
     "earengine.optvis.specificity",
+    "earengine.control.midi_file",
+    "earengine.control.note_out",
 ]
 
 
