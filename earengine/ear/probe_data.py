@@ -9,13 +9,15 @@
 
 A :class:`ProbeSet` holds the clips' scaleograms, which depend only on the audio and the
 scaleogram's settings, not on the ear's weights: they are cached under
-``$EARENGINE_HOME/cache/probe`` (safetensors) by a hash of everything that made them.
+``$EARENGINE_HOME/cache/probe`` (or ``$EARENGINE_PROBE_CACHE``; safetensors) by a hash of
+everything that made them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -88,7 +90,9 @@ def cached(key: dict, make, *, cache_dir: Optional[Path] = None):
 
     from earengine.files import user_dir
 
-    folder = Path(cache_dir) if cache_dir is not None else user_dir("cache") / "probe"
+    if cache_dir is None:
+        cache_dir = os.environ.get("EARENGINE_PROBE_CACHE") or user_dir("cache") / "probe"
+    folder = Path(cache_dir)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:24]
     path = folder / f"{digest}.safetensors"
     if path.is_file():
