@@ -7,7 +7,6 @@ runs on an audio thread.
 from __future__ import annotations
 
 import os
-import tempfile
 from math import gcd
 from pathlib import Path
 from typing import Union
@@ -92,11 +91,16 @@ def write_wav(path: PathLike, x: np.ndarray, *, sr: int = 44100) -> Path:
         raise AudioFileError(f"path={str(path)!r} must end in .wav")
     if not p.parent.is_dir():
         raise AudioFileError(f"folder {str(p.parent)!r} does not exist")
+    from earengine.files import temp_beside
+
+    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(suffix=".wav", dir=str(p.parent))
+        fd, tmp = temp_beside(p, suffix=".wav")  # the mode of a plain open(): the umask holds
         os.close(fd)
         sf.write(tmp, np.asarray(x, dtype=np.float32), sr, subtype="FLOAT")
         os.replace(tmp, p)
-    except OSError as exc:
-        raise AudioFileError(f"cannot write {p}: {exc.strerror or exc}") from None
+    except (OSError, RuntimeError) as exc:  # soundfile raises LibsndfileError (a RuntimeError)
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+        raise AudioFileError(f"cannot write {p}: {getattr(exc, 'strerror', None) or exc}") from None
     return p

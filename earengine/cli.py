@@ -48,16 +48,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
+    """Run one command. Ctrl-C or SIGTERM stops it cleanly (one line, status 0); a closed pipe
+    on stdout ends it silently (see :mod:`earengine.stops`)."""
+    from earengine.stops import quiet_stdout, stop_signals
+
+    command = "?"
     try:
-        return int(args.func(args) or 0)
+        with stop_signals():
+            parser = build_parser()
+            try:
+                args = parser.parse_args(argv)
+            except SystemExit:  # --help, --version, a usage error: their output is flushed here
+                sys.stdout.flush()
+                raise
+            command = args.command
+            if not getattr(args, "func", None):
+                parser.print_help()
+                return 2
+            code = int(args.func(args) or 0)
+            sys.stdout.flush()  # here, not at exit, so that a closed pipe is caught below
+            return code
     except EarEngineError as exc:
-        print(f"earengine {args.command}: {exc}", file=sys.stderr)
+        print(f"earengine {command}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"earengine {args.command}: stopped", file=sys.stderr)
-        return 130
+        print(f"earengine {command}: stopped", file=sys.stderr)
+        return 0
+    except BrokenPipeError:
+        quiet_stdout()
+        return 0

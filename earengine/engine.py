@@ -31,6 +31,16 @@ def default_preset_dir() -> Path:
     return user_dir("presets")
 
 
+def _layout_child() -> None:
+    """In the layout process, before it runs: a low priority, and deaf to the Ctrl-C (or SIGTERM)
+    sent to the whole process group (the engine stops it in order)."""
+    import signal
+
+    os.nice(10)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+
+
 class Engine:
     """Everything the engine process runs.
 
@@ -388,12 +398,14 @@ class Engine:
             cmd = [sys.executable, "-m", "earengine", "layout", "--model", str(self.ear_path), "--threads", "1"]
             try:
                 self._layout_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                                     text=True, preexec_fn=lambda: os.nice(10))
+                                                     text=True, preexec_fn=_layout_child)
                 _, err = self._layout_proc.communicate()
                 layout = read_cached_layout(self.ear_path) if self._layout_proc.returncode == 0 else None
             except (OSError, EarEngineError) as exc:
                 layout, err = None, str(exc)
             if layout is None:
+                if not self.registry.running:  # stopped with the engine: nothing to report
+                    return
                 lines = (err or "").strip().splitlines()
                 self.say(f"layout: not available ({lines[-1] if lines else 'stopped'})")
                 return

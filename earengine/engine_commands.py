@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 
 from pathlib import Path
 
@@ -37,8 +36,8 @@ def _run(args: argparse.Namespace) -> int:
     allow = [a.strip() for a in args.osc_allow.split(",") if a.strip()] if args.osc_allow else None
     if args.reply_port is not None and not 1 <= args.reply_port <= 65535:
         raise ParameterError(f"--reply-port={args.reply_port} must be within [1, 65535]")
-    # SIGTERM ends the engine as cleanly as Ctrl-C does
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Ctrl-C and SIGTERM end the engine cleanly: earengine.cli.main turns the first into
+    # KeyboardInterrupt and ignores the next ones until everything below is closed
     ear = None if args.no_dream else args.ear
     if args.clock:
         overrides["/clock/source"] = args.clock

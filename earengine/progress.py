@@ -65,7 +65,12 @@ class Progress:
     def __enter__(self) -> "Progress":
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is KeyboardInterrupt:  # stopped: the command says so in its one line
+            if self.tty:
+                self.stream.write("\n")
+                self.stream.flush()
+            return
         self.close()
 
     def _line(self) -> str:

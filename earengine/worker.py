@@ -18,6 +18,7 @@ import logging
 import multiprocessing as mp
 import os
 import queue
+import signal
 import threading
 import time
 from multiprocessing import shared_memory
@@ -111,7 +112,12 @@ def worker_main(model: str, settings: dict, shm_name: str, inbox, outbox, device
                 threads: int = 0) -> None:
     """Entry point of the worker process (spawned). Runs until it receives ``("stop",)``.
 
-    ``threads`` 0 lets it take every core it may run on but one."""
+    ``threads`` 0 lets it take every core it may run on but one.
+
+    Ctrl-C and SIGTERM sent to the whole process group are the engine's to act on: the worker
+    ignores them and is stopped by its supervisor (or ends by itself when the engine is gone)."""
+    _ignore_stop_signals()
+    parent = os.getppid()
     import torch
 
     from earengine.ear.checkpoint import load_ear
@@ -138,6 +144,8 @@ def worker_main(model: str, settings: dict, shm_name: str, inbox, outbox, device
     publisher = None  # activations for the engine's streams, while it asks for them
     try:
         while True:
+            if os.getppid() != parent:  # the engine was killed: nobody will ever read a loop
+                return
             changes: dict = {}
             while True:  # drain: apply everything that arrived, at this step boundary
                 try:
@@ -182,6 +190,16 @@ def worker_main(model: str, settings: dict, shm_name: str, inbox, outbox, device
         if publisher is not None:
             publisher.close()
         buf.close()
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _ignore_stop_signals() -> None:
+    """In the worker: ignore Ctrl-C and SIGTERM for good (they arrive blocked, see _spawn)."""
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
 
 
 def _activation_publisher(old, name: Optional[str]):
@@ -313,7 +331,14 @@ class DreamSupervisor:
             target=worker_main, name="earengine-worker",
             args=(self.model, self.settings(), self.buffer.name, self._inbox, self._outbox, self.device, self.threads),
             daemon=True)
-        self._process.start()
+        # Blocked in this thread while the worker starts, Ctrl-C and SIGTERM stay blocked in the
+        # child (a signal mask survives fork and exec) until worker_main ignores them: a Ctrl-C
+        # while it imports torch cannot print a traceback from it.
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            self._process.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
         self._started_at = time.time()
         self.state = "starting"
 

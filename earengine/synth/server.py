@@ -195,7 +195,8 @@ class AudioServer:
         self._callbacks = tuple(f for f in self._callbacks if f is not fn)
 
     def _on_buffer(self) -> None:
-        if self.realtime and self._jack_monitor is None:
+        # the null device has nothing to under-run: its pacer catches up on a late buffer
+        if self.realtime and self._jack_monitor is None and self.mode != "null":
             now = time.monotonic()
             if self._last_cb and now - self._last_cb > 3.0 * self.buffersize / self.sr:
                 self.xruns += 1  # a buffer came late: the device (or pacer) starved
@@ -217,7 +218,7 @@ class AudioServer:
             delay = deadline - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            elif delay < -0.5:  # far behind (machine suspended): resynchronise, count it
+            elif delay < -0.5:  # far behind (machine suspended): resynchronise rather than race
                 deadline = time.monotonic()
 
     # -- offline ------------------------------------------------------------------------------

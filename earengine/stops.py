@@ -1,0 +1,58 @@
+"""Clean stops for every command: Ctrl-C, SIGTERM and a closed pipe end in one plain line at most.
+
+:func:`stop_signals` turns the first SIGINT or SIGTERM into ``KeyboardInterrupt`` (so ``with``
+blocks close what they opened, in order) and then ignores both until the command has finished
+stopping: a second Ctrl-C cannot cut a stop short and leave ports or shared memory behind.
+:func:`quiet_stdout` is what to do when the reader of our output went away
+(``earengine params --json | head``): nothing more is written, and nothing is said.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from typing import Iterator
+
+__all__ = ["STOP_SIGNALS", "stop_signals", "quiet_stdout"]
+
+#: The signals that ask a command to stop.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _stop(signum: int, frame: object) -> None:
+    for sig in STOP_SIGNALS:  # from here on, the stop runs to its end
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM raise ``KeyboardInterrupt`` once; the handlers of
+    before are back afterwards. A SIGINT ignored on entry (a job started in the background) stays
+    ignored. Outside the main thread this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig in STOP_SIGNALS:
+        if before[sig] is not signal.SIG_IGN or sig == signal.SIGTERM:
+            signal.signal(sig, _stop)
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def quiet_stdout() -> None:
+    """Point stdout at /dev/null: the pipe it wrote to is closed, and Python's own flush at exit
+    must not fail a second time (this is the recipe of Python's documentation on SIGPIPE)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no real stdout (captured in tests)
+        pass
