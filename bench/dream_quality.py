@@ -17,9 +17,10 @@ worker starts them), for ``--steps`` steps each. Measured, per parameterization:
   first); the goal: grid's at least half of raw's;
 - **specificity**: with ``/target/specificity 1``, one seed: the median rise of the targeted
   channels and of the rest of the tap (mean normalised activation); the goal: targeted >= 2 × rest;
-- **identification**: the 8 targets told apart from the final loops by a logistic regression on
-  standard audio features (MFCC means and spreads, chroma, centroid, bandwidth, roll-off,
-  flatness, zero crossings, loudness), leave-one-seed-out; the goal >= 95 %.
+- **identification**: the 8 targets told apart from the loops of the dreams' last third
+  (``--snapshots``) by a logistic regression on standard audio features (MFCC means and spreads,
+  chroma, centroid, bandwidth, roll-off, flatness, zero crossings, loudness), leave-one-seed-out:
+  the loops of one seed are never heard in training; the goal >= 95 %.
 
 Then the paper's claim, without a threshold: raw dreams of a lower and a higher tap (``--low``,
 ``--high``) compared by onset periodicity at the beat's lags (autocorrelation of the onset
@@ -138,16 +139,23 @@ def organisation(x: np.ndarray, bpm: float) -> tuple[float, float]:
 
 
 # -- dreaming --------------------------------------------------------------------------------
-def dream(loaded, settings: dict, steps: int):
+def dream(loaded, settings: dict, steps: int, snapshots: int = 1):
+    """Dream ``steps`` steps; returns the dreamer, first and last clean score, first and last view,
+    the seconds the steps took, and the loops heard at the last ``snapshots`` of ``snapshots``
+    evenly spaced points of the last third (the final loop last)."""
     d = Dreamer(loaded.ear, settings, stats=loaded.stats, cpc=loaded.cpc)
     d.reset("noise")  # as the worker starts
     _, first, view0 = d.clean()
+    at = {steps - k * max(1, steps // (3 * snapshots)) for k in range(snapshots)}
+    loops = []
     t0 = time.perf_counter()
-    for _ in range(steps):
+    for i in range(1, steps + 1):
         d.step()
+        if i in at:
+            loops.append(d.waveform())
     seconds = time.perf_counter() - t0
     _, last, view1 = d.clean()
-    return d, float(first), float(last), view0, view1, seconds
+    return d, float(first), float(last), view0, view1, seconds, loops
 
 
 def main() -> int:
@@ -159,6 +167,8 @@ def main() -> int:
     ap.add_argument("--low", default="enc.2", help="lower tap of the organisation comparison")
     ap.add_argument("--high", default="ar.4", help="higher tap of the organisation comparison")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--snapshots", type=int, default=3,
+                    help="loops of each dream the classifier hears (from its last third; all of one seed)")
     ap.add_argument("--quick", action="store_true", help="fewer steps and seeds: a minute or two")
     ap.add_argument("--params", default=",".join(PARAMS), help="parameterizations to run (comma-separated)")
     ap.add_argument("--no-organisation", action="store_true", help="skip the lower/higher tap comparison")
@@ -166,6 +176,7 @@ def main() -> int:
     ap.add_argument("--set", action="append", default=[], metavar="ADDRESS=VALUE",
                     help="a setting for every dream (repeatable), e.g. --set /grid/sparsity=1")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--save-audio", default=None, help="also write every heard loop, its target and seed (.npz)")
     args = ap.parse_args()
     steps = args.steps or (15 if args.quick else 60)
     seeds = args.seeds or (2 if args.quick else 3)
@@ -191,14 +202,15 @@ def main() -> int:
         for ti, target in enumerate(targets):
             for seed in range(seeds):
                 s = {**base, "/opt/param": param, "/target/spec": target, "/opt/seed": seed}
-                d, first, last, _, _, seconds = dream(loaded, s, steps)
-                x = d.waveform()
-                xs.append(x), labels.append(ti), groups.append(seed)
+                d, first, last, _, _, seconds, loops = dream(loaded, s, steps, args.snapshots)
+                x = loops[-1]
+                for heard in loops:  # successive loops of one dream: one seed, one group
+                    xs.append(heard), labels.append(ti), groups.append(seed)
                 flats.append(flatness(x)), rises.append(last - first), secs.append(seconds)
         hits, rests = [], []
         for target in () if args.no_specificity else targets:
             s = {**base, "/opt/param": param, "/target/spec": target, "/opt/seed": 0, "/target/specificity": 1.0}
-            d, _, _, v0, v1, _ = dream(loaded, s, steps)
+            d, _, _, v0, v1, _, _ = dream(loaded, s, steps)
             hit, rest = split_rise(d.objective, v0, v1)
             hits.append(hit), rests.append(rest)
         r = {
@@ -211,6 +223,9 @@ def main() -> int:
             "identification": identification(xs, labels, groups),
         }
         results[param] = r
+        if args.save_audio:
+            np.savez_compressed(Path(args.save_audio).with_suffix(f".{param}.npz"), x=np.stack(xs),
+                                labels=np.array(labels), groups=np.array(groups))
         print(f"{param:9s} flatness {r['flatness']:.4f} (max {r['flatness_max']:.4f}) after {steps} steps "
               f"({r['seconds']:.1f} s) | rise {r['rise']:+.4f} | specificity: targeted {r['target_rise']:+.4f}, "
               f"rest {r['rest_rise']:+.4f} | identification {100 * r['identification']:.0f} %", flush=True)

@@ -113,7 +113,7 @@ class Dreamer:
         objective = self._objective(new)
         n = loop_samples(bars=new["/loop/bars"], bpm=new["/clock/bpm"],
                          beats_per_bar=new["/clock/beats_per_bar"], sr=self.sr)
-        old = self.settings
+        old, old_objective = self.settings, self.objective
         self.settings = new
         self.objective = objective
         rebuild = any(old.get(a) != new.get(a) for a in _REBUILD) or any(
@@ -122,7 +122,7 @@ class Dreamer:
             try:
                 self._set_waveform(_resample(self.waveform_tensor(), n), carry=True)
             except ParameterError:
-                self.settings = old  # refused settings change nothing
+                self.settings, self.objective = old, old_objective  # refused settings change nothing
                 raise
         elif self._optimizer is not None:
             for group in self._optimizer.param_groups:
