@@ -164,6 +164,7 @@ class Engine:
         self.router = OscRouter(self.registry, status=self.status, jobs=self.jobs, reply_port=self.reply_port)
         self._closers.append(self.router.close)
         self._start_streams()
+        self.router.count_sources.append(self.counts)
         for address, handler in self.command_handlers().items():
             self.router.on(address, handler)
         kwargs = {"max_datagram": self.max_datagram} if self.max_datagram else {}
@@ -503,6 +504,16 @@ class Engine:
         return [Reply("/preset/list.reply", tuple(self.presets.names()))]
 
     # -- status ------------------------------------------------------------------------------
+    def counts(self) -> dict[str, int]:
+        """The engine's part of ``/counts``: xruns, worker restarts, streams, OSCQuery listeners
+        (the OSC server adds its own)."""
+        out = {"xruns": int(self.audio.xruns), "worker_restarts": self.dream.restarts if self.dream else 0}
+        if self.streams is not None:
+            out.update(self.streams.all_counts())
+        if self.oscquery is not None:
+            out.update(self.oscquery.counts())
+        return out
+
     def status(self) -> tuple:
         """Arguments of ``/status.reply``: worker, step, steps/s, loss, loops, bpm, beat, xruns."""
         clock = self.player.clock

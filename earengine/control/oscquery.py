@@ -140,7 +140,8 @@ class _Listener:
         self._lock = threading.Lock()
         self._ready = threading.Event()
         self.closed = False
-        self.replaced = 0
+        self.replaced = 0  # pushes replaced by a newer value before they left
+        self.dropped = 0  # replies that fell out, the oldest first, for a client that reads too slowly
 
     def push(self, address: str, data: bytes) -> None:
         with self._lock:
@@ -151,12 +152,19 @@ class _Listener:
 
     def offer(self, data: bytes) -> None:
         with self._lock:
+            if len(self._replies) == self._replies.maxlen:
+                self.dropped += 1
             self._replies.append(data)
         self._ready.set()
 
     def stop(self) -> None:
+        """Stop sending; a send blocked on a client that never reads is cut off too."""
         self.closed = True
         self._ready.set()
+        try:
+            self.conn.socket.shutdown(socket.SHUT_RDWR)
+        except (OSError, AttributeError):
+            pass
 
     def pump(self) -> None:
         while True:
@@ -213,6 +221,7 @@ class OscQueryServer:
         self.handle = handle
         self._listeners: list[_Listener] = []
         self._lock = threading.Lock()
+        self._gone = {"replaced": 0, "dropped": 0}  # of listeners that have left
         try:
             self.server = serve(self._ws, host, port, process_request=self._http, compression=None,
                                 max_size=2 ** 16, close_timeout=1, server_header="earengine")
@@ -233,6 +242,14 @@ class OscQueryServer:
     @property
     def address(self) -> tuple:
         return self.server.socket.getsockname()[:2]
+
+    def counts(self) -> dict[str, int]:
+        """For ``/counts``: WebSocket listeners now, value pushes replaced by newer ones before
+        they left, and replies dropped for listeners that read too slowly (ever)."""
+        listeners = tuple(self._listeners)
+        return {"oscquery_listeners": len(listeners),
+                "oscquery_replaced": self._gone["replaced"] + sum(x.replaced for x in listeners),
+                "oscquery_dropped": self._gone["dropped"] + sum(x.dropped for x in listeners)}
 
     def __enter__(self) -> "OscQueryServer":
         return self
@@ -307,18 +324,31 @@ class OscQueryServer:
             with self._lock:
                 if listener in self._listeners:
                     self._listeners.remove(listener)
+                    self._gone["replaced"] += listener.replaced
+                    self._gone["dropped"] += listener.dropped
             listener.stop()
 
     def _command(self, listener: _Listener, text: str) -> None:
+        """A JSON command from a client; anything else is answered ``/fail <command> <why>``."""
         try:
             msg = json.loads(text)
-            command, path = str(msg.get("COMMAND", "")).upper(), str(msg.get("DATA", ""))
-        except (ValueError, AttributeError):
+        except (ValueError, RecursionError) as exc:
+            why = str(exc).splitlines()[0] if str(exc) else "nested too deeply"
+            listener.offer(encode_message("/fail", ("?", f"not a JSON command: {why}"[:200])))
             return
-        if command == "LISTEN" and path in self.registry.specs:
+        if not isinstance(msg, dict):
+            listener.offer(encode_message("/fail", ("?", 'a command must be a JSON object like {"COMMAND": "LISTEN", "DATA": "/loop/gain"}')))
+            return
+        command, path = str(msg.get("COMMAND", "")).upper()[:64], str(msg.get("DATA", ""))[:256]
+        if command == "LISTEN":
+            if path not in self.registry.specs:
+                listener.offer(encode_message("/fail", ("LISTEN", f"DATA={path!r} is not a parameter; GET / lists them")))
+                return
             listener.paths.add(path)
         elif command == "IGNORE":
             listener.paths.discard(path)
+        else:
+            listener.offer(encode_message("/fail", (command or "?", "COMMAND must be LISTEN or IGNORE")))
 
     def _osc(self, listener: _Listener, data: bytes, peer: tuple) -> None:
         if self.handle is None:

@@ -11,14 +11,14 @@ Nothing here waits for a receiver. UDP destinations have their own non-blocking 
 send buffer skips the rest of that frame for that destination, and a destination that keeps
 refusing (nobody listens any more) is dropped with a ``/stream/dropped`` notice. WebSocket
 receivers (:class:`WebSocketStreams`, for bulk receivers such as a browser) each get a short
-queue; a frame that finds it full is skipped for that receiver. A frame that comes due while
+queue of the newest frames; one that reads too slowly loses its oldest frames (counted, in
+``/counts``), in bounded memory, and nobody else waits. A frame that comes due while
 the previous one is still going out is skipped, never sent late in a burst.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import re
 import select
 import socket
@@ -57,6 +57,10 @@ DROP_AFTER_S = 2.0
 #: Datagrams of the layout and the announcements sent per destination per frame, on top of the
 #: frame itself, so a large layout does not overrun a receiver's socket buffer in one burst.
 BACKLOG_PER_FRAME = 24
+#: Frames waiting for one WebSocket receiver; a slower one loses its oldest (counted).
+WS_FRAMES = 8
+#: Announcements and layouts waiting for one WebSocket receiver (a few per tap).
+WS_NOTICES = 256
 
 
 # ---------------------------------------------------------------------------------------------
@@ -427,7 +431,7 @@ class StreamHub:
             for dest in self._dests.values():
                 self._queue_layout(dest)
         if self._ws is not None:
-            self._ws.broadcast(self._layout_datagrams(self.frame, 1 << 30))
+            self._ws.broadcast(self._layout_datagrams(self.frame, 1 << 30), frame=False)
 
     # -- destinations ----------------------------------------------------------------------------
     def add(self, text: str, *, owner: Optional[tuple] = None) -> str:
@@ -641,7 +645,15 @@ class StreamHub:
         for dest in dests:
             dest.backlog.extend(datagrams)
         if ws is not None:
-            ws.broadcast(self._announce_datagrams(frame, 1 << 30))
+            ws.broadcast(self._announce_datagrams(frame, 1 << 30), frame=False)
+
+    def all_counts(self) -> dict[str, int]:
+        """What the streams did, for ``/counts``: frames sent and late, destinations dropped, and
+        what WebSocket receivers that read too slowly lost."""
+        out = {f"stream_{k}": v for k, v in self.counts.items()}
+        if self._ws is not None:
+            out.update(self._ws.counts())
+        return out
 
     def _drop(self, dest: _Destination) -> None:
         with self._lock:
@@ -681,16 +693,49 @@ class StreamHub:
 # WebSocket transport for bulk receivers
 # ---------------------------------------------------------------------------------------------
 class _WsClient:
+    """One WebSocket receiver: what its own sending thread has still to send, in bounded memory.
+
+    Notices (shapes, masks, the layout) go first; of the frames, only the newest
+    :data:`WS_FRAMES` wait: a receiver that reads slower than frames come loses its oldest ones
+    (counted in :attr:`dropped`), and nobody else waits for it.
+    """
+
     def __init__(self, conn) -> None:
         self.conn = conn
-        self.queue: "queue.Queue[Optional[bytes]]" = queue.Queue(maxsize=8)
-        self.skipped = 0
+        self.frames: deque[bytes] = deque(maxlen=WS_FRAMES)
+        self.notices: deque[bytes] = deque(maxlen=WS_NOTICES)
+        self.dropped = 0
+        self.closed = False
+        self._cv = threading.Condition()
 
-    def offer(self, data: bytes) -> None:
+    def offer(self, data: bytes, *, frame: bool = True) -> None:
+        with self._cv:
+            waiting = self.frames if frame else self.notices
+            if len(waiting) == waiting.maxlen:
+                self.dropped += 1  # the oldest falls out
+            waiting.append(data)
+            self._cv.notify()
+
+    def take(self, timeout_s: float) -> Optional[bytes]:
+        """The next message to send (notices first), or None after ``timeout_s`` or once closed."""
+        with self._cv:
+            if not (self.frames or self.notices or self.closed):
+                self._cv.wait(timeout_s)
+            if self.closed:
+                return None
+            if self.notices:
+                return self.notices.popleft()
+            return self.frames.popleft() if self.frames else None
+
+    def stop(self) -> None:
+        """Stop sending; a send blocked on a receiver that never reads is cut off too."""
+        with self._cv:
+            self.closed = True
+            self._cv.notify()
         try:
-            self.queue.put_nowait(data)
-        except queue.Full:
-            self.skipped += 1
+            self.conn.socket.shutdown(socket.SHUT_RDWR)
+        except (OSError, AttributeError):
+            pass
 
 
 class WebSocketStreams:
@@ -698,7 +743,8 @@ class WebSocketStreams:
     whole: no datagram limit applies), for receivers that want everything (a browser, a recorder).
 
     Every receiver has its own short queue and its own sending thread; a receiver that reads too
-    slowly misses frames, nobody else waits. A context manager.
+    slowly loses its oldest frames (:meth:`counts`), nobody else waits, and what it is owed never
+    grows past :data:`WS_FRAMES` frames. A context manager.
 
     Parameters
     ----------
@@ -714,6 +760,7 @@ class WebSocketStreams:
         self.hub = hub
         self._clients: list[_WsClient] = []
         self._lock = threading.Lock()
+        self._dropped_gone = 0  # frames dropped for receivers that have left
         try:
             self.server = serve(self._handle, host, port, compression=None, max_size=2 ** 16, close_timeout=1)
         except OSError as exc:
@@ -730,30 +777,35 @@ class WebSocketStreams:
     def count(self) -> int:
         return len(self._clients)
 
-    def broadcast(self, datagrams: Sequence[bytes]) -> None:
+    def counts(self) -> dict[str, int]:
+        """``ws_receivers`` connected now, and ``ws_frames_dropped`` for slow ones (ever)."""
+        clients = tuple(self._clients)
+        return {"ws_receivers": len(clients),
+                "ws_frames_dropped": self._dropped_gone + sum(c.dropped for c in clients)}
+
+    def broadcast(self, datagrams: Sequence[bytes], *, frame: bool = True) -> None:
+        """Offer messages to every receiver: a frame (dropped oldest-first for a slow receiver)
+        or notices (shapes, masks, the layout)."""
         clients = tuple(self._clients)
         for data in datagrams:
             for client in clients:
-                client.offer(data)
+                client.offer(data, frame=frame)
 
     def _handle(self, conn) -> None:
         client = _WsClient(conn)
         hub = self.hub
         for data in hub._announce_datagrams(hub.frame, 1 << 30) + hub._layout_datagrams(hub.frame, 1 << 30):
-            client.offer(data)
+            client.offer(data, frame=False)
         with self._lock:
             self._clients.append(client)
         hub._update_demand()
         try:
-            while True:
-                try:
-                    data = client.queue.get(timeout=0.5)
-                except queue.Empty:
+            while not client.closed:
+                data = client.take(0.5)
+                if data is None:
                     if conn.close_code is not None:
                         break
                     continue
-                if data is None:
-                    break
                 conn.send(data)
         except Exception:  # the receiver went away
             pass
@@ -761,15 +813,14 @@ class WebSocketStreams:
             with self._lock:
                 if client in self._clients:
                     self._clients.remove(client)
+                    self._dropped_gone += client.dropped
             hub._update_demand()
 
     def close(self) -> None:
         with self._lock:
-            for client in self._clients:
-                try:
-                    client.queue.put_nowait(None)
-                except queue.Full:
-                    pass
+            clients = tuple(self._clients)
+        for client in clients:
+            client.stop()
         self.server.shutdown()
         self._thread.join(timeout=2)
 
