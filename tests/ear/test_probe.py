@@ -153,3 +153,37 @@ def test_default_ear_beats_the_random_ear_by_15_points_on_held_out_clips():
     config = json.loads((DEFAULT / "config.json").read_text())
     rows = {r["model"]: r for r in config["probe"]["rows"]}
     assert rows["cpc"]["heldout_accuracy"] >= rows["random"]["heldout_accuracy"] + 0.15
+
+
+def test_cli_probes_composers_with_the_other_contrast_as_a_row(tmp_path, capsys):
+    import dataclasses
+
+    import numpy as np
+
+    from earengine.cli import main
+    from earengine.corpus.manifest import Manifest, write_flac
+
+    folder = tmp_path / "composers"
+    m = Manifest.new("composers")
+    t = np.arange(44100 * 6) / 44100
+    for c, f0 in (("a", 220.0), ("b", 330.0)):
+        for w, split in enumerate(("train", "heldout")):
+            write_flac(folder / f"{c}/w{w}.flac", 0.2 * np.sin(2 * np.pi * f0 * t))
+            m.add_track({"out": f"{c}/w{w}.flac", "label": c, "work": f"{c}/w{w}", "split": split,
+                         "duration_s": 6.0, "sha256": f"{c}{w}"})
+    m.save(folder)
+    config = EarConfig.preset("small", width=1 / 64)
+    other = dataclasses.replace(config, cpc=dataclasses.replace(config.cpc, score_across_time=False))
+    for name, cfg in (("sat", config), ("batch", other)):
+        ear, head = build_ear(cfg, seed=0)
+        save_ear(tmp_path / name, ear.eval(), head, info={"data": {"kind": "none"}, "training": {"seed": 0}})
+    rc = main(["probe", "--model", str(tmp_path / "sat"), "--task", "composers", "--data", str(folder),
+               "--compare", str(tmp_path / "batch"), "--clips-per-composer", "2", "--steps", "3", "--write"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "Composer identification, 2 composers (a, b), held-out works" in printed
+    assert "CPC, scores across time steps (this ear)" in printed and "CPC, scores within each step" in printed
+    saved = json.loads((tmp_path / "sat" / "config.json").read_text())["probes"]["composers"]
+    assert [r["model"] for r in saved["rows"]] == ["cpc", "cpc_other", "random", "supervised"]
+    rc = main(["probe", "--model", str(tmp_path / "sat"), "--task", "composers", "--data", str(tmp_path)])
+    assert rc == 2 and "must be a composer corpus" in capsys.readouterr().err
