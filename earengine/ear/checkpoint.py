@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
-from earengine.errors import CheckpointError, ConfigError
+from earengine.errors import CheckpointError
 from earengine.files import atomic_write_bytes, atomic_write_json
 
 __all__ = [
@@ -174,7 +174,10 @@ def _read_config(path: Path) -> dict:
         raise CheckpointError(f"{CONFIG_FILE} in {str(path)!r} must be valid JSON ({exc})") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise CheckpointError(f"{CONFIG_FILE} in {str(path)!r} must have format={FORMAT!r}")
-    if config.get("format_version", 0) > FORMAT_VERSION:
+    version = config.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise CheckpointError(f"format_version={version!r} in {str(path)!r} must be an integer")
+    if version > FORMAT_VERSION:
         raise CheckpointError(
             f"format_version={config.get('format_version')} must be <= {FORMAT_VERSION}; upgrade earengine"
         )
@@ -214,8 +217,8 @@ def load_ear(path: Union[str, Path], *, device: str = "cpu", check_hash: bool = 
     config = _read_config(path)
     try:
         ear_config = EarConfig.from_dict(config["ear"])
-    except (KeyError, TypeError, ConfigError) as exc:
-        raise CheckpointError(f"ear configuration in {str(path)!r} must be valid ({exc})") from None
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # ConfigError is a ValueError
+        raise CheckpointError(f"ear configuration in {str(path)!r} must be valid ({exc})".splitlines()[0]) from None
     try:
         state = load_file(str(path / WEIGHTS_FILE))
     except (SafetensorError, OSError, ValueError) as exc:

@@ -145,6 +145,8 @@ class PresetStore:
                     data = json.loads(path.read_text())
                 except (OSError, ValueError) as exc:
                     raise PresetError(f"preset {name!r} ({path}) is not valid JSON: {str(exc).splitlines()[0]}") from None
+                if not isinstance(data, Mapping):
+                    raise PresetError(f"preset {name!r} ({path}) must be a JSON object with a 'values' object")
                 preset = Preset.from_dict({**data, "name": name})
                 return preset
         raise PresetError(f"no preset named {name!r}; /preset/list shows the names")
