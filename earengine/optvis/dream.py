@@ -148,7 +148,10 @@ class Dreamer:
 
     # -- the loop ---------------------------------------------------------------------------
     def reset(self, kind: str, samples: Optional[np.ndarray] = None) -> None:
-        """Start again from ``silence``, ``noise``, a ``file``'s samples or the ``current`` loop."""
+        """Start again from ``silence``, ``noise``, a ``file``'s samples or the ``current`` loop.
+
+        A grid cannot take a waveform: whatever the kind, it starts again from fresh notes (seeded
+        by ``/opt/seed``), which are already music."""
         n = loop_samples(bars=self.settings["/loop/bars"], bpm=self.settings["/clock/bpm"],
                          beats_per_bar=self.settings["/clock/beats_per_bar"], sr=self.sr)
         self.n = n
