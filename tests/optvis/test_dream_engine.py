@@ -87,8 +87,8 @@ def test_render_writes_loops_pngs_and_settings(tiny_ear_dir, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "target activation: first loop" in printed
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["loop-000.png", "loop-000.wav", "loop-001.png", "loop-001.wav", "loop-002.png",
-                     "loop-002.wav", "render.json"]
+    assert names == ["loop-000.mid", "loop-000.png", "loop-000.wav", "loop-001.mid", "loop-001.png", "loop-001.wav",
+                     "loop-002.mid", "loop-002.png", "loop-002.wav", "render.json"]  # grid: notes beside the sound
     record = json.loads((out / "render.json").read_text())
     assert record["settings"]["/target/spec"] == "enc.2*1" or record["settings"]["/target/spec"] == "enc.2"
     assert len(record["target_scores"]) == 3 and record["model_hash"]
