@@ -18,6 +18,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import queue
 import socket
 import struct
@@ -531,6 +532,7 @@ class OscServer:
         allow-list), ``late`` (bundles run after their time), ``scheduled`` (future bundles held),
         ``refused_far`` and ``refused_full`` (future bundles refused beyond ``/osc/horizon_s`` or
         ``/osc/sched_max``), ``fail_unsent`` (refusals counted but not answered, by the rate limit).
+        :meth:`all_counts` adds ``pending`` and ``kernel_dropped``.
     """
 
     def __init__(
@@ -628,11 +630,35 @@ class OscServer:
         self._sock.close()
 
     def all_counts(self) -> dict[str, int]:
-        """:attr:`counts`, with the datagrams the receive thread dropped, and the scheduler's load."""
+        """:attr:`counts`, with the datagrams the receive thread dropped, the scheduler's load
+        (``pending``) and the datagrams the kernel dropped before this server could read them
+        (``kernel_dropped``: a flood faster than the machine lets it read)."""
         out = dict(self.counts)
         out["dropped"] += self._in_dropped
         out["pending"] = len(self._scheduler) if self._scheduler is not None else 0
+        out["kernel_dropped"] = self.kernel_dropped()
         return out
+
+    def kernel_dropped(self) -> int:
+        """Datagrams the kernel dropped for this socket, its receive buffer full (Linux: the
+        ``drops`` column of ``/proc/net/udp``; 0 where there is none). Read on request only."""
+        if self._sock is None:
+            return 0
+        try:
+            inode = str(os.fstat(self._sock.fileno()).st_ino)
+        except OSError:
+            return 0
+        for table in ("/proc/net/udp", "/proc/net/udp6"):
+            try:
+                with open(table) as f:
+                    next(f, None)
+                    for line in f:
+                        fields = line.split()
+                        if len(fields) > 12 and fields[9] == inode:
+                            return int(fields[-1])
+            except (OSError, ValueError):
+                continue
+        return 0
 
     # -- threads -----------------------------------------------------------------------------
     def _receive(self) -> None:

@@ -99,7 +99,7 @@ def test_refusals_are_answered_at_a_bounded_rate_and_every_one_is_counted(server
     got = sync(peer)
     fails = [r for r in got if r[0] == "/fail"]
     c = server.all_counts()
-    assert c["refused_far"] + c["dropped"] == 500
+    assert c["refused_far"] + c["dropped"] + c["kernel_dropped"] == 500  # every one accounted for
     assert 1 <= len(fails) <= 2 * FAIL_PER_S
     assert c["fail_unsent"] == c["refused_far"] - len(fails)
 
@@ -112,7 +112,7 @@ def test_a_flood_of_future_bundles_holds_no_more_than_the_bound(server, peer):
     sync(peer)
     c = server.all_counts()
     assert c["pending"] == 100 and c["scheduled"] == 100
-    assert c["refused_full"] + c["dropped"] + c["scheduled"] == 2000
+    assert c["refused_full"] + c["dropped"] + c["kernel_dropped"] + c["scheduled"] == 2000
 
 
 def test_bundle_time_reads_the_outer_timetag_without_decoding():
@@ -138,6 +138,36 @@ def test_the_inbox_drops_and_counts_beyond_its_byte_budget():
             assert peer.ask("/sync", 3, reply="/synced") == ("/synced", (3,))
             c = srv.all_counts()
             assert c["received"] + c["dropped"] == 201
+        finally:
+            peer.close()
+    router.close()
+
+
+def test_datagrams_the_kernel_drops_are_counted_too():
+    """A flood while the receive thread cannot read (held here): the kernel's small buffer
+    overflows, and /counts says how many datagrams the kernel dropped."""
+    import socket as socketlib
+    import threading
+
+    class Held(OscServer):
+        go = threading.Event()
+
+        def _receive(self):
+            self.go.wait(10)
+            super()._receive()
+
+    router = OscRouter(default_registry())
+    with Held(router, port=0) as srv:
+        srv._sock.setsockopt(socketlib.SOL_SOCKET, socketlib.SO_RCVBUF, 4096)
+        peer = Peer(srv.address)
+        try:
+            for _ in range(500):
+                peer.send("/notify", 0)
+            srv.go.set()
+            sync(peer)
+            c = srv.all_counts()
+            assert c["kernel_dropped"] > 0
+            assert c["received"] + c["dropped"] + c["kernel_dropped"] == 501
         finally:
             peer.close()
     router.close()
