@@ -733,12 +733,14 @@ class OscServer:
             self._send(dest, "/fail", (peek_address(data), str(exc)))
             return
         later: dict[float, list[tuple[str, tuple]]] = {}
+        late: set[float] = set()
         for when, address, args in items:
             if when is not None and when > now + _NOW_S:
                 later.setdefault(when, []).append((address, args))
             else:
-                if when is not None:
-                    self.counts["late"] += 1  # as scsynth does: run at once, and count it
+                if when is not None and when not in late:  # as scsynth does: run at once, count it
+                    late.add(when)
+                    self.counts["late"] += 1
                 self._run(address, args, sender)
         for when, messages in later.items():
             self._schedule(when, messages, sender, dest, now, size=len(data) // len(later) + _INBOX_OVERHEAD)

@@ -31,6 +31,7 @@ from typing import Any, Callable, Optional
 from urllib.parse import unquote, urlsplit
 
 from earengine.control.osc import decode_packet, encode_message
+from earengine.control.wslog import websocket_log
 from earengine.errors import EarEngineError
 from earengine.params.registry import Change, Registry
 from earengine.params.spec import CommandSpec, ParamSpec
@@ -224,7 +225,8 @@ class OscQueryServer:
         self._gone = {"replaced": 0, "dropped": 0}  # of listeners that have left
         try:
             self.server = serve(self._ws, host, port, process_request=self._http, compression=None,
-                                max_size=2 ** 16, close_timeout=1, server_header="earengine")
+                                max_size=2 ** 16, close_timeout=1, server_header="earengine",
+                                logger=websocket_log())
         except OSError as exc:
             raise EarEngineError(f"cannot serve OSCQuery on {host}:{port}: {exc.strerror}; "
                                  "choose another --oscquery-port") from None

@@ -33,6 +33,7 @@ import numpy as np
 
 from earengine.control.osc import encode_message, osc_string, timetag
 from earengine.control.stream_params import MAX_FPS
+from earengine.control.wslog import websocket_log
 from earengine.errors import EarEngineError, ParameterError
 
 __all__ = [
@@ -762,7 +763,8 @@ class WebSocketStreams:
         self._lock = threading.Lock()
         self._dropped_gone = 0  # frames dropped for receivers that have left
         try:
-            self.server = serve(self._handle, host, port, compression=None, max_size=2 ** 16, close_timeout=1)
+            self.server = serve(self._handle, host, port, compression=None, max_size=2 ** 16, close_timeout=1,
+                                logger=websocket_log())
         except OSError as exc:
             raise EarEngineError(f"cannot listen for stream WebSockets on {host}:{port}: {exc.strerror}; "
                                  "choose another --stream-ws-port") from None
