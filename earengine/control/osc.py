@@ -750,11 +750,12 @@ class OscServer:
         horizon = float(self._limit("/osc/horizon_s"))
         if ahead_s > horizon:
             self.counts["refused_far"] += 1
-            return f"timetag {ahead_s:.6g} s ahead is beyond /osc/horizon_s={horizon:g}"
+            return f"timetag {ahead_s:.6g} s ahead must be within /osc/horizon_s={horizon:g} s of now"
         held, most = len(self._scheduler), int(self._limit("/osc/sched_max"))
         if held >= most:
             self.counts["refused_full"] += 1
-            return f"scheduler full: {held} bundles wait (/osc/sched_max={most}); send them closer to their time"
+            return (f"scheduler full: {held} bundles wait, as many as /osc/sched_max={most} allows; "
+                    "send bundles closer to their time")
         return None
 
     def _limit(self, address: str) -> Any:
@@ -775,8 +776,8 @@ class OscServer:
                 self.counts["scheduled"] += 1
                 return
             self.counts["refused_full"] += 1
-            why = (f"scheduler full: {len(self._scheduler)} bundles, {self._scheduler.held_bytes} bytes wait; "
-                   "send them closer to their time")
+            why = (f"scheduler full: {len(self._scheduler)} bundles of {self._scheduler.held_bytes} bytes wait, "
+                   f"as many bytes as it holds ({SCHED_MAX_BYTES}); send bundles closer to their time")
         self._refuse(dest, why)
 
     def _refuse(self, dest: Address, why: str) -> None:
