@@ -184,6 +184,14 @@ def _read_config(path: Path) -> dict:
     return config
 
 
+def _least_weights(config) -> int:
+    """A lower bound on the weights of an ear of this configuration, from its channel counts
+    alone (each layer maps its input channels to its output channels at least once)."""
+    enc, ar = config.encoder_channels, config.ar_channels
+    chain = (1,) + tuple(enc) + tuple(ar)
+    return sum(a * b for a, b in zip(chain[:-1], chain[1:]))
+
+
 def load_ear(path: Union[str, Path], *, device: str = "cpu", check_hash: bool = True) -> LoadedEar:
     """Read a checkpoint folder written by :func:`save_ear`.
 
@@ -226,6 +234,14 @@ def load_ear(path: Union[str, Path], *, device: str = "cpu", check_hash: bool = 
     if check_hash and config.get("weights_sha256") != weights_hash(state):
         raise CheckpointError(
             f"weights_sha256 in {str(path)!r} must match the weights; the files do not belong together"
+        )
+    # before building the ear the configuration asks for: a config.json that asks for a huge one
+    # (width=1000) must not make us allocate it, only to find that the weights do not fit
+    least, held = _least_weights(ear_config), sum(int(v.numel()) for v in state.values())
+    if least > held:
+        raise CheckpointError(
+            f"ear configuration in {str(path)!r} (width={ear_config.width:g}) needs at least {least} weights; "
+            f"{WEIGHTS_FILE} holds {held}: the files do not belong together"
         )
     ear = Ear(ear_config)
     cpc = CPCHead(ear.context_channels, ear.encoding_channels, ear_config.cpc)

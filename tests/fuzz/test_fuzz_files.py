@@ -137,9 +137,9 @@ def config_text(draw, original: bytes):
         target.pop(key, None)
     else:
         target[key] = draw(json_value)
-    if section == "ear" and key == "width" and isinstance(target[key], (int, float)) and target[key] > 1:
-        target[key] = 1.0 / target[key]  # no huge ears: building one is what the config asks
-    if section == "scaleogram":  # no huge kernels either
+    if draw(st.integers(0, 4)) == 0:  # a huge ear: refused before it is built
+        config["ear"]["width"] = draw(st.sampled_from([16.0, 1000.0, 1e9]))
+    if section == "scaleogram":  # no huge kernels (their size is the scaleogram's own business)
         for k in ("sr", "hop_length", "max_decimation", "bins_per_octave"):
             v = target.get(k)
             if isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) > 1e6:
@@ -193,3 +193,15 @@ def test_an_ear_loads_whole_or_is_refused_with_one_line(tmp_path, ear_files):
 
     load()
     shutil.rmtree(folder)
+
+
+def test_a_config_asking_for_a_huge_ear_is_refused_before_it_is_built(tmp_path, ear_files):
+    from earengine.ear.checkpoint import load_ear
+    from earengine.errors import CheckpointError
+
+    config = json.loads(ear_files["config.json"])
+    config["ear"]["width"] = 1000.0  # a million times the weights: building it would take terabytes
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    (tmp_path / "model.safetensors").write_bytes(ear_files["model.safetensors"])
+    with pytest.raises(CheckpointError, match="needs at least"):
+        load_ear(tmp_path)
