@@ -197,6 +197,8 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 def _ignore_stop_signals() -> None:
     """In the worker: ignore Ctrl-C and SIGTERM for good (they arrive blocked, see _spawn)."""
+    if threading.current_thread() is not threading.main_thread():  # run in a thread (a test): not ours
+        return
     for sig in _STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
