@@ -138,9 +138,14 @@ class Engine:
         self.close()
 
     def say(self, line: str) -> None:
-        """One plain line on the console."""
-        self.out.write(line + "\n")
-        self.out.flush()
+        """One plain line on the console. If nobody reads it any more (``earengine run | head``),
+        the main thread's next line ends the run quietly; other threads just stop saying."""
+        try:
+            self.out.write(line + "\n")
+            self.out.flush()
+        except (BrokenPipeError, ValueError):
+            if threading.current_thread() is threading.main_thread():
+                raise
 
     def start(self) -> None:
         from earengine.synth.bus import OutputBus

@@ -80,6 +80,20 @@ def test_a_closed_pipe_ends_a_command_silently():
 
 
 @pytest.mark.integration
+def test_an_engine_whose_output_pipe_closes_stops_quietly():
+    """``earengine run | head -3``: the engine ends when its next status line finds nobody."""
+    proc = subprocess.Popen([sys.executable, "-m", "earengine", "run", "--audio", "null", "--osc-port", "0",
+                             "--no-oscquery", "--no-dream", "--status-every", "0.2"], cwd=str(ROOT),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    for _ in range(3):
+        proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=30) == 0, err
+    assert err == "", err
+
+
+@pytest.mark.integration
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_stop_signal_to_the_process_group_stops_the_dreaming_engine_cleanly(tiny_ear_dir, sig):
     """As Ctrl-C in a terminal does: the signal reaches the engine, its worker and every other
