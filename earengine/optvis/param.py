@@ -272,16 +272,13 @@ class Grid(Parameterization):
 
 
 def _first_notes(pitches: int, steps: int, steps_per_bar: int, generator: torch.Generator, device: str):
-    """A sparse, seeded start that is already music: a note on about one step in three (more
-    often on beats), kick on the beats, hats on the off-beats, everything else nearly silent."""
-    notes = torch.full((pitches, steps), -5.0)
+    """A start that is already music and leaves the choice of notes to the ear: every note of the
+    scale soft on every step (a shimmering chord in key, strengths near 0.05, seeded to differ a
+    little), a kick on every other beat and hats on the off-beats. Starting from random strong
+    notes instead makes a dream remember its seed more than its target."""
+    notes = torch.full((pitches, steps), -3.0)
+    notes += 0.3 * torch.randn(notes.shape, generator=generator)
     beat = max(1, steps_per_bar // 4)
-    for s in range(steps):
-        on_beat = s % beat == 0
-        if float(torch.rand((), generator=generator)) < (0.6 if on_beat else 0.2):
-            p = int(torch.randint(0, pitches, (), generator=generator))
-            notes[p, s] = 1.0
-    notes += 0.1 * torch.randn(notes.shape, generator=generator)
     drums = torch.full((len(DRUMS), steps), -5.0)
     idx = torch.arange(steps)
     drums[0, idx % (2 * beat) == 0] = 0.5
