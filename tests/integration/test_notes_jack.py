@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import time
+import warnings
 
 import pytest
 
@@ -104,17 +105,22 @@ def test_live_notes_arrive_on_the_bar_lines(jack_server, dump):
     kick = [f for f, b in seen if b == bytes([0x99, 36, 110])]
     g4 = [f for f, b in seen if b == bytes([0x90, 67, 80])]
     assert len(c4) >= 3 and len(kick) == len(c4), seen[:12]
-    # to the millisecond, and on a machine so busy that the dummy server lost time, by what it lost
-    ms = sr / 1000 + abs(1 - pace) * sr
-    # bar lines one bar (1 s) apart, the kick with the first note, the seventh sixteenth 6/16 bar after
+    offs = [f for f, b in seen if b == bytes([0x80, 60, 0])]
+    assert out.sent["on"] == len([f for f, b in seen if b[0] & 0xF0 == 0x90])
+    # in order, bar after bar: kick with the bar's first note, the seventh sixteenth, then the off
+    for a, k, g, o in zip(c4, kick, g4, offs):
+        assert abs(a - k) <= sr / 1000 and a <= o <= g  # (a starved server can bunch them up)
+    if abs(1 - pace) > 0.02:
+        # A machine so busy that the dummy server ran at a fraction of real time: its frames no
+        # longer measure time, and neither would a recording of the engine. Say so; the order
+        # above still held.
+        warnings.warn(f"JACK's dummy server ran at {pace:.0%} of real time: note timing not judged")
+        return
+    ms = sr / 1000  # to the millisecond
+    # bar lines one bar (1 s) apart, the seventh sixteenth 6/16 bar after, each off one step after
     for a, b in zip(c4, c4[1:]):
         assert abs((b - a) - sr) <= ms, (c4, pace)
-    for a, b in zip(c4, kick):
-        assert abs(a - b) <= ms
     for a, b in zip(c4, g4):
         assert abs((b - a) - 6 * sr / 16) <= ms, (a, b)
-    # each note off one step after its on
-    offs = [f for f, b in seen if b == bytes([0x80, 60, 0])]
     for a, b in zip(c4, offs):
         assert abs((b - a) - sr / 16) <= ms
-    assert out.sent["on"] == len([f for f, b in seen if b[0] & 0xF0 == 0x90])
