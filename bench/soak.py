@@ -308,7 +308,8 @@ def main() -> int:
                   f"stream frames {receivers[0].frames} and {receivers[1].frames} "
                   f"(engine sent {c.get('stream_frames', 0) - start.get('stream_frames', 0)}), "
                   f"worker restarts {c.get('worker_restarts', 0)}, "
-                  f"training {'running' if trainer.poll() is None else 'ended'}", flush=True)
+                  f"training {'running' if trainer.poll() is None else 'ended'} "
+                  f"({c.get('son_frames', 0)} steps heard)", flush=True)
             if now >= end:
                 break
             next_line += args.every_s

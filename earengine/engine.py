@@ -510,9 +510,11 @@ class Engine:
 
     # -- status ------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:
-        """The engine's part of ``/counts``: xruns, worker restarts, streams, OSCQuery listeners
-        (the OSC server adds its own)."""
+        """The engine's part of ``/counts``: xruns, worker restarts, sonified frames, streams,
+        OSCQuery listeners (the OSC server adds its own)."""
         out = {"xruns": int(self.audio.xruns), "worker_restarts": self.dream.restarts if self.dream else 0}
+        if self.sonify is not None:  # training runs heard: frames, refused ones, NaN/inf cues
+            out.update({f"son_{k}": v for k, v in self.sonify.counts.items()})
         if self.streams is not None:
             out.update(self.streams.all_counts())
         if self.oscquery is not None:
