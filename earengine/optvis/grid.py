@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import Tensor
@@ -184,12 +183,6 @@ class GridSynth:
     def onset_samples(self, step: int) -> float:
         """Where step ``step`` starts, in samples (fractional)."""
         return step * self.n / self.shape.steps
-
-
-def _pad(x: Tensor, n: int) -> Tensor:
-    if x.shape[-1] >= n:
-        return x[..., :n]
-    return torch.nn.functional.pad(x, (0, n - x.shape[-1]))
 
 
 def _drum_kit(sr: int, length: int) -> Tensor:

@@ -10,7 +10,7 @@ from earengine.errors import ParameterError
 from earengine.music import midi_to_hz, scale_notes, steps_per_bar
 from earengine.optvis.dream import Dreamer, loop_samples
 from earengine.optvis.grid import GridShape, GridSynth, Timbre
-from earengine.optvis.param import Grid, Spectral, grid_shape
+from earengine.optvis.param import Spectral, grid_shape
 from earengine.params import default_registry
 
 SR = 44100
