@@ -83,12 +83,13 @@ def test_render_writes_loops_pngs_and_settings(tiny_ear_dir, tmp_path, capsys):
 
     out = tmp_path / "render"
     assert main(["render", "--model", str(tiny_ear_dir), "--bars", "1", "--bpm", "400", "--loops", "3",
-                 "--steps-per-loop", "2", "--target", "enc.2", "--start", "noise", "--out", str(out)]) == 0
+                 "--steps-per-loop", "2", "--target", "enc.2", "--start", "noise", "--out", str(out),
+                 "--set", "/opt/param=raw"]) == 0  # (grid renders and their MIDI files: tests/optvis/test_grid_engine.py)
     printed = capsys.readouterr().out
     assert "target activation: first loop" in printed
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["loop-000.mid", "loop-000.png", "loop-000.wav", "loop-001.mid", "loop-001.png", "loop-001.wav",
-                     "loop-002.mid", "loop-002.png", "loop-002.wav", "render.json"]  # grid: notes beside the sound
+    assert names == ["loop-000.png", "loop-000.wav", "loop-001.png", "loop-001.wav", "loop-002.png",
+                     "loop-002.wav", "render.json"]
     record = json.loads((out / "render.json").read_text())
     assert record["settings"]["/target/spec"] == "enc.2*1" or record["settings"]["/target/spec"] == "enc.2"
     assert len(record["target_scores"]) == 3 and record["model_hash"]
