@@ -242,3 +242,49 @@ def test_spectral_is_pink_by_default():
     low = power[(f >= 100) & (f < 200)].mean()
     high = power[(f >= 1600) & (f < 3200)].mean()
     assert 10 < low / high < 22  # 1/f power: 16 times less four octaves up
+
+
+def test_a_raw_residual_adds_texture_with_its_own_weight(tiny_ear):
+    d = Dreamer(tiny_ear, settings(**{"/grid/residual": 0.1, "/clock/bpm": 240.0}))
+    g = d.param
+    assert [len(group["params"]) for group in g.groups()] == [3, 1]  # notes, drums, timbre | samples
+    loss, _, _ = d.evaluate()
+    loss.backward()
+    assert g.residual.grad is not None and float(g.residual.grad.abs().max()) > 0
+    with torch.no_grad():
+        g.residual.fill_(0.5)
+        bare = g.synth.render(g.strengths(), g.drum_strengths(), g.timbre())
+        bare = bare * (0.9 / bare.abs().max())
+    assert torch.allclose(g.waveform().detach(), bare + 0.05, atol=1e-5)
+
+
+def test_specificity_measures_the_other_channels_of_the_targets_tap():
+    from earengine.optvis.objectives import Channels, Layer, View
+    from earengine.optvis.specificity import others, split_rise
+
+    acts = torch.arange(8, dtype=torch.float32).reshape(1, 8, 1, 1).expand(2, 8, 3, 4).clone()
+    view = View({"enc.1": acts}, {"enc.1": (0, 4)}, torch.zeros(2))
+    target = Channels("enc.1", 2, 3)
+    assert torch.allclose(others(target, view), torch.full((2,), (0 + 1 + 4 + 5 + 6 + 7) / 6))
+    assert torch.allclose(others(Layer("enc.1"), view), torch.zeros(2))  # a whole tap leaves no others
+    later = View({"enc.1": acts + torch.tensor([0, 0, 1, 1, 0, 0, 0, 0.0]).reshape(1, 8, 1, 1)}, {"enc.1": (0, 4)},
+                 torch.zeros(2))
+    assert split_rise(target, view, later) == pytest.approx((1.0, 0.0))
+
+
+def test_specificity_keeps_the_rest_of_the_tap_down(tiny_ear):
+    from earengine.optvis.specificity import split_rise
+
+    rises = {}
+    for weight in (0.0, 1.0):
+        d = Dreamer(tiny_ear, settings(**{"/opt/param": "raw", "/clock/bpm": 400.0, "/target/spec": "enc.4:2-3",
+                                          "/target/specificity": weight, "/opt/lr": 0.003}))
+        d.reset("noise")
+        _, _, before = d.clean()
+        for _ in range(10):
+            d.step()
+        _, _, after = d.clean()
+        rises[weight] = split_rise(d.objective, before, after)
+    target, rest = rises[1.0]
+    assert target > 0 and target >= 2 * rest  # the target rises, twice as much as the rest or more
+    assert rest < rises[0.0][1]  # and the rest of the tap less than without specificity
