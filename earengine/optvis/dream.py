@@ -32,7 +32,7 @@ from earengine.errors import ParameterError
 from earengine.optvis import regularizers as R
 from earengine.optvis import transforms as T
 from earengine.optvis.objectives import Objective, Region, View, build
-from earengine.optvis.param import Parameterization, make
+from earengine.optvis.param import Parameterization, coloured, make
 from earengine.optvis.specificity import others
 from earengine.optvis.targets import parse_many
 
@@ -159,6 +159,8 @@ class Dreamer:
             x = torch.zeros(n)
         elif kind == "noise":
             x = 0.05 * torch.randn(n, generator=self.generator)
+            if self.settings["/opt/param"] == "spectral":  # noise of the parameterization's own colour
+                x = coloured(x, sr=self.sr, decay=self.settings["/opt/spectral_decay"])
         elif kind in ("file", "current"):
             if samples is None:
                 if self.param is None:

@@ -39,7 +39,7 @@ from earengine.music import NOTE_NAMES, SCALES, scale_notes, steps_per_bar
 from earengine.optvis.grid import DRUMS, GridShape, GridSynth, Timbre
 from earengine.pattern import DRUM_NOTES, Note, Pattern
 
-__all__ = ["Parameterization", "Raw", "Spectral", "Grid", "make", "grid_shape", "GRID_LR_SCALE"]
+__all__ = ["Parameterization", "Raw", "Spectral", "Grid", "make", "grid_shape", "coloured", "GRID_LR_SCALE"]
 
 #: Grid logits move this many times faster than a raw sample at the same /opt/lr: one /opt/lr
 #: serves every parameterization (with /opt/grad_norm a step moves each value by about lr × scale).
@@ -124,6 +124,20 @@ class Spectral(Parameterization):
     def write(self, x: Tensor) -> None:
         spec = torch.fft.rfft(x.detach().float()) / self.scale
         self.c.data.copy_(torch.view_as_real(spec))
+
+
+def coloured(x: Tensor, *, sr: int, decay: float) -> Tensor:
+    """``x`` (white noise) with its spectrum scaled as :class:`Spectral` scales its coefficients
+    (``decay`` 0.5: pink), at the same RMS.
+
+    >>> x = coloured(torch.randn(44100, generator=torch.Generator().manual_seed(0)), sr=44100, decay=0.5)
+    >>> p = torch.fft.rfft(x).abs() ** 2
+    >>> bool(p[100:200].mean() > 10 * p[1600:3200].mean())   # 16 times less power four octaves up
+    True
+    """
+    hz = torch.fft.rfftfreq(x.numel(), 1.0 / sr).to(x.device)
+    y = torch.fft.irfft(torch.fft.rfft(x) * (hz.clamp_min(20.0) / 20.0) ** (-float(decay)), n=x.numel())
+    return y * (x.square().mean().sqrt() / y.square().mean().sqrt().clamp_min(1e-12))
 
 
 def grid_shape(settings: Mapping) -> GridShape:
