@@ -26,7 +26,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from earengine.control.osc import decode_packet, encode_bundle, encode_message  # noqa: E402
+from earengine.control.osc import decode_packet, encode_bundle, encode_message, udp_drops  # noqa: E402
 from earengine.process import EngineProcess  # noqa: E402
 
 GOAL_MB = 10.0
@@ -38,21 +38,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024.0
     return float("nan")
-
-
-def kernel_drops(port: int) -> int:
-    """Datagrams the kernel dropped for the UDP socket bound to ``port`` (``/proc/net/udp``)."""
-    total = 0
-    for table in ("/proc/net/udp", "/proc/net/udp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port:
-                total += int(fields[-1])
-    return total
 
 
 class Control:
@@ -84,7 +69,7 @@ def flood(eng: EngineProcess, ctl: Control, n: int, ahead_s: float, name: str, s
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     before_rss = rss_mb(eng.proc.pid)
     before = ctl.counts()
-    drops0 = kernel_drops(eng.port)
+    drops0 = udp_drops(eng.port)
     base = time.time() + ahead_s
     t0 = time.monotonic()
     for k in range(n):  # every bundle different (its timetag), as a hostile peer would send them
@@ -95,7 +80,7 @@ def flood(eng: EngineProcess, ctl: Control, n: int, ahead_s: float, name: str, s
     after = ctl.counts()
     after_rss = rss_mb(eng.proc.pid)
     d = {k: after.get(k, 0) - before.get(k, 0) for k in after}
-    kdrops = kernel_drops(eng.port) - drops0
+    kdrops = udp_drops(eng.port) - drops0
     if d.get("kernel_dropped", kdrops) != kdrops:  # the engine counts them itself, the same way
         print(f"{name}: the engine counted {d['kernel_dropped']} kernel drops, /proc/net/udp {kdrops}")
     accounted = d["refused_far"] + d["refused_full"] + d["scheduled"] + d["dropped"] + kdrops

@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from earengine.control.osc import decode_packet, encode_message  # noqa: E402
+from earengine.control.osc import decode_packet, encode_message, udp_drops  # noqa: E402
 from earengine.process import EngineProcess  # noqa: E402
 
 GOAL_MB_PER_10MIN = 1.0
@@ -94,21 +94,6 @@ def worker_pid(engine_pid: int) -> Optional[int]:
         if b"spawn_main" in cmd:
             return int(pid)
     return None
-
-
-def kernel_drops(port: int) -> int:
-    """Datagrams the kernel dropped for the UDP socket bound to ``port`` (``/proc/net/udp``)."""
-    total = 0
-    for table in ("/proc/net/udp", "/proc/net/udp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port:
-                total += int(fields[-1])
-    return total
 
 
 def slope_mb_per_10min(samples: list[tuple[float, float]]) -> float:
@@ -284,7 +269,7 @@ def main() -> int:
         stack.callback(lambda: (trainer.terminate(), trainer.wait(timeout=10)))
 
         t0 = time.monotonic()
-        drops0 = kernel_drops(eng.port)
+        drops0 = udp_drops(eng.port)
         start = control.counts()
         engine_mem: list[tuple[float, float]] = []
         worker_mem: list[tuple[float, float]] = []
@@ -301,7 +286,7 @@ def main() -> int:
             e_mb, w_mb = rss_mb(eng.proc.pid), rss_mb(wpid)
             engine_mem.append((minutes, e_mb))
             worker_mem.append((minutes, w_mb))
-            lost = (kernel_drops(eng.port) - drops0) + (c.get("dropped", 0) - start.get("dropped", 0))
+            lost = (udp_drops(eng.port) - drops0) + (c.get("dropped", 0) - start.get("dropped", 0))
             print(f"minute {minutes:.1f}: engine {e_mb:.1f} MB, worker {w_mb:.1f} MB, "
                   f"xruns {c.get('xruns', 0) - start.get('xruns', 0)}, control sent {control.sent}, "
                   f"lost {lost}, syncs {control.synced} of {control.syncs_sent}, "

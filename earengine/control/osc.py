@@ -648,17 +648,7 @@ class OscServer:
             inode = str(os.fstat(self._sock.fileno()).st_ino)
         except OSError:
             return 0
-        for table in ("/proc/net/udp", "/proc/net/udp6"):
-            try:
-                with open(table) as f:
-                    next(f, None)
-                    for line in f:
-                        fields = line.split()
-                        if len(fields) > 12 and fields[9] == inode:
-                            return int(fields[-1])
-            except (OSError, ValueError):
-                continue
-        return 0
+        return sum(int(f[-1]) for f in _udp_sockets() if f[9] == inode)
 
     # -- threads -----------------------------------------------------------------------------
     def _receive(self) -> None:
@@ -805,3 +795,23 @@ class OscServer:
             self._sock.sendto(encode_message(address, args), dest)
         except OSError as exc:  # an unreachable listener must not disturb anyone else
             log.debug("cannot send %s to %s: %s", address, dest, exc)
+
+
+def _udp_sockets():
+    """The fields of every row of Linux's ``/proc/net/udp`` and ``udp6`` (none elsewhere)."""
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(table) as f:
+                next(f, None)
+                rows = [line.split() for line in f]
+        except OSError:
+            continue
+        yield from (fields for fields in rows if len(fields) > 12)
+
+
+def udp_drops(port: int) -> int:
+    """Datagrams the kernel dropped, their receive buffer full, for the UDP sockets bound to
+    ``port`` on this machine (0 where the kernel does not say). For benchmarks that watch an
+    engine in another process; the engine itself counts by its socket (``kernel_dropped``)."""
+    return sum(int(f[-1]) for f in _udp_sockets() if int(f[1].rsplit(":", 1)[1], 16) == int(port))
+
