@@ -1,17 +1,21 @@
-"""The linear probe: does the ear's representation tell tracks apart? (the paper's Table 2)
+"""The linear probe: does the ear's representation tell tracks (or composers) apart? (the
+paper's Table 2)
 
-For every track, clips are drawn from its training part and from its held-out part (the last 20 %
-by time, never seen in training). Each clip becomes one feature vector — the **last context
+For every class, clips are drawn from music it trained on and from held-out music: for tracks the
+last 20 % of each track by time, for composers whole works (see :mod:`earengine.ear.probe_data`). Each clip becomes one feature vector — the **last context
 vector** (the final time step of ``ar.8``, which has seen the whole clip), as in the paper; the
 mean of ``ar.8`` over time is available as ``feature="mean"``. The features are standardised with
 the training clips' mean and deviation, and a multinomial logistic regression (one linear layer,
 trained in torch with Adam on the full batch) learns the track from the training clips; its
 accuracy is measured on the held-out clips.
 
-Three ears are compared, all of the same architecture:
+Three ears are compared, all of the same architecture (four with ``compare``):
 
 ``cpc``
     the checkpoint, trained with CPC;
+``cpc_other``
+    optionally, an ear trained with the other CPC contrast (scores across time steps or within
+    each step);
 ``random``
     the same architecture with random weights, initialised from the same seed the checkpoint's
     training started from (so it *is* the CPC ear before training). Its batch-norm statistics
@@ -19,12 +23,13 @@ Three ears are compared, all of the same architecture:
     layers of a random ear stay silent and the baseline would be unfairly weak;
 ``supervised``
     the same architecture from that same initialisation, plus a linear head on the same feature,
-    trained with cross-entropy on the track labels of the probe's training clips for
+    trained with cross-entropy on the labels of the probe's training clips for
     ``steps`` Adam steps of ``batch_size`` clips — the probe's own step budget.
 
 Examples
 --------
-The command line: ``earengine probe --model models/ear-default --data synthetic --write``.
+The command line: ``earengine probe --model models/ear-default --task tracks --write`` (and
+``--task composers``; see :mod:`earengine.ear.probe_data` for the two tasks' clips).
 """
 
 from __future__ import annotations
