@@ -42,7 +42,12 @@ class JackServer:
         return subprocess.run(list(args), env=self.env, capture_output=True, text=True, timeout=timeout_s)
 
     def ports(self) -> list[str]:
-        done = self.run("jack_lsp")
+        """The server's ports; none when it does not answer in time (a synchronous server waits
+        for a client that registers as it is asked), so a caller's poll simply asks again."""
+        try:
+            done = self.run("jack_lsp", timeout_s=20.0)
+        except subprocess.TimeoutExpired:
+            return []
         return done.stdout.split() if done.returncode == 0 else []
 
 
