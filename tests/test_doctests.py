@@ -21,6 +21,10 @@ MODULES = [
     "earengine.optvis.specificity",
     "earengine.control.midi_file",
     "earengine.control.note_out",
+    "earengine.corpus.checks",
+    "earengine.corpus.debian",
+    "earengine.corpus.manifest",
+    "earengine.corpus.composers",
 ]
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import signal
 import subprocess
 import sys
@@ -215,11 +216,9 @@ def build_composers(
     stream = stream if stream is not None else sys.stderr
     if not minutes > 0:
         raise ConfigError(f"minutes={minutes!r} must be > 0")
-    try:
-        import music21  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("music21") is None:
         raise MissingToolError("music21 must be installed to build the composer corpus "
-                               "(pip install music21); on another system, use --data DIR") from None
+                               "(pip install music21); on another system, use --data DIR")
     require_tools("fluidsynth", hint=" (apt-get install fluidsynth fluid-soundfont-gm)")
     soundfont = _soundfont()
     folder = Path(folder)
