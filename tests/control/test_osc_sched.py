@@ -24,13 +24,6 @@ def server():
         router.close()
 
 
-@pytest.fixture
-def peer(server):
-    p = Peer(server.address)
-    yield p
-    p.close()
-
-
 def bpm_bundle(when_s, bpm=101.0):
     return encode_bundle(when_s, [encode_message("/clock/bpm", (bpm,))])
 

@@ -21,13 +21,6 @@ def server():
         router.close()
 
 
-@pytest.fixture
-def peer(server):
-    p = Peer(server.address)
-    yield p
-    p.close()
-
-
 def test_set_get_status(server, peer):
     peer.send("/clock/bpm", 133.0)
     assert peer.ask("/get", "/clock/bpm", reply="/clock/bpm") == ("/clock/bpm", (133.0,))
