@@ -26,7 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from earengine.control.osc import decode_packet, encode_bundle, encode_message, udp_drops  # noqa: E402
+from earengine.osc.wire import decode_packet, encode_bundle, encode_message  # noqa: E402
+from earengine.control.osc import udp_drops
 from earengine.process import EngineProcess  # noqa: E402
 
 GOAL_MB = 10.0

@@ -40,7 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from earengine.control.osc import decode_packet, encode_message, udp_drops  # noqa: E402
+from earengine.osc.wire import decode_packet, encode_message  # noqa: E402
+from earengine.control.osc import udp_drops
 from earengine.process import EngineProcess  # noqa: E402
 
 GOAL_MB_PER_10MIN = 1.0

@@ -61,7 +61,7 @@ class Receiver:
 
 def analyse(raw, taps) -> tuple[int, list, float]:
     """Complete frames, the lag of each (s), datagrams per frame."""
-    from earengine.control.osc import decode_packet
+    from earengine.osc.wire import decode_packet
 
     parts = defaultdict(lambda: {"arrival": 0.0, "when": None, "taps": set(), "datagrams": 0})
     for arrival, data in raw:

@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from earengine.control.osc import decode_packet, encode_message
+from earengine.osc.wire import decode_packet, encode_message
 from earengine.errors import EarEngineError
 from earengine.process import EngineProcess
 

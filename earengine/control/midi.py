@@ -1460,7 +1460,7 @@ class MidiService(ThreadService):
 def command_handlers(control: MidiControl, store: MapStore,
                      service: Optional[MidiService] = None) -> dict[str, Callable]:
     """Handlers of the ``/midi/*`` command rows for an OSC router (``handler(args, sender)``)."""
-    from earengine.control.osc import Reply
+    from earengine.osc.wire import Reply
 
     def load(args: tuple, sender: tuple) -> None:
         control.set_bindings(store.load(args[0], control.registry), source="osc")

@@ -30,7 +30,7 @@ from collections import deque
 from typing import Any, Callable, Optional
 from urllib.parse import unquote, urlsplit
 
-from earengine.control.osc import decode_packet, encode_message
+from earengine.osc.wire import decode_packet, encode_message
 from earengine.control.wslog import websocket_log
 from earengine.errors import EarEngineError
 from earengine.params.registry import Change, Registry

@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
-from earengine.control.osc import encode_message, osc_string, timetag
+from earengine.osc.wire import encode_message, osc_string, timetag
 from earengine.control.stream_params import MAX_FPS
 from earengine.control.wslog import websocket_log
 from earengine.errors import EarEngineError, ParameterError
@@ -77,7 +77,7 @@ def encode_array(address: str, frame: int, start: int, values: np.ndarray) -> by
     """``<address> <frame> <start> <count> values…`` as one OSC message, without a Python loop
     over the values.
 
-    >>> from earengine.control.osc import decode_packet
+    >>> from earengine.osc.wire import decode_packet
     >>> decode_packet(encode_array("/a", 3, 10, np.array([0.5, 2.0])))
     [(None, '/a', (3, 10, 2, 0.5, 2.0))]
     """
@@ -673,7 +673,7 @@ class StreamHub:
     # -- OSC commands ----------------------------------------------------------------------------
     def handlers(self, reply_dest: Callable[[tuple], tuple]) -> dict:
         """Handlers of the ``/stream/*`` commands for :meth:`OscRouter.on`."""
-        from earengine.control.osc import Reply
+        from earengine.osc.wire import Reply
 
         def add(args: tuple, sender: tuple) -> None:
             self.add(args[0], owner=reply_dest(sender))

@@ -13,10 +13,10 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
-from earengine.errors import ParameterError, UnknownAddressError
+from earengine.errors import ConfigError, ParameterError, UnknownAddressError
 from earengine.params.spec import CommandSpec, ParamSpec
 
-__all__ = ["Registry", "Change", "Subscription", "parse_text"]
+__all__ = ["Registry", "Change", "Subscription", "check_choices", "parse_text"]
 
 log = logging.getLogger("earengine.params")
 
@@ -50,6 +50,27 @@ class Subscription:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def check_choices(spec: ParamSpec, table: Mapping[str, Any]) -> dict[str, Any]:
+    """``table`` as a dict, after checking it has exactly one entry per choice of ``spec``.
+
+    For dispatch tables built where no registry is at hand (module level, the worker).
+
+    Raises
+    ------
+    ConfigError
+        A choice has no entry, or an entry is not a choice.
+    """
+    if not spec.choices:
+        raise ConfigError(f"{spec.address} has no choices to dispatch on")
+    missing = [c for c in spec.choices if c not in table]
+    extra = [k for k in table if k not in spec.choices]
+    if missing:
+        raise ConfigError(f"{spec.address}: no entry for choice {', '.join(missing)}")
+    if extra:
+        raise ConfigError(f"{spec.address}: {', '.join(map(str, extra))} is not a choice")
+    return dict(table)
 
 
 def parse_text(spec: ParamSpec, text: str) -> Any:
@@ -209,6 +230,59 @@ class Registry:
         with self._lock:
             self._subscribers = self._subscribers + (fn,)
         return Subscription(self, fn)
+
+    def bind(self, handlers: Mapping[str, Callable[[Change], None]]) -> Subscription:
+        """Call ``handlers[change.address](change)`` after every change of a bound parameter.
+
+        The one way a consumer reacts to named parameters: a table, not a chain of address
+        tests, so that an address that is not a parameter fails here, at start-up, instead of
+        never matching. Returns the subscription, a context manager.
+
+        Raises
+        ------
+        UnknownAddressError
+            A key of ``handlers`` is not a parameter.
+
+        >>> from earengine.params.spec import ParamSpec
+        >>> reg = Registry([ParamSpec("/loop/gain", "float", 0.0, min=-80.0, max=6.0)])
+        >>> seen = []
+        >>> sub = reg.bind({"/loop/gain": lambda change: seen.append(change.value)})
+        >>> _ = reg.set("/loop/gain", -6.0)
+        >>> seen
+        [-6.0]
+        >>> reg.bind({"/loop/gian": print})
+        Traceback (most recent call last):
+        ...
+        earengine.errors.UnknownAddressError: /loop/gian is not a parameter; see 'earengine params'
+        """
+        table = dict(handlers)
+        for address in table:
+            self.spec(address)
+
+        def dispatch(change: Change) -> None:
+            handler = table.get(change.address)
+            if handler is not None:
+                handler(change)
+
+        dispatch.__qualname__ = f"bind({', '.join(sorted(table))[:80]})"
+        return self.subscribe(dispatch)
+
+    def choice_table(self, address: str, table: Mapping[str, Any]) -> dict[str, Any]:
+        """Check that ``table`` has one entry for every choice of the enum ``address``, and no
+        other; returns it as a dict. Consumers dispatch a choice through such a table, so a
+        choice added to a row without its entry fails at start-up, not by falling into an
+        ``else``.
+
+        >>> from earengine.params.spec import ParamSpec
+        >>> reg = Registry([ParamSpec("/son/curve", "enum", "log", choices=("lin", "log"))])
+        >>> sorted(reg.choice_table("/son/curve", {"lin": 1, "log": 2}))
+        ['lin', 'log']
+        >>> reg.choice_table("/son/curve", {"lin": 1})
+        Traceback (most recent call last):
+        ...
+        earengine.errors.ConfigError: /son/curve: no entry for choice log
+        """
+        return check_choices(self.spec(address), table)
 
     def _unsubscribe(self, fn: Subscriber) -> None:
         with self._lock:

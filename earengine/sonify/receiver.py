@@ -174,7 +174,7 @@ class SonReceiver:
 
         ``sender`` (the OSC sender) is where later pace changes go.
         """
-        from earengine.control.osc import Reply
+        from earengine.osc.wire import Reply
 
         check_run_name(run)
         if not 1 <= layers <= MAX_LAYERS:
@@ -229,7 +229,7 @@ class SonReceiver:
         return state
 
     def _runs_reply(self) -> list:
-        from earengine.control.osc import Reply
+        from earengine.osc.wire import Reply
 
         return [Reply("/son/runs.reply", tuple(self.runs))]
 

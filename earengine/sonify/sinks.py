@@ -33,7 +33,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from earengine.control.osc import OscDecodeError, decode_packet, encode_message, osc_string
+from earengine.osc.wire import OscDecodeError, decode_packet, encode_message, osc_string
 from earengine.errors import EarEngineError, ParameterError
 from earengine.sonify.frame import GradientFrame, check_run_name
 from earengine.sonify.mapping import Settings

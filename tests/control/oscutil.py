@@ -3,7 +3,7 @@
 import socket
 import time
 
-from earengine.control.osc import decode_packet, encode_message
+from earengine.osc.wire import decode_packet, encode_message
 
 
 class Peer:

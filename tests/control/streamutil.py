@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from earengine.control.osc import decode_packet
+from earengine.osc.wire import decode_packet
 
 
 class Receiver:

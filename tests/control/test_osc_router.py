@@ -5,8 +5,8 @@ import struct
 
 import pytest
 
-from earengine.control.osc import (OscRouter, Reply, decode_packet, encode_bundle, encode_message,
-                                   peek_address)
+from earengine.osc.wire import Reply, decode_packet, encode_bundle, encode_message, peek_address
+from earengine.control.osc import OscRouter
 from earengine.params import default_registry
 from earengine.params.table import PARAMS
 

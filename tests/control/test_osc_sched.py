@@ -4,7 +4,8 @@ import time
 
 import pytest
 
-from earengine.control.osc import JobQueue, OscRouter, OscServer, bundle_time, encode_bundle, encode_message
+from earengine.osc.wire import bundle_time, encode_bundle, encode_message
+from earengine.control.osc import JobQueue, OscRouter, OscServer
 from earengine.control.osc_params import FAIL_PER_S
 from earengine.params import default_registry
 from oscutil import Peer, wait_for

@@ -4,7 +4,8 @@ import time
 
 import pytest
 
-from earengine.control.osc import JobQueue, OscRouter, OscServer, encode_bundle, encode_message
+from earengine.osc.wire import encode_bundle, encode_message
+from earengine.control.osc import JobQueue, OscRouter, OscServer
 from earengine.params import default_registry
 from oscutil import Peer
 

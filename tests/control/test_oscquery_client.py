@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from earengine.control.osc import decode_packet, encode_message
+from earengine.osc.wire import decode_packet, encode_message
 from earengine.engine import Engine
 from oscutil import Peer
 

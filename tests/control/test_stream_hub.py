@@ -9,7 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from earengine.control.osc import OscRouter, decode_packet, encode_message
+from earengine.osc.wire import decode_packet, encode_message
+from earengine.control.osc import OscRouter
 from earengine.control.stream import Position, StreamHub, WebSocketStreams
 from earengine.errors import EarEngineError
 from earengine.params import default_registry

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from earengine.control.osc import decode_packet
+from earengine.osc.wire import decode_packet
 from earengine.control.stream import BundlePacker, Position, encode_array, parse_dest, parse_layers
 from earengine.errors import ParameterError
 from earengine.params.table import TAPS

@@ -9,7 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from earengine.control.osc import OscRouter, encode_message
+from earengine.osc.wire import encode_message
+from earengine.control.osc import OscRouter
 from earengine.control.stream import WS_FRAMES, Position, StreamHub, WebSocketStreams
 from earengine.params import default_registry
 from earengine.viz.frames import ActivationSet

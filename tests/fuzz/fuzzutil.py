@@ -13,7 +13,7 @@ import time
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from earengine.control.osc import encode_bundle, encode_message, osc_string
+from earengine.osc.wire import encode_bundle, encode_message, osc_string
 from earengine.params.table import COMMANDS, PARAMS
 
 

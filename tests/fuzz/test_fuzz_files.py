@@ -80,7 +80,8 @@ def binding(draw):
 def test_a_midi_map_is_taken_whole_or_refused_with_a_reason(data):
     """Over OSC (/midi/map is a JSON parameter), and as a map file."""
     from earengine.control.midi import MidiControl
-    from earengine.control.osc import OscRouter, encode_message
+    from earengine.osc.wire import encode_message
+    from earengine.control.osc import OscRouter
 
     registry = default_registry()
     control = MidiControl(registry)

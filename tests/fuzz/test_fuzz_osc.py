@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from earengine.control.osc import (OscDecodeError, OscRouter, OscServer, bundle_time, decode_packet,
-                                   encode_message, peek_address)
+from earengine.osc.wire import OscDecodeError, bundle_time, decode_packet, encode_message, peek_address
+from earengine.control.osc import OscRouter, OscServer
 from earengine.params import default_registry
 from fuzzutil import fuzz, osc_bundle, osc_message, osc_packets, registry_is_valid
 

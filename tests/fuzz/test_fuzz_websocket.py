@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from earengine.control.oscquery import OscQueryServer, _Listener
-from earengine.control.osc import OscRouter, decode_packet, encode_message
+from earengine.osc.wire import decode_packet, encode_message
+from earengine.control.osc import OscRouter
 from earengine.control.stream import Position, StreamHub, WebSocketStreams
 from earengine.params import default_registry
 from fuzzutil import ADDRESSES, fuzz, osc_packets, registry_is_valid

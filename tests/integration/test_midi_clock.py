@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from earengine.control.osc import decode_packet, encode_message
+from earengine.osc.wire import decode_packet, encode_message
 from earengine.process import EngineProcess
 
 pytestmark = pytest.mark.integration

@@ -1,28 +1,12 @@
-"""The sonification docstring examples run, and importing the package stays light."""
+"""Importing the sonification package stays light; its adapters need their frameworks.
 
-import doctest
+Its docstring examples run with every module's, in tests/test_doctests.py."""
+
 import importlib
 import subprocess
 import sys
 
 import pytest
-
-MODULES = [
-    "earengine.sonify.params",
-    "earengine.sonify.frame",
-    "earengine.sonify.mapping",
-    "earengine.sonify.timbre",
-    "earengine.sonify.render",
-    "earengine.sonify.sinks",
-    "earengine.sonify.capture",
-]
-
-
-@pytest.mark.parametrize("name", MODULES)
-def test_docstring_examples(name):
-    result = doctest.testmod(importlib.import_module(name), optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0 and result.attempted > 0
-
 
 def test_the_package_and_its_rows_import_without_torch_or_pyo():
     code = ("import sys, earengine.sonify, earengine.sonify.commands, earengine.params.table; "

@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from earengine.control.osc import OscRouter, encode_message
+from earengine.osc.wire import encode_message
+from earengine.control.osc import OscRouter
 from earengine.params import default_registry
 from earengine.sonify.params import MAX_RUNS
 from earengine.sonify.receiver import SonReceiver
