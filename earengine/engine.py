@@ -195,7 +195,7 @@ class Engine:
     def _start_dream(self) -> None:
         """The worker process that dreams loops through the ear (see earengine.worker)."""
         from earengine.optvis.targets import parse_many, format_many
-        from earengine.params.table import TAPS
+        from earengine.optvis.params import TAPS
 
         def check_targets(text: str) -> str:
             shapes = self.dream.info.get("shapes") if self.dream is not None else None

@@ -84,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--record", default=None, help="also write the output to this WAV file")
     p.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines")
     # -- tempo and MIDI (earengine/control/clock.py, midi.py) ----------------------------------
-    from earengine.control.params import CLOCK_SOURCES
+    from earengine.clock.params import CLOCK_SOURCES
 
     p.add_argument("--clock", default=None, choices=CLOCK_SOURCES,
                    help="where tempo and bar lines come from (default: internal; sets /clock/source)")

@@ -7,7 +7,7 @@ does not overflow the kernel buffer; beyond :data:`INBOX_BYTES` waiting, datagra
 and counted), one thread parses and dispatches, and a scheduler thread holds bundles whose
 timetag lies in the future — nobody sleeps in the receive path. The scheduler is bounded as
 scsynth's is (``/osc/sched_max`` bundles, ``/osc/horizon_s`` ahead, see
-:mod:`earengine.control.osc_params`); a refused bundle is answered ``/fail #bundle <reason>``.
+:mod:`earengine.control.params`); a refused bundle is answered ``/fail #bundle <reason>``.
 
 Replies go to the sender's address and port, or to the port it named with ``/reply/port``.
 Every rejected message is answered ``/fail <address> <reason>`` and changes nothing.
@@ -25,7 +25,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
-from earengine.control.osc_params import FAIL_PER_S, OSC_PARAMS, SCHED_MAX_BYTES
+from earengine.control.params import FAIL_PER_S, OSC_PARAMS, SCHED_MAX_BYTES
 from earengine.errors import EarEngineError, ParameterError, UnknownAddressError
 from earengine.osc.wire import (
     MAX_UDP_PAYLOAD,

@@ -370,7 +370,7 @@ class StreamHub:
     def __init__(self, registry, *, position: Optional[Callable[[], Optional[Position]]] = None,
                  taps: Sequence[str] = (), reply: Optional[Callable[[tuple, str, tuple], None]] = None,
                  on_demand: Optional[Callable[[bool], None]] = None, clock: Callable[[], float] = time.time) -> None:
-        from earengine.params.table import TAPS
+        from earengine.optvis.params import TAPS
 
         self.registry = registry
         self.position = position or (lambda: None)

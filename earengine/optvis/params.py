@@ -1,7 +1,8 @@
-"""The ``/grid/*`` rows: the dream as notes and drum hits on the bar grid, declared once.
+"""The dream's rows, declared once: optimizer (``/opt/*``), target (``/target/*``), regularizers
+(``/reg/*``) and the dream as notes and drum hits on the bar grid (``/grid/*``).
 
 :data:`GRID_PARAMS` and :data:`GRID_COMMANDS` are concatenated into the registry's tables
-(:mod:`earengine.params.table`). The musical vocabulary (keys, scales, note values) is the one
+(:mod:`earengine.params.catalog`). The musical vocabulary (keys, scales, note values) is the one
 table of :mod:`earengine.music` that the sonifier uses too. No torch here: the engine process
 validates these values at the boundary (:func:`install_checks`).
 """
@@ -14,7 +15,7 @@ from earengine.errors import ParameterError
 from earengine.music import DIVISIONS, NOTE_NAMES, SCALES, steps_per_bar
 from earengine.params.spec import ArgSpec, CommandSpec, ParamSpec
 
-__all__ = ["DREAM_PARAMS", "GRID_PARAMS", "GRID_COMMANDS", "PARAMETERIZATIONS", "GRID_SCALES", "GRID_DIVISIONS", "install_checks"]
+__all__ = ["OPT_PARAMS", "OPT_COMMANDS", "TAPS", "DREAM_PARAMS", "GRID_PARAMS", "GRID_COMMANDS", "PARAMETERIZATIONS", "GRID_SCALES", "GRID_DIVISIONS", "install_checks"]
 
 #: What the dream optimizes (``/opt/param``): the waveform, its 1/f-scaled spectrum, or notes on the grid.
 PARAMETERIZATIONS = ("grid", "raw", "spectral")
@@ -24,6 +25,64 @@ GRID_SCALES = tuple(s for s in SCALES if s != "off")
 GRID_DIVISIONS = tuple(d for d in DIVISIONS if d != "off")
 
 _P = ParamSpec
+
+#: Every tap of the ear, from input to context (the architecture of Table 1 fixes them).
+TAPS = ("scaleogram",) + tuple(f"enc.{i}" for i in range(8)) + tuple(f"ar.{i}" for i in range(9))
+
+
+
+def _unit(address: str, default: float, doc: str) -> ParamSpec:
+    return ParamSpec(address, "float", default, min=0.0, max=1.0, doc=doc)
+
+
+
+#: The optimizer, the target and the regularizers of the dream.
+OPT_PARAMS: tuple[ParamSpec, ...] = (
+    # -- optimizer ------------------------------------------------------------------------
+    ParamSpec("/opt/run", "bool", True, doc="Dream (1) or hold the loop as it is (0)."),
+    ParamSpec("/opt/algorithm", "enum", "sgd", choices=("sgd", "adam"), doc="Optimizer of the loop."),
+    ParamSpec("/opt/lr", "float", 2e-3, min=1e-6, max=1.0, scale="log", doc="Learning rate (per-sample step with /opt/grad_norm)."),
+    ParamSpec("/opt/batch", "int", 2, min=1, max=16, unit="copies", doc="Jittered copies of the loop per step."),
+    ParamSpec("/opt/context", "int", 1, min=0, max=4, unit="loops", doc="Repetitions of the loop heard before it (periodic context)."),
+    ParamSpec("/opt/grad_norm", "bool", True, doc="Divide the gradient by its standard deviation."),
+    ParamSpec("/opt/param", "enum", "grid", choices=PARAMETERIZATIONS,
+              doc="What is optimized: notes and drum hits on the bar grid (/grid/*), the waveform, or its 1/f-scaled spectrum."),
+    ParamSpec("/opt/seed", "int", 0, min=0, max=2**31 - 1, doc="Seed of every random choice of the dream."),
+    # -- target ---------------------------------------------------------------------------
+    ParamSpec("/target/spec", "str", "", doc="Shorthand targets, e.g. 'enc.5:12*1 + ar.3*0.5'; empty: the region below."),
+    ParamSpec("/target/layer", "enum", "enc.5", choices=TAPS, doc="Tap of the region target."),
+    _unit("/target/channel", 0.5, "Centre of the channel range, 0-1 of the tap's channels."),
+    _unit("/target/channel_width", 0.1, "Width of the channel range, 0-1."),
+    _unit("/target/pitch", 0.5, "Centre of the frequency range, 0-1 of the tap's rows (low to high)."),
+    _unit("/target/pitch_width", 1.0, "Width of the frequency range, 0-1."),
+    _unit("/target/time", 0.5, "Centre of the time range within the loop, 0-1 (circular)."),
+    _unit("/target/time_width", 1.0, "Width of the time range within the loop, 0-1."),
+    ParamSpec("/target/exponent", "float", 1.0, min=0.25, max=4.0, doc="Power of the region's mean activation (sign kept)."),
+    # -- regularizers (0 = off) -----------------------------------------------------------
+    _unit("/reg/time_shift", 1.0, "Random circular shift of each copy, as a fraction of the loop."),
+    ParamSpec("/reg/pitch_cents", "float", 0.0, min=0.0, max=200.0, unit="cents", doc="Random pitch jitter of each copy."),
+    ParamSpec("/reg/time_mask", "float", 0.0, min=0.0, max=0.5, doc="Width of a random time band masked in each copy's scaleogram."),
+    ParamSpec("/reg/freq_mask", "float", 0.0, min=0.0, max=0.5, doc="Width of a random frequency band masked in each copy's scaleogram."),
+    ParamSpec("/reg/grad_noise", "float", 0.0, min=0.0, max=2.0, doc="Gaussian noise added to the gradient, relative to its std."),
+    ParamSpec("/reg/act_l1", "float", 0.0, min=0.0, max=10.0, doc="Penalty on the mean absolute activation of the target taps."),
+    ParamSpec("/reg/denoise", "float", 0.0, min=0.0, max=10.0, doc="Penalty on spectral flatness (noisiness)."),
+    ParamSpec("/reg/high_freq", "float", 0.0, min=0.0, max=10.0, doc="Penalty on the share of energy above sr/8 (about 5.5 kHz)."),
+    ParamSpec("/reg/seam", "float", 0.0, min=0.0, max=1000.0, doc="Penalty on the jump from the loop's end to its start."),
+    _unit("/reg/mix", 0.0, "After each step, mix this much of the reference clip back in."),
+)
+
+OPT_COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec("/target/set", (ArgSpec("spec", "str"),),
+                doc="Replace the targets with one shorthand target: enc.5:12, enc.5:0-31, enc.5:12@40, ar.3, surprise."),
+    CommandSpec("/target/add", (ArgSpec("spec", "str"), ArgSpec("weight", "float")),
+                doc="Add a weighted shorthand target to the ones already set."),
+    CommandSpec("/target/clear", (), doc="Drop the shorthand targets: the region target applies again."),
+    CommandSpec("/opt/reset", (ArgSpec("kind", "enum", ("silence", "noise", "file", "current")), ArgSpec("path", "str", optional=True)),
+                later=True, doc="Restart the dream from silence, noise, a file (path) or the current loop."),
+    CommandSpec("/reg/reference", (ArgSpec("path", "str", optional=True),), later=True,
+                doc="Clip that /reg/mix pulls toward (no path: none)."),
+)
+
 #: Rows of the dream beyond the grid: the spectral parameterization's colour, and specificity.
 DREAM_PARAMS: tuple[ParamSpec, ...] = (
     _P("/opt/spectral_decay", "float", 0.5, min=0.0, max=2.0,

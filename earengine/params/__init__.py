@@ -8,6 +8,6 @@ __all__ = ["ArgSpec", "Change", "CommandSpec", "ParamSpec", "Registry", "default
 
 def default_registry() -> Registry:
     """A fresh registry holding every row earengine declares."""
-    from earengine.params.table import COMMANDS, PARAMS
+    from earengine.params.catalog import COMMANDS, PARAMS
 
     return Registry(PARAMS, COMMANDS)

@@ -104,7 +104,7 @@ class Registry:
 
     Examples
     --------
-    >>> from earengine.params.table import PARAMS, COMMANDS
+    >>> from earengine.params.catalog import PARAMS, COMMANDS
     >>> reg = Registry(PARAMS, COMMANDS)
     >>> reg.set("/clock/bpm", 128)
     128.0

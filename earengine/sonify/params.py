@@ -1,7 +1,7 @@
 """The ``/son/*`` rows: the pitch-mapping instrument and the frame protocol, declared once.
 
 :data:`SON_PARAMS` and :data:`SON_COMMANDS` are concatenated into the registry's tables
-(:mod:`earengine.params.table`); the mapping's :class:`~earengine.sonify.mapping.Settings`, the
+(:mod:`earengine.params.catalog`); the mapping's :class:`~earengine.sonify.mapping.Settings`, the
 docs, OSCQuery and MIDI maps are derived from them.
 
 Frames arrive as ``/son/frame <run> <step> <norms…>``. A frame whose message would not fit under

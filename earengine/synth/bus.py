@@ -7,7 +7,7 @@ clip catches what the attack lets through, so nothing ever exceeds ``LIMITER_CEI
 
 from __future__ import annotations
 
-from earengine.params.table import LIMITER_CEILING_DBFS
+from earengine.synth.params import LIMITER_CEILING_DBFS
 
 __all__ = ["limiter", "OutputBus", "CEILING"]
 

@@ -8,7 +8,7 @@ import pytest
 from earengine.osc.wire import Reply, decode_packet, encode_bundle, encode_message, peek_address
 from earengine.control.osc import OscRouter
 from earengine.params import default_registry
-from earengine.params.table import PARAMS
+from earengine.params.catalog import PARAMS
 
 SENDER = ("127.0.0.1", 5555)
 

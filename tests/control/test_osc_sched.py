@@ -6,7 +6,7 @@ import pytest
 
 from earengine.osc.wire import bundle_time, encode_bundle, encode_message
 from earengine.control.osc import JobQueue, OscRouter, OscServer
-from earengine.control.osc_params import FAIL_PER_S
+from earengine.control.params import FAIL_PER_S
 from earengine.params import default_registry
 from oscutil import Peer, wait_for
 

@@ -6,7 +6,7 @@ import pytest
 from earengine.osc.wire import decode_packet
 from earengine.control.stream import BundlePacker, Position, encode_array, parse_dest, parse_layers
 from earengine.errors import ParameterError
-from earengine.params.table import TAPS
+from earengine.optvis.params import TAPS
 from earengine.viz.frames import frame_steps, reduce_frame, reduce_mask
 
 

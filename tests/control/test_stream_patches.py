@@ -14,7 +14,7 @@ import pytest
 from earengine.control.stream import Position, StreamHub
 from earengine.control.stream_params import STREAM_OUT
 from earengine.params import default_registry
-from earengine.params.table import TAPS
+from earengine.optvis.params import TAPS
 from earengine.viz.frames import ActivationSet
 from earengine.viz.layout import NeuronLayout
 from streamutil import Receiver, frames

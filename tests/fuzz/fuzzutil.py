@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from earengine.osc.wire import encode_bundle, encode_message, osc_string
-from earengine.params.table import COMMANDS, PARAMS
+from earengine.params.catalog import COMMANDS, PARAMS
 
 
 def fuzz(max_examples: int):

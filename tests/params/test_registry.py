@@ -7,7 +7,7 @@ import pytest
 
 from earengine.errors import EarEngineError, ParameterError, UnknownAddressError
 from earengine.params import CommandSpec, ParamSpec, Registry, default_registry, parse_text
-from earengine.params.table import COMMANDS, PARAMS
+from earengine.params.catalog import COMMANDS, PARAMS
 
 
 def test_every_default_validates_and_specs_round_trip():

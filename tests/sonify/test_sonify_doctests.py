@@ -9,7 +9,7 @@ import sys
 import pytest
 
 def test_the_package_and_its_rows_import_without_torch_or_pyo():
-    code = ("import sys, earengine.sonify, earengine.sonify.commands, earengine.params.table; "
+    code = ("import sys, earengine.sonify, earengine.sonify.commands, earengine.params.catalog; "
             "print('torch' in sys.modules, 'pyo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

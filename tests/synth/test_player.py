@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from earengine.errors import ParameterError
-from earengine.params.table import LIMITER_CEILING_DBFS
+from earengine.synth.params import LIMITER_CEILING_DBFS
 from earengine.synth.player import Loop, LoopPlayer, db_to_amp, fit_bars
 from offline import OfflineRig, rig_maker
 

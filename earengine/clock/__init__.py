@@ -1,0 +1,1 @@
+"""The clock: the bar grid (pure timing) and the sources of tempo and bar lines (MIDI clock, Link)."""

@@ -1,0 +1,1 @@
+"""MIDI: the wire, bindings, learn and takeover, ports per backend, notes and files."""
