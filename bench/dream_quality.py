@@ -185,7 +185,7 @@ def main() -> int:
     loaded = load_ear(args.model)
     registry = default_registry()
     if args.set:
-        from earengine.engine_commands import parse_sets
+        from earengine.engine.commands import parse_sets
 
         registry.update(parse_sets(args.set))
     base = registry.snapshot()

@@ -19,7 +19,7 @@ from earengine.errors import EarEngineError
 
 # Modules that contribute sub-commands, in the order they appear in --help.
 COMMAND_MODULES = (
-    "earengine.engine_commands",
+    "earengine.engine.commands",
     "earengine.params.commands",
     "earengine.ear.commands",
     "earengine.corpus.commands",

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from earengine.engine_commands import parse_sets
+from earengine.engine.commands import parse_sets
 from earengine.errors import ParameterError
 
 
