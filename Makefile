@@ -41,7 +41,7 @@ bench: $(STAMP)
 	for f in bench/*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 docs: $(STAMP)
-	$(PY) -m earengine params --markdown > docs/osc.md
+	$(PY) scripts/docs.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

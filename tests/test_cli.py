@@ -63,3 +63,12 @@ def test_run_offline_records_a_loop(tmp_path):
     assert "audio: offline" in done.stdout and "loop 1 loop.wav (1 bars)" in done.stdout
     x, sr = sf.read(str(rec))
     assert x.shape[0] >= 2.9 * sr and np.abs(x).max() > 0.1
+
+
+def test_readme_parameter_tables_are_current():
+    """The README's parameter tables are generated from the registry; regenerate with `make docs`."""
+    from earengine.params.docs import fill_readme
+
+    text = (ROOT / "README.md").read_text()
+    assert text.count("<!-- params ") >= 4
+    assert text == fill_readme(text, default_registry()), "run: make docs"

@@ -1,12 +1,19 @@
-"""Documents derived from the registry rows: docs/osc.md, ``earengine params`` output."""
+"""Documents derived from the registry rows: docs/osc.md, the README's parameter tables,
+``earengine params`` output.
+
+The README holds prose around tables that are generated, never typed: each sits between
+``<!-- params PREFIX ... -->`` and ``<!-- end params -->`` and is rewritten by :func:`fill_readme`
+(``make docs``); a test fails when one has drifted from the rows.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 
 from earengine.params.registry import Registry
 
-__all__ = ["markdown", "as_json", "plain_lines"]
+__all__ = ["markdown", "as_json", "plain_lines", "param_table", "fill_readme"]
 
 
 def _range(spec) -> str:
@@ -82,3 +89,52 @@ def plain_lines(registry: Registry) -> list[str]:
         args = " ".join(f"<{a.name}>" for a in c.args)
         out.append(f"{c.address}{' ' + args if args else ''}: command. {c.doc}")
     return out
+
+
+def _with_unit(spec, text: str) -> str:
+    if not (spec.unit and text and spec.type not in ("enum", "bool")):
+        return text
+    if text.endswith(" (log)"):
+        return f"{text[:-6]} {spec.unit} (log)"
+    return f"{text} {spec.unit}"
+
+
+def param_table(registry: Registry, prefixes: "tuple[str, ...] | list[str]") -> str:
+    """A Markdown table of the parameters whose address starts with one of ``prefixes``.
+
+    >>> from earengine.params.spec import ParamSpec
+    >>> reg = Registry([ParamSpec("/son/gain", "float", -20.0, min=-80.0, max=0.0, unit="dB", doc="Level.")])
+    >>> print(param_table(reg, ["/son/"]))
+    | parameter | default | range | what it does |
+    |---|---|---|---|
+    | `/son/gain` | -20 dB | -80 … 0 dB | Level. |
+    """
+    lines = ["| parameter | default | range | what it does |", "|---|---|---|---|"]
+    for s in registry:
+        if any(s.address.startswith(p) for p in prefixes):
+            default = _with_unit(s, _default(s))
+            default = f"`{default}`" if s.type in ("enum", "str") and default else default
+            lines.append(f"| `{s.address}` | {default} | {_with_unit(s, _range(s))} | {s.doc} |")
+    return "\n".join(lines)
+
+
+_BLOCK = re.compile(r"(<!-- params (?P<prefixes>[^>]*?) -->\n)(?P<body>.*?)(<!-- end params -->)", re.S)
+
+
+def fill_readme(text: str, registry: Registry) -> str:
+    """``text`` with every generated block rewritten from the rows (see the module docstring).
+
+    >>> from earengine.params.spec import ParamSpec
+    >>> reg = Registry([ParamSpec("/loop/mute", "bool", False, doc="Silence.")])
+    >>> print(fill_readme("<!-- params /loop/ -->\\nstale\\n<!-- end params -->", reg))
+    <!-- params /loop/ -->
+    | parameter | default | range | what it does |
+    |---|---|---|---|
+    | `/loop/mute` | 0 | 0 or 1 | Silence. |
+    <!-- end params -->
+    """
+    def block(m: "re.Match[str]") -> str:
+        table = param_table(registry, m.group("prefixes").split())
+        return f"{m.group(1)}{table}\n{m.group(4)}"
+
+    return _BLOCK.sub(block, text)
