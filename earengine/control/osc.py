@@ -4,10 +4,15 @@ Routing and transport are separate. :class:`OscRouter` turns one message — add
 sender — into registry changes and replies, and is tested with raw datagrams alone.
 :class:`OscServer` owns the socket: one thread only drains the socket into a queue (so a flood
 does not overflow the kernel buffer; beyond :data:`INBOX_BYTES` waiting, datagrams are dropped
-and counted), one thread parses and dispatches, and a scheduler thread holds bundles whose
-timetag lies in the future — nobody sleeps in the receive path. The scheduler is bounded as
-scsynth's is (``/osc/sched_max`` bundles, ``/osc/horizon_s`` ahead, see
-:mod:`earengine.control.params`); a refused bundle is answered ``/fail #bundle <reason>``.
+and counted), one thread parses and dispatches, and bundles whose timetag lies in the future
+wait in a scheduler thread (:mod:`earengine.control.bundles`) — nobody sleeps in the receive
+path. The scheduler is bounded as scsynth's is (``/osc/sched_max`` bundles, ``/osc/horizon_s``
+ahead, see :mod:`earengine.control.params`); a refused bundle is answered ``/fail #bundle
+<reason>``. Commands declared ``later`` (file I/O) run on a :class:`~earengine.control.jobs.JobQueue`.
+
+The router answers the server's own commands itself: ``/get``, ``/status``, ``/notify``,
+``/sync``, ``/reply/port`` and ``/counts`` (rows in :mod:`earengine.control.params`); every
+other command's handler is attached with :meth:`OscRouter.on` by its subsystem.
 
 Replies go to the sender's address and port, or to the port it named with ``/reply/port``.
 Every rejected message is answered ``/fail <address> <reason>`` and changes nothing.
@@ -15,17 +20,17 @@ Every rejected message is answered ``/fail <address> <reason>`` and changes noth
 
 from __future__ import annotations
 
-import heapq
-import itertools
+import functools
 import logging
 import os
 import queue
 import socket
 import threading
 import time
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
-from earengine.control.params import FAIL_PER_S, OSC_PARAMS, SCHED_MAX_BYTES
+from earengine.control.bundles import FutureBundles
+from earengine.control.jobs import JobQueue
 from earengine.errors import EarEngineError, ParameterError, UnknownAddressError
 from earengine.osc.wire import (
     MAX_UDP_PAYLOAD,
@@ -39,12 +44,7 @@ from earengine.osc.wire import (
 )
 from earengine.params.registry import Change, Registry
 
-__all__ = [
-    "Reply",
-    "OscRouter",
-    "OscServer",
-    "JobQueue",
-]
+__all__ = ["OscRouter", "OscServer", "udp_drops"]
 
 log = logging.getLogger("earengine.osc")
 
@@ -61,51 +61,6 @@ _NOW_S = 0.0005  # a bundle due within this is run at once, not scheduled
 
 
 Handler = Callable[[tuple, Address], Optional[Sequence[Reply]]]
-
-
-class JobQueue:
-    """One worker thread that runs slow commands (file I/O) in order, off the receive path.
-
-    ``/sync`` goes through the same queue, so ``/synced`` follows every earlier slow command.
-    A context manager; :meth:`drain` waits until everything queued so far has run (for tests).
-    """
-
-    def __init__(self, name: str = "earengine-jobs") -> None:
-        self._queue: "queue.Queue[Optional[Callable[[], None]]]" = queue.Queue(maxsize=1024)
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def submit(self, fn: Callable[[], None]) -> None:
-        try:
-            self._queue.put_nowait(fn)
-        except queue.Full:
-            raise EarEngineError("busy: too many slow commands queued; try again") from None
-
-    def _run(self) -> None:
-        while True:
-            fn = self._queue.get()
-            try:
-                if fn is None:
-                    return
-                fn()
-            except Exception:
-                log.exception("job failed")
-            finally:
-                self._queue.task_done()
-
-    def drain(self) -> None:
-        self._queue.join()
-
-    def close(self) -> None:
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> "JobQueue":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class OscRouter:
@@ -142,22 +97,21 @@ class OscRouter:
         self.default_reply_port = reply_port
         self.reply_ports: dict[str, int] = {}
         self.listeners: set[Address] = set()
-        self.handlers: dict[str, Handler] = {}
+        #: Command handlers by address: the router's own, then those attached with :meth:`on`.
+        self.handlers: dict[str, Handler] = {
+            "/get": self._get,
+            "/status": self._status,
+            "/notify": self._notify,
+            "/sync": self._sync,
+            "/reply/port": self._reply_port,
+            "/counts": self._counts,
+        }
         self.counts = {"handled": 0, "failed": 0}
         #: Callables whose ``{name: int}`` answers make up ``/counts.reply`` (the transport, the
         #: streams, the worker supervisor add theirs).
         self.count_sources: list[Callable[[], Mapping[str, int]]] = [lambda: self.counts]
         self._lock = threading.Lock()
-        self._sub = registry.subscribe(self._on_change)
-        for address, fn in (
-            ("/get", self._get),
-            ("/status", self._status),
-            ("/notify", self._notify),
-            ("/sync", self._sync),
-            ("/reply/port", self._reply_port),
-            ("/counts", self._counts),
-        ):
-            self.handlers[address] = fn
+        self._sub = registry.subscribe(self._on_change)  # /notify listeners hear every change
 
     def close(self) -> None:
         self._sub.close()
@@ -296,62 +250,6 @@ class OscRouter:
 # ---------------------------------------------------------------------------------------------
 # Transport
 # ---------------------------------------------------------------------------------------------
-class _Scheduler:
-    """Runs callables at Unix times on its own thread (bundles with future timetags), holding at
-    most a given number of them and of bytes: :meth:`at` says False instead of growing."""
-
-    def __init__(self) -> None:
-        self._heap: list[tuple[float, int, int, Callable[[], None]]] = []
-        self._cv = threading.Condition()
-        self._seq = itertools.count()
-        self._bytes = 0
-        self._closed = False
-        self._thread = threading.Thread(target=self._run, name="earengine-osc-sched", daemon=True)
-        self._thread.start()
-
-    def __len__(self) -> int:
-        return len(self._heap)
-
-    @property
-    def held_bytes(self) -> int:
-        return self._bytes
-
-    def at(self, unix_s: float, fn: Callable[[], None], *, size: int = 0, max_items: Optional[int] = None,
-           max_bytes: Optional[int] = None) -> bool:
-        """Run ``fn`` at ``unix_s``; False (and nothing held) if that would pass a bound."""
-        with self._cv:
-            if max_items is not None and len(self._heap) >= max_items:
-                return False
-            if max_bytes is not None and self._bytes + size > max_bytes:
-                return False
-            heapq.heappush(self._heap, (unix_s, next(self._seq), size, fn))
-            self._bytes += size
-            self._cv.notify()
-        return True
-
-    def _run(self) -> None:
-        while True:
-            with self._cv:
-                while not self._closed and (not self._heap or self._heap[0][0] > time.time()):
-                    timeout = None if not self._heap else max(0.0, self._heap[0][0] - time.time())
-                    self._cv.wait(timeout)
-                if self._closed:
-                    self._heap.clear()
-                    return
-                _, _, size, fn = heapq.heappop(self._heap)
-                self._bytes -= size
-            try:
-                fn()
-            except Exception:
-                log.exception("scheduled OSC message failed")
-
-    def close(self) -> None:
-        with self._cv:
-            self._closed = True
-            self._cv.notify()
-        self._thread.join(timeout=2)
-
-
 class OscServer:
     """OSC over UDP for an :class:`OscRouter`. A context manager.
 
@@ -410,13 +308,11 @@ class OscServer:
         self._in_bytes = 0
         self._out_bytes = 0
         self._in_dropped = 0  # dropped by the receive thread (it alone writes this)
-        self._fail_tokens = float(FAIL_PER_S)
-        self._fail_at = time.monotonic()
         self._refused_logged: set[str] = set()
         self._inbox: "queue.SimpleQueue[Optional[tuple[bytes, Address, int]]]" = queue.SimpleQueue()
         self._sock: Optional[socket.socket] = None
         self._threads: list[threading.Thread] = []
-        self._scheduler: Optional[_Scheduler] = None
+        self._future: Optional[FutureBundles] = None
         self._closing = False
 
     @property
@@ -455,7 +351,7 @@ class OscServer:
         self._sock = sock
         self.router.send = self._send
         self.router.count_sources.append(self.all_counts)
-        self._scheduler = _Scheduler()
+        self._future = FutureBundles(self.router.registry, send=self._send, counts=self.counts)
         for target, name in ((self._receive, "earengine-osc-recv"), (self._dispatch, "earengine-osc-dispatch")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -473,8 +369,8 @@ class OscServer:
             pass
         for thread in self._threads:
             thread.join(timeout=2)
-        if self._scheduler:
-            self._scheduler.close()
+        if self._future is not None:
+            self._future.close()
         self._sock.close()
 
     def all_counts(self) -> dict[str, int]:
@@ -483,7 +379,7 @@ class OscServer:
         (``kernel_dropped``: a flood faster than the machine lets it read)."""
         out = dict(self.counts)
         out["dropped"] += self._in_dropped
-        out["pending"] = len(self._scheduler) if self._scheduler is not None else 0
+        out["pending"] = len(self._future) if self._future is not None else 0
         out["kernel_dropped"] = self.kernel_dropped()
         return out
 
@@ -555,14 +451,16 @@ class OscServer:
             self.counts["oversized"] += 1
             self._send(dest, "/fail", (peek_address(data), f"datagram of {nbytes} bytes exceeds the limit of {self.max_datagram}"))
             return
+        future = self._future
+        assert future is not None, "server not started"
         now = time.time()
         when = bundle_time(data)
         if when is not None and when > now + _NOW_S:
             # refused before decoding: a flood of far-future bundles costs a few microseconds each
             # (a nested bundle may not come before its parent, so the outer time decides)
-            why = self._refuse_why(when - now)
+            why = future.refusal(when - now)
             if why is not None:
-                self._refuse(dest, why)
+                future.refuse(dest, why)
                 return
         try:
             items = decode_packet(data)
@@ -581,53 +479,14 @@ class OscServer:
                     self.counts["late"] += 1
                 self._run(address, args, sender)
         for when, messages in later.items():
-            self._schedule(when, messages, sender, dest, now, size=len(data) // len(later) + _INBOX_OVERHEAD)
+            why = future.hold(when, functools.partial(self._run_all, messages, sender), now_s=now,
+                              size=len(data) // len(later) + _INBOX_OVERHEAD)
+            if why is not None:
+                future.refuse(dest, why)
 
-    def _refuse_why(self, ahead_s: float) -> Optional[str]:
-        """Why a bundle due ``ahead_s`` from now cannot wait (None: it can, for all we know yet)."""
-        horizon = float(self._limit("/osc/horizon_s"))
-        if ahead_s > horizon:
-            self.counts["refused_far"] += 1
-            return f"timetag {ahead_s:.6g} s ahead must be within /osc/horizon_s={horizon:g} s of now"
-        held, most = len(self._scheduler), int(self._limit("/osc/sched_max"))
-        if held >= most:
-            self.counts["refused_full"] += 1
-            return (f"scheduler full: {held} bundles wait, as many as /osc/sched_max={most} allows; "
-                    "send bundles closer to their time")
-        return None
-
-    def _limit(self, address: str) -> Any:
-        """A scheduler bound from the registry (its row's default in a registry without it)."""
-        try:
-            return self.router.registry.get(address)
-        except UnknownAddressError:
-            return next(p.default for p in OSC_PARAMS if p.address == address)
-
-    def _schedule(self, when: float, messages: list, sender: Address, dest: Address, now: float, *, size: int) -> None:
-        assert self._scheduler is not None
-        why = self._refuse_why(when - now)
-        if why is None:
-            held = self._scheduler.at(when, lambda: [self._run(a, g, sender) for a, g in messages], size=size,
-                                      max_items=int(self._limit("/osc/sched_max")),
-                                      max_bytes=SCHED_MAX_BYTES)
-            if held:
-                self.counts["scheduled"] += 1
-                return
-            self.counts["refused_full"] += 1
-            why = (f"scheduler full: {len(self._scheduler)} bundles of {self._scheduler.held_bytes} bytes wait, "
-                   f"as many bytes as it holds ({SCHED_MAX_BYTES}); send bundles closer to their time")
-        self._refuse(dest, why)
-
-    def _refuse(self, dest: Address, why: str) -> None:
-        """Answer ``/fail #bundle <why>``, at most FAIL_PER_S times a second (the rest are counted)."""
-        now = time.monotonic()
-        self._fail_tokens = min(float(FAIL_PER_S), self._fail_tokens + (now - self._fail_at) * FAIL_PER_S)
-        self._fail_at = now
-        if self._fail_tokens < 1.0:
-            self.counts["fail_unsent"] += 1
-            return
-        self._fail_tokens -= 1.0
-        self._send(dest, "/fail", ("#bundle", why))
+    def _run_all(self, messages: list, sender: Address) -> None:
+        for address, args in messages:
+            self._run(address, args, sender)
 
     def _run(self, address: str, args: tuple, sender: Address) -> None:
         replies = self.router.handle(address, args, sender)

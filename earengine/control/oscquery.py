@@ -11,7 +11,10 @@ One TCP port serves both halves of the protocol, as OSCQuery asks:
   receives every change of that parameter as a binary OSC message (``IGNORE`` stops it); binary
   OSC messages it sends are handled like UDP ones (set a value, run a command).
 
-The service is advertised with zeroconf as ``_oscjson._tcp`` (and the OSC port as ``_osc._udp``).
+Both halves are served by the ``websockets`` package: its ``process_request`` hook answers a
+plain GET before any upgrade (:meth:`OscQueryServer._http`), and lets a WebSocket handshake
+through to the listener's session. The service is advertised with zeroconf as
+``_oscjson._tcp`` (and the OSC port as ``_osc._udp``).
 
 Types are the ones the engine speaks: a ``bool`` travels as ``i`` (0/1, which Pure Data and Max
 read), an ``enum`` as ``s`` with its choices in RANGE's VALS. Parameters are readable and
@@ -27,14 +30,19 @@ import logging
 import socket
 import threading
 from collections import deque
+from http import HTTPStatus
 from typing import Any, Callable, Optional
 from urllib.parse import unquote, urlsplit
 
-from earengine.osc.wire import decode_packet, encode_message
-from earengine.control.wslog import websocket_log
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+from websockets.sync.server import ServerConnection, serve
+
 from earengine.errors import EarEngineError
+from earengine.osc.wire import decode_packet, encode_message
 from earengine.params.registry import Change, Registry
 from earengine.params.spec import CommandSpec, ParamSpec
+from earengine.streams.websocket import websocket_log
 
 __all__ = ["namespace", "node", "host_info", "OscQueryServer", "ATTRIBUTES", "EXTENSIONS"]
 
@@ -213,8 +221,6 @@ class OscQueryServer:
     def __init__(self, registry: Registry, *, host: str = "127.0.0.1", port: int = 9001, osc_port: int = 9000,
                  osc_host: Optional[str] = None, handle: Optional[Callable[[str, tuple, tuple], list]] = None,
                  name: str = "earengine", zeroconf: bool = True) -> None:
-        from websockets.sync.server import serve
-
         self.registry = registry
         self.name = name
         self.osc_port = int(osc_port)
@@ -232,7 +238,7 @@ class OscQueryServer:
                                  "choose another --oscquery-port") from None
         self._thread = threading.Thread(target=self.server.serve_forever, name="earengine-oscquery", daemon=True)
         self._thread.start()
-        self._sub = registry.subscribe(self._on_change)
+        self._sub = registry.subscribe(self._on_change)  # any parameter may be LISTENed to
         self._zeroconf = None
         self._zc_thread = None
         self._zc_lock = threading.Lock()
@@ -275,39 +281,36 @@ class OscQueryServer:
             _close_zeroconf(zc)
 
     # -- HTTP ------------------------------------------------------------------------------------
-    def _respond(self, conn, status: int, body: Any):
-        from websockets.datastructures import Headers
-        from websockets.http11 import Response
-
-        reasons = {200: "OK", 204: "No Content", 400: "Bad Request", 404: "Not Found"}
+    @staticmethod
+    def _respond(status: int, body: Any) -> Response:
         data = b"" if body is None else (json.dumps(body) if not isinstance(body, str) else body).encode()
         headers = Headers([("Content-Type", "application/json" if status == 200 else "text/plain"),
                            ("Content-Length", str(len(data))), ("Access-Control-Allow-Origin", "*"),
                            ("Connection", "close")])
-        return Response(status, reasons.get(status, ""), headers, data)
+        return Response(status, HTTPStatus(status).phrase, headers, data)
 
-    def _http(self, conn, request):
+    def _http(self, conn: ServerConnection, request: Request) -> Optional[Response]:
+        """``process_request``: answer an HTTP GET here, or let a WebSocket handshake through."""
         if (request.headers.get("Upgrade") or "").lower() == "websocket":
             return None  # a WebSocket handshake: let it through
         url = urlsplit(request.path)
         path = unquote(url.path) or "/"
         query = url.query.split("&")[0].split("=")[0].upper() if url.query else ""
         if query == "HOST_INFO":
-            host, _ = self.address
-            return self._respond(conn, 200, host_info(name=self.name, osc_ip=self.osc_host, osc_port=self.osc_port))
+            return self._respond(200, host_info(name=self.name, osc_ip=self.osc_host, osc_port=self.osc_port))
         found = node(self.registry, path)
         if found is None:
-            return self._respond(conn, 404, f"no node at {path}")
+            return self._respond(404, f"no node at {path}")
         if not query:
-            return self._respond(conn, 200, found)
+            return self._respond(200, found)
         if query not in ATTRIBUTES:
-            return self._respond(conn, 400, f"attribute {query} is not one of {', '.join(ATTRIBUTES)}")
+            return self._respond(400, f"attribute {query} is not one of {', '.join(ATTRIBUTES)}")
         if query not in found:
-            return self._respond(conn, 204, None)
-        return self._respond(conn, 200, {query: found[query]})
+            return self._respond(204, None)
+        return self._respond(200, {query: found[query]})
 
     # -- WebSocket -------------------------------------------------------------------------------
-    def _ws(self, conn) -> None:
+    def _ws(self, conn: ServerConnection) -> None:
         listener = _Listener(conn)
         sender = threading.Thread(target=listener.pump, name="earengine-oscquery-push", daemon=True)
         sender.start()
@@ -375,6 +378,8 @@ class OscQueryServer:
     # -- zeroconf --------------------------------------------------------------------------------
     def _advertise(self) -> None:
         try:
+            # imported here, on this background thread: zeroconf takes a quarter of a second to
+            # import, which the engine's start need not wait for (and it serves without it)
             from zeroconf import IPVersion, ServiceInfo, Zeroconf
 
             host, port = self.address

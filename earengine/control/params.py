@@ -2,7 +2,8 @@
 (``/get``, ``/status``, ``/notify``, ``/sync``, ``/reply/port``, ``/counts``).
 
 :data:`OSC_PARAMS` and :data:`OSC_COMMANDS` are concatenated into the registry's tables
-(:mod:`earengine.params.catalog`); the OSC server (:mod:`earengine.control.osc`) reads them for
+(:mod:`earengine.params.catalog`). The router (:mod:`earengine.control.osc`) answers the
+commands; the scheduler of future bundles (:mod:`earengine.control.bundles`) reads the limits for
 every bundle whose timetag lies in the future, so a change applies to the next one.
 
 Bundles timetagged in the future wait in a scheduler, as in scsynth. Its size is bounded twice,

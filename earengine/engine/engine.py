@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import IO, Any, Callable, Mapping, Optional, Sequence
 
 from earengine.osc.wire import Reply
-from earengine.control.osc import JobQueue, OscRouter, OscServer
+from earengine.control.jobs import JobQueue
+from earengine.control.osc import OscRouter, OscServer
 from earengine.errors import EarEngineError, ParameterError
 from earengine.params import Registry, default_registry
 from earengine.params.presets import Preset, PresetStore

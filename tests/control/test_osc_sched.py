@@ -5,7 +5,8 @@ import time
 import pytest
 
 from earengine.osc.wire import bundle_time, encode_bundle, encode_message
-from earengine.control.osc import JobQueue, OscRouter, OscServer
+from earengine.control.jobs import JobQueue
+from earengine.control.osc import OscRouter, OscServer
 from earengine.control.params import FAIL_PER_S
 from earengine.params import default_registry
 from oscutil import Peer, wait_for
@@ -168,3 +169,24 @@ def test_datagrams_the_kernel_drops_are_counted_too():
         finally:
             peer.close()
     router.close()
+
+
+def test_the_scheduler_holds_no_more_bytes_than_its_bound():
+    """No sockets: the door of the scheduler, as the server uses it."""
+    from earengine.control.bundles import FutureBundles
+    from earengine.control.params import SCHED_MAX_BYTES
+
+    sent = []
+    future = FutureBundles(default_registry(), send=lambda *message: sent.append(message))
+    try:
+        size = 64 * 1024
+        fit = SCHED_MAX_BYTES // size
+        due = time.time() + 30.0
+        assert all(future.hold(due, lambda: None, size=size) is None for _ in range(fit))
+        why = future.hold(due, lambda: None, size=size)
+        assert why is not None and f"({SCHED_MAX_BYTES})" in why
+        assert len(future) == fit and future.counts["scheduled"] == fit and future.counts["refused_full"] == 1
+        future.refuse(("127.0.0.1", 9), why)
+        assert sent == [(("127.0.0.1", 9), "/fail", ("#bundle", why))]
+    finally:
+        future.close()

@@ -5,7 +5,8 @@ import time
 import pytest
 
 from earengine.osc.wire import encode_bundle, encode_message
-from earengine.control.osc import JobQueue, OscRouter, OscServer
+from earengine.control.jobs import JobQueue
+from earengine.control.osc import OscRouter, OscServer
 from earengine.params import default_registry
 from oscutil import Peer
 
