@@ -69,10 +69,10 @@ def tiny_ear():
 @pytest.fixture
 def engine(tmp_path):
     """The whole engine with offline audio and OSC on a free loopback port (no worker)."""
-    from earengine.engine import Engine
+    from earengine.engine import Engine, EngineConfig
 
-    with open(os.devnull, "w") as out, Engine(audio="offline", osc_port=0, preset_dir=tmp_path / "presets",
-                                              out=out) as eng:
+    config = EngineConfig(audio="offline", osc_port=0, preset_dir=tmp_path / "presets")
+    with open(os.devnull, "w") as out, Engine(config, out=out) as eng:
         yield eng
 
 

@@ -1,10 +1,16 @@
 """The whole engine process in offline audio mode, driven over real UDP like a host would."""
 
+import dataclasses
+import re
 import time
 
 import numpy as np
 import pytest
 import soundfile as sf
+
+from earengine.engine import EngineConfig
+from earengine.errors import ParameterError
+from earengine.params import default_registry
 
 pytestmark = pytest.mark.integration
 SR = 44100
@@ -86,3 +92,29 @@ def test_presets_over_osc(engine, peer):
         assert address == "/fail" and "preset name" in args[1]
     peer.send("/preset/load", "does-not-exist")
     assert "no preset named" in peer.replies(3.0, until=lambda a, _: a == "/fail")[-1][1][1]
+
+
+def test_every_declared_command_has_a_handler(engine):
+    """A command declared in the registry but handled nowhere would answer /fail at run time."""
+    missing = [address for address in default_registry().commands if address not in engine.router.handlers]
+    assert not missing, f"declared commands with no handler in a started engine: {', '.join(missing)}"
+
+
+def test_config_is_frozen_and_validated_once(tmp_path):
+    config = EngineConfig(audio="offline", osc_port=0, allow=["127.0.0.1"], preset_dir=str(tmp_path),
+                          overrides={"/clock/bpm": 97.0}, ear="")
+    assert config.allow == ("127.0.0.1",) and config.preset_dir == tmp_path and config.ear is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.osc_port = 1
+    with pytest.raises(TypeError):
+        config.overrides["/clock/bpm"] = 1.0
+    assert dataclasses.replace(config, osc_port=9000).osc_port == 9000
+    for bad, reason in [({"audio": "loud"}, "audio='loud' (--audio) must be one of"),
+                        ({"osc_port": 70000}, "osc_port=70000 (--osc-port) must be within [0, 65535]"),
+                        ({"reply_port": 0}, "reply_port=0 (--reply-port) must be within [1, 65535]"),
+                        ({"device": "tpu"}, "device='tpu' (--device) must be one of cpu, cuda"),
+                        ({"midi_backend": "coreaudio"}, "midi_backend='coreaudio'"),
+                        ({"max_datagram": 0}, "max_datagram=0 must be within"),
+                        ({"midi_in": "BCF2000"}, "midi_in='BCF2000' must be a sequence")]:
+        with pytest.raises(ParameterError, match=re.escape(reason)):
+            EngineConfig(**bad)

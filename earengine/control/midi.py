@@ -46,6 +46,7 @@ from earengine.control.service import ThreadService
 from earengine.errors import DeviceError, EarEngineError, ParameterError, PresetError
 from earengine.files import atomic_write_bytes, user_dir
 from earengine.params.registry import Change, Registry
+from earengine.resources import MIDI_MAPS
 
 __all__ = [
     "MidiParser",
@@ -69,7 +70,7 @@ __all__ = [
 log = logging.getLogger("earengine.midi")
 
 #: Maps shipped with earengine (read-only).
-SHIPPED_MAPS = Path(__file__).resolve().parents[2] / "patches" / "midi"
+SHIPPED_MAPS = MIDI_MAPS
 MAP_FORMAT = 1
 #: System messages that belong to the clock: clock, start, continue, stop, song position.
 CLOCK_STATUSES = frozenset((0xF8, 0xFA, 0xFB, 0xFC, 0xF2))

@@ -1,22 +1,21 @@
-"""``earengine run``: start the engine."""
+"""``earengine run``: start the engine, configured by its options (see :class:`EngineConfig`)."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 
-from pathlib import Path
-
+from earengine.clock.params import CLOCK_SOURCES
+from earengine.engine.config import DEVICES, EngineConfig
 from earengine.errors import ParameterError
-
-#: The ear shipped with earengine.
-DEFAULT_EAR = Path(__file__).resolve().parents[1] / "models" / "ear-default"
+from earengine.midi.ports import BACKENDS as MIDI_BACKENDS
+from earengine.params import default_registry, parse_text
+from earengine.resources import DEFAULT_EAR
+from earengine.synth.server import MODES
 
 
 def parse_sets(items: list[str], *, prefix: str = "/") -> dict:
     """``--set ADDRESS=VALUE`` items as ``{address: value}``; every address must start with ``prefix``."""
-    from earengine.params import default_registry, parse_text
-
     registry = default_registry()
     shape = "/namespace/name" if prefix == "/" else f"{prefix}name"
     out = {}
@@ -28,25 +27,29 @@ def parse_sets(items: list[str], *, prefix: str = "/") -> dict:
     return out
 
 
-def _run(args: argparse.Namespace) -> int:
-    from earengine.engine import Engine
-
-    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+def config_from_args(args: argparse.Namespace) -> EngineConfig:
+    """The :class:`EngineConfig` that ``earengine run``'s options ask for (validated there)."""
     overrides = parse_sets(args.set or [])
-    allow = [a.strip() for a in args.osc_allow.split(",") if a.strip()] if args.osc_allow else None
-    if args.reply_port is not None and not 1 <= args.reply_port <= 65535:
-        raise ParameterError(f"--reply-port={args.reply_port} must be within [1, 65535]")
-    # Ctrl-C and SIGTERM end the engine cleanly: earengine.cli.main turns the first into
-    # KeyboardInterrupt and ignores the next ones until everything below is closed
-    ear = None if args.no_dream else args.ear
     if args.clock:
         overrides["/clock/source"] = args.clock
-    midi = dict(midi_in=args.midi_in or (), midi_out=args.midi_out, midi_backend=args.midi_backend,
-                midi_map=args.midi_map)
+    allow = [a.strip() for a in args.osc_allow.split(",") if a.strip()] if args.osc_allow else None
+    return EngineConfig(
+        audio=args.audio, osc_host=args.osc_host, osc_port=args.osc_port, allow=allow, reply_port=args.reply_port,
+        preset_dir=args.preset_dir, overrides=overrides, ear=None if args.no_dream else args.ear,
+        device=args.device, stream_ws_port=args.stream_ws_port,
+        oscquery_port=None if args.no_oscquery else args.oscquery_port, zeroconf=not args.no_zeroconf,
+        midi_in=args.midi_in or (), midi_out=args.midi_out, midi_backend=args.midi_backend, midi_map=args.midi_map)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from earengine.engine.engine import Engine  # here: `earengine --help` stays free of numpy
+
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    config = config_from_args(args)
+    # Ctrl-C and SIGTERM end the engine cleanly: earengine.cli.main turns the first into
+    # KeyboardInterrupt and ignores the next ones until everything below is closed
     try:  # Ctrl-C (or SIGTERM) while starting, running or loading: the same clean stop
-        with Engine(audio=args.audio, osc_host=args.osc_host, osc_port=args.osc_port, allow=allow,
-                    reply_port=args.reply_port, preset_dir=args.preset_dir, overrides=overrides,
-                    ear=ear, device=args.device, **midi, **_stream_options(args)) as engine:
+        with Engine(config) as engine:
             try:
                 if args.preset:
                     engine.presets.load(args.preset, engine.registry, source="cli")
@@ -64,8 +67,6 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from earengine.synth.server import MODES  # light: no pyo import at module level there
-
     p = sub.add_parser("run", help="run the engine (audio, OSC control, loop player)")
     p.add_argument("--audio", default="auto", choices=MODES, help="audio output (default: auto)")
     p.add_argument("--osc-host", default="127.0.0.1", help="interface for OSC (default: 127.0.0.1 only)")
@@ -74,7 +75,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reply-port", type=int, default=None,
                    help="default UDP port for replies (hosts that receive on another socket: Max, TouchDesigner)")
     p.add_argument("--ear", default=str(DEFAULT_EAR), help="ear checkpoint folder to dream with (default: the shipped one)")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where the worker runs the ear")
+    p.add_argument("--device", default="cpu", choices=DEVICES, help="where the worker runs the ear")
     p.add_argument("--no-dream", action="store_true", help="play loops only; start no worker")
     p.add_argument("--preset-dir", default=None, help="where presets are saved")
     p.add_argument("--preset", default=None, help="load this preset at start")
@@ -84,19 +85,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--record", default=None, help="also write the output to this WAV file")
     p.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines")
     # -- tempo and MIDI (earengine/control/clock.py, midi.py) ----------------------------------
-    from earengine.clock.params import CLOCK_SOURCES
-
     p.add_argument("--clock", default=None, choices=CLOCK_SOURCES,
                    help="where tempo and bar lines come from (default: internal; sets /clock/source)")
     p.add_argument("--midi-in", action="append", metavar="PORT",
                    help="MIDI input by name or pattern, e.g. 'BCF2000' or '*clock*'; 'virtual' makes a port to connect to (repeatable)")
     p.add_argument("--midi-out", default=None, metavar="PORT",
                    help="MIDI output for controller feedback and clock out, by name or pattern, or 'virtual'")
-    p.add_argument("--midi-backend", default="auto", choices=("auto", "jack", "alsa"),
+    p.add_argument("--midi-backend", default="auto", choices=MIDI_BACKENDS,
                    help="MIDI system (default: JACK when a JACK server runs, else ALSA)")
     p.add_argument("--midi-map", default=None, metavar="NAME",
                    help="controller map to load at start: bcf2000, launch-control-xl, or one saved with /midi/save")
-    # -- streams and OSCQuery (earengine/control/stream.py, oscquery.py) -----------------------
+    # -- streams and OSCQuery (earengine/streams/, control/oscquery.py) -----------------------
     p.add_argument("--stream-ws-port", type=int, default=None, metavar="PORT",
                    help="also stream activations to WebSocket receivers on this TCP port (default: off)")
     p.add_argument("--oscquery-port", type=int, default=9001, metavar="PORT",
@@ -105,10 +104,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-zeroconf", action="store_true", help="do not advertise OSCQuery with zeroconf")
     p.set_defaults(func=_run)
 
-
-def _stream_options(args: argparse.Namespace) -> dict:
-    for flag, port in (("--stream-ws-port", args.stream_ws_port), ("--oscquery-port", args.oscquery_port)):
-        if port is not None and not 0 <= port <= 65535:
-            raise ParameterError(f"{flag}={port} must be within [0, 65535]")
-    return {"stream_ws_port": args.stream_ws_port, "oscquery_port": None if args.no_oscquery else args.oscquery_port,
-            "zeroconf": not args.no_zeroconf}

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO, Any, Callable, Mapping, Optional, Sequence
+from typing import IO, Any, Callable, Optional
 
 from earengine.osc.wire import Reply
 from earengine.control.jobs import JobQueue
@@ -20,6 +20,7 @@ from earengine.control.osc import OscRouter, OscServer
 from earengine.errors import EarEngineError, ParameterError
 from earengine.params import Registry, default_registry
 from earengine.params.presets import Preset, PresetStore
+from earengine.engine.config import EngineConfig
 
 __all__ = ["Engine", "default_preset_dir"]
 
@@ -48,78 +49,36 @@ class Engine:
 
     Parameters
     ----------
-    audio : str
-        Audio mode (see :mod:`earengine.synth.server`).
-    osc_host, osc_port : str, int
-        Where OSC is received (loopback by default).
-    allow : sequence of str, optional
-        OSC peers allowed to send.
-    reply_port : int, optional
-        Default reply port for hosts that send and receive on different sockets.
-    preset_dir : path-like, optional
-        Where presets are saved.
-    overrides : mapping, optional
-        Parameter values to apply before anything starts (``--set``).
-    out : file-like
-        Where plain status lines go.
-    midi_in, midi_out : port patterns, optional
-        MIDI ports to open by name or pattern (``virtual``: a port others connect to).
-    midi_backend : {'auto', 'jack', 'alsa'}
-    midi_map : str, optional
-        Controller map to load at start (``bcf2000``, ``launch-control-xl`` or a saved one).
+    config : EngineConfig
+        What to run: audio mode, OSC and OSCQuery ports, ear, MIDI ports, overrides (see
+        :class:`~earengine.engine.config.EngineConfig`).
+    registry : Registry, optional
+        The parameters (default: a fresh :func:`~earengine.params.default_registry`).
+    out : file-like, optional
+        Where plain status lines go (default: stdout).
     """
 
-    def __init__(
-        self,
-        *,
-        audio: str = "auto",
-        osc_host: str = "127.0.0.1",
-        osc_port: int = 9000,
-        allow: Optional[Sequence[str]] = None,
-        reply_port: Optional[int] = None,
-        preset_dir: Optional[os.PathLike | str] = None,
-        overrides: Optional[Mapping[str, Any]] = None,
-        registry: Optional[Registry] = None,
-        out: Optional[IO[str]] = None,
-        max_datagram: Optional[int] = None,
-        ear: Optional[os.PathLike | str] = None,
-        device: str = "cpu",
-        stream_ws_port: Optional[int] = None,
-        oscquery_port: Optional[int] = None,
-        zeroconf: bool = False,
-        midi_in: Sequence[str] = (),
-        midi_out: Optional[str] = None,
-        midi_backend: str = "auto",
-        midi_map: Optional[str] = None,
-    ) -> None:
+    def __init__(self, config: EngineConfig, *, registry: Optional[Registry] = None,
+                 out: Optional[IO[str]] = None) -> None:
         self.registry = registry or default_registry()
-        if overrides:
-            self.registry.update(overrides, source="cli")
-        self.audio_mode = audio
-        self.osc_host, self.osc_port = osc_host, osc_port
-        self.allow = allow
-        self.reply_port = reply_port
-        self.presets = PresetStore(preset_dir or default_preset_dir())
+        self.config = config
+        if config.overrides:
+            self.registry.update(config.overrides, source="cli")
+        self.presets = PresetStore(config.preset_dir or default_preset_dir())
         self.out = out or sys.stdout
-        self.max_datagram = max_datagram
         self.audio = None
         self.player = None
         self.voices = None
         self.sonify = None
-        self.ear_path = Path(ear) if ear else None
-        self.device = device
-        # streams, the layout and OSCQuery (earengine/control/stream.py, oscquery.py)
-        self.stream_ws_port, self.oscquery_port, self.zeroconf = stream_ws_port, oscquery_port, zeroconf
+        # streams, the layout and OSCQuery (earengine/streams/, control/oscquery.py)
         self.streams = None  # StreamHub
         self.oscquery = None  # OscQueryServer when --oscquery-port is given
         self._layout_job: Optional[threading.Thread] = None
         self._layout_proc = None
-        self.midi_in, self.midi_out = tuple(midi_in or ()), midi_out
-        self.midi_backend, self.midi_map = midi_backend, midi_map
         self.midi = None  # MidiService when ports were asked for
         self.midi_control = None
         self.clock = None  # ClockControl: internal, Link or MIDI clock
-        self.notes_out = None  # NoteOut: the dream's notes on --midi-out (earengine/control/note_out.py)
+        self.notes_out = None  # NoteOut: the dream's notes on --midi-out (earengine/midi/notes.py)
         self._transport_muted = False
         self.dream = None  # DreamSupervisor when an ear is given
         self.jobs: Optional[JobQueue] = None
@@ -154,7 +113,7 @@ class Engine:
         from earengine.synth.player import LoopPlayer
         from earengine.synth.server import AudioServer
 
-        self.audio = AudioServer(self.audio_mode)
+        self.audio = AudioServer(self.config.audio)
         self.say(self.audio.reason)
         self.audio.start()
         self._closers.append(self.audio.close)
@@ -168,14 +127,15 @@ class Engine:
         self._closers.append(self.jobs.close)
         self._start_dream()
         self._start_clock_midi()
-        self.router = OscRouter(self.registry, status=self.status, jobs=self.jobs, reply_port=self.reply_port)
+        self.router = OscRouter(self.registry, status=self.status, jobs=self.jobs, reply_port=self.config.reply_port)
         self._closers.append(self.router.close)
         self._start_streams()
         self.router.count_sources.append(self.counts)
         for address, handler in self.command_handlers().items():
             self.router.on(address, handler)
-        kwargs = {"max_datagram": self.max_datagram} if self.max_datagram else {}
-        self.osc = OscServer(self.router, host=self.osc_host, port=self.osc_port, allow=self.allow, **kwargs)
+        config = self.config
+        kwargs = {"max_datagram": config.max_datagram} if config.max_datagram else {}
+        self.osc = OscServer(self.router, host=config.osc_host, port=config.osc_port, allow=config.allow, **kwargs)
         self.osc.start()
         self._closers.append(self.osc.close)
         self._start_oscquery()
@@ -206,13 +166,13 @@ class Engine:
         from earengine.optvis.params import install_checks
 
         install_checks(self.registry)  # a grid division must divide the bar
-        if self.ear_path is None:
+        if self.config.ear is None:
             return
-        if not (self.ear_path / "config.json").is_file():
-            self.say(f"dream: no ear at {self.ear_path} (train one with 'earengine train'); playing loops only")
+        if not (self.config.ear / "config.json").is_file():
+            self.say(f"dream: no ear at {self.config.ear} (train one with 'earengine train'); playing loops only")
             return
         from earengine.synth.player import Loop
-        from earengine.worker import DreamSupervisor
+        from earengine.worker.supervisor import DreamSupervisor
 
         def deliver(samples, stats) -> None:
             pattern = stats.get("pattern")  # the loop's notes, with /opt/param grid
@@ -221,11 +181,11 @@ class Engine:
             if self.notes_out is not None:
                 self.notes_out.queue(pattern)
 
-        self.dream = DreamSupervisor(self.registry, str(self.ear_path), deliver=deliver, say=self.say,
-                                     device=self.device)
+        self.dream = DreamSupervisor(self.registry, str(self.config.ear), deliver=deliver, say=self.say,
+                                     device=self.config.device)
         self.dream.start()
         self._closers.append(self.dream.close)
-        self.say(f"dream: ear {self.ear_path}, target {self.target_description()}")
+        self.say(f"dream: ear {self.config.ear}, target {self.target_description()}")
 
     def target_description(self) -> str:
         spec = self.registry.get("/target/spec")
@@ -262,13 +222,13 @@ class Engine:
             samples = read_mono(args[1], sr=self.audio.sr)
         elif len(args) > 1:
             raise ParameterError(f"/opt/reset {kind} takes no path")
-        self.dream.send("reset", kind, samples)
+        self.dream.reset(kind, samples)
 
     def _reg_reference(self, args: tuple, sender: tuple) -> None:
         from earengine.audiofile import read_mono
 
         self._need_dream("/reg/reference")
-        self.dream.send("reference", read_mono(args[0], sr=self.audio.sr) if args else None)
+        self.dream.reference(read_mono(args[0], sr=self.audio.sr) if args else None)
 
     # -- sonification ------------------------------------------------------------------------
     def _start_sonify(self) -> None:
@@ -295,12 +255,14 @@ class Engine:
     # -- tempo and MIDI ----------------------------------------------------------------------
     def _start_clock_midi(self) -> None:
         """Clock sources (internal, Link, MIDI clock), MIDI ports and controls (see earengine.control)."""
-        from earengine.control.clock import ClockControl
-        from earengine.control.midi import MapStore, MidiControl, MidiService
+        from earengine.clock.control import ClockControl
+        from earengine.midi.bindings import MapStore
+        from earengine.midi.control import MidiControl
+        from earengine.midi.service import MidiService
 
         self.midi_maps = MapStore()
-        if self.midi_in or self.midi_out is not None:
-            self.midi = MidiService.open(self.midi_in, self.midi_out, backend=self.midi_backend, say=self.say)
+        if self.config.midi_in or self.config.midi_out is not None:
+            self.midi = MidiService.open(self.config.midi_in, self.config.midi_out, backend=self.config.midi_backend, say=self.say)
             self._closers.append(self.midi.close)
         send = self.midi.send if self.midi is not None and self.midi.output is not None else None
         self.midi_control = MidiControl(self.registry, dispatch=self._midi_dispatch, send=send,
@@ -312,7 +274,7 @@ class Engine:
         self.clock.start()
         self._closers.append(self.clock.close)
         if send is not None:
-            from earengine.control.note_out import NoteOut
+            from earengine.midi.notes import NoteOut
 
             player = self.player
             self.notes_out = NoteOut(lambda: player.clock.timeline, send, origin_bar=lambda: player.origin_bar,
@@ -325,11 +287,11 @@ class Engine:
             self.midi.on_control = self.midi_control.handle
             self.midi.on_clock = self.clock.midi_in.feed
             self.midi.start()
-        if self.registry.get("/clock/source") == "midi" and not self.midi_in:
+        if self.registry.get("/clock/source") == "midi" and not self.config.midi_in:
             self.say("clock: /clock/source is midi but no --midi-in is open; the engine keeps its own tempo")
-        if self.midi_map:
-            self.midi_control.set_bindings(self.midi_maps.load(self.midi_map, self.registry), source="cli")
-            self.say(f"midi: map {self.midi_map}, {len(self.midi_control.bindings)} bindings")
+        if self.config.midi_map:
+            self.midi_control.set_bindings(self.midi_maps.load(self.config.midi_map, self.registry), source="cli")
+            self.say(f"midi: map {self.config.midi_map}, {len(self.midi_control.bindings)} bindings")
 
     def _midi_dispatch(self, address: str, args: tuple) -> None:
         """A command from a MIDI control, through the same router as OSC."""
@@ -359,8 +321,10 @@ class Engine:
     # -- streams, the neuron layout, OSCQuery -------------------------------------------------
     def _start_streams(self) -> None:
         """Activation streams to visualizers, timed by the player, fed by the worker
-        (see earengine.control.stream)."""
-        from earengine.control.stream import PlayerTracker, StreamHub, WebSocketStreams
+        (see earengine.streams)."""
+        from earengine.streams.hub import StreamHub
+        from earengine.streams.position import PlayerTracker
+        from earengine.streams.websocket import WebSocketStreams
 
         self.tracker = PlayerTracker(self.player, self.audio)
         self._closers.append(self.tracker.close)
@@ -370,8 +334,8 @@ class Engine:
         if self.dream is not None:
             self.dream.on_activations = self.streams.publish
             self._layout(compute=False)
-        if self.stream_ws_port is not None:
-            ws = WebSocketStreams(self.streams, host=self.osc_host, port=self.stream_ws_port)
+        if self.config.stream_ws_port is not None:
+            ws = WebSocketStreams(self.streams, host=self.config.osc_host, port=self.config.stream_ws_port)
             self._closers.append(ws.close)
             self.say("streams: WebSocket receivers on ws://%s:%d" % ws.address)
 
@@ -390,7 +354,7 @@ class Engine:
         from earengine.viz.layout import read_cached_layout
 
         try:
-            layout = read_cached_layout(self.ear_path)
+            layout = read_cached_layout(self.config.ear)
         except EarEngineError:
             layout = None
         if layout is not None:
@@ -402,13 +366,13 @@ class Engine:
         def job() -> None:
             import subprocess
 
-            self.say(f"layout: laying out the neurons of {self.ear_path.name} once; it is cached beside the ear")
-            cmd = [sys.executable, "-m", "earengine", "layout", "--model", str(self.ear_path), "--threads", "1"]
+            self.say(f"layout: laying out the neurons of {self.config.ear.name} once; it is cached beside the ear")
+            cmd = [sys.executable, "-m", "earengine", "layout", "--model", str(self.config.ear), "--threads", "1"]
             try:
                 self._layout_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                                      text=True, preexec_fn=_layout_child)
                 _, err = self._layout_proc.communicate()
-                layout = read_cached_layout(self.ear_path) if self._layout_proc.returncode == 0 else None
+                layout = read_cached_layout(self.config.ear) if self._layout_proc.returncode == 0 else None
             except (OSError, EarEngineError) as exc:
                 layout, err = None, str(exc)
             if layout is None:
@@ -430,21 +394,21 @@ class Engine:
 
     def _start_oscquery(self) -> None:
         """OSCQuery from the registry (see earengine.control.oscquery)."""
-        if self.oscquery_port is None:
+        if self.config.oscquery_port is None:
             return
         from earengine.control.oscquery import OscQueryServer
 
         try:
-            self.oscquery = OscQueryServer(self.registry, host=self.osc_host, port=self.oscquery_port,
+            self.oscquery = OscQueryServer(self.registry, host=self.config.osc_host, port=self.config.oscquery_port,
                                            osc_port=self.osc.address[1], handle=self.router.handle,
-                                           zeroconf=self.zeroconf)
+                                           zeroconf=self.config.zeroconf)
         except EarEngineError as exc:  # discovery is a convenience: the engine runs without it
             self.say(f"oscquery: {exc}")
             return
         self._closers.append(self.oscquery.close)
         host, port = self.oscquery.address
         self.say(f"oscquery: http://{host}:{port}/ (WebSocket LISTEN on the same port)"
-                 + (", advertised as _oscjson._tcp" if self.zeroconf else ""))
+                 + (", advertised as _oscjson._tcp" if self.config.zeroconf else ""))
 
     # -- commands ----------------------------------------------------------------------------
     def command_handlers(self) -> dict[str, Callable]:
@@ -466,7 +430,7 @@ class Engine:
         if self.streams is not None:
             handlers.update(self.streams.handlers(self.router.reply_dest))
         if self.midi_control is not None:
-            from earengine.control.midi import command_handlers as midi_handlers
+            from earengine.midi.handlers import command_handlers as midi_handlers
 
             handlers.update(midi_handlers(self.midi_control, self.midi_maps, self.midi))
         return handlers
@@ -478,7 +442,7 @@ class Engine:
         samples = read_mono(path, sr=self.audio.sr)
         self.player.queue(self.player.make_loop(samples, sr=self.audio.sr, source=str(path)))
         if self.dream is not None:  # the dream goes on from the loaded loop
-            self.dream.send("reset", "file", samples)
+            self.dream.reset("file", samples)
 
     def _loop_load(self, args: tuple, sender: tuple) -> None:
         self.load_loop(args[0])
@@ -492,7 +456,7 @@ class Engine:
         write_wav(args[0], heard, sr=self.audio.sr)
 
     def _loop_save_midi(self, args: tuple, sender: tuple) -> None:
-        from earengine.control.midi_file import write_pattern
+        from earengine.midi.file import write_pattern
 
         loop = self.player.current
         pattern = loop.meta.get("pattern") if loop is not None else None

@@ -15,7 +15,8 @@ def _render(args: argparse.Namespace) -> int:
     from earengine.audiofile import write_wav
     from earengine.control.midi_file import write_pattern
     from earengine.ear.checkpoint import load_ear
-    from earengine.engine.commands import DEFAULT_EAR, parse_sets
+    from earengine.engine.commands import parse_sets
+    from earengine.resources import DEFAULT_EAR
     from earengine.errors import ParameterError
     from earengine.optvis.dream import Dreamer
     from earengine.params import default_registry

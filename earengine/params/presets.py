@@ -23,6 +23,7 @@ from earengine import __version__
 from earengine.errors import PresetError
 from earengine.files import atomic_write_bytes
 from earengine.params.registry import Registry
+from earengine.resources import PRESETS
 
 __all__ = ["Preset", "PresetStore", "SHIPPED_DIR", "READINGS", "KEPT_UNLESS_GIVEN", "NOT_CAPTURED", "check_name"]
 
@@ -30,7 +31,7 @@ log = logging.getLogger("earengine.presets")
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 #: Presets shipped with earengine (read-only).
-SHIPPED_DIR = Path(__file__).resolve().parents[2] / "patches" / "presets"
+SHIPPED_DIR = PRESETS
 FORMAT = 1
 #: Readings the engine keeps, never settings: a preset neither saves nor sets them.
 READINGS = ("/clock/peers",)

@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from earengine.osc.wire import decode_packet, encode_message
-from earengine.engine import Engine
+from earengine.engine import Engine, EngineConfig
 from oscutil import Peer
 
 pytestmark = pytest.mark.integration
@@ -18,7 +18,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def engine(tmp_path):
-    with Engine(audio="offline", osc_port=0, oscquery_port=0, preset_dir=tmp_path, out=open(os.devnull, "w")) as e:
+    with Engine(EngineConfig(audio="offline", osc_port=0, oscquery_port=0, preset_dir=tmp_path),
+                out=open(os.devnull, "w")) as e:
         yield e
 
 
@@ -29,7 +30,7 @@ def test_python_oscquery_discovers_and_browses_the_engine(tmp_path):
     name = f"earengine-test-{uuid.uuid4().hex[:6]}"
     from earengine.control.oscquery import OscQueryServer
 
-    with Engine(audio="offline", osc_port=0, oscquery_port=0, zeroconf=True, preset_dir=tmp_path,
+    with Engine(EngineConfig(audio="offline", osc_port=0, oscquery_port=0, zeroconf=True, preset_dir=tmp_path),
                 out=open(os.devnull, "w")) as engine:
         assert engine.oscquery is not None  # the engine serves it; again under a name of its own, so
         engine.oscquery.close()             # parallel runs cannot find each other

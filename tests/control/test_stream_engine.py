@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from earengine.engine import Engine
+from earengine.engine import Engine, EngineConfig
 from oscutil import Peer, wait_for
 from streamutil import Receiver, arrays, frames
 
@@ -27,7 +27,7 @@ def test_frames_of_a_dreaming_engine_are_the_activations_heard(ear_dir):
 
     values = {"/loop/bars": 1, "/clock/bpm": 240.0, "/stream/fps": 30.0, "/stream/reduce": "raw",
               "/stream/layers": "scaleogram enc.5 ar.8", "/target/spec": "enc.5:1-2", "/loop/xfade": 0.0}
-    with Engine(audio="null", osc_port=0, ear=ear_dir, overrides=values, out=open(os.devnull, "w")) as engine:
+    with Engine(EngineConfig(audio="null", osc_port=0, ear=ear_dir, overrides=values), out=open(os.devnull, "w")) as engine:
         peer, rx = Peer(engine.osc.address), Receiver()
         try:
             peer.send("/stream/add", rx.dest)

@@ -1,7 +1,6 @@
 """The linear probe end to end at tiny size, and the shipped default ear with its model card."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,9 +11,7 @@ from earengine.ear.model import EarConfig
 from earengine.ear.probe import ProbeConfig, _calibrate_batchnorm, format_probe_table, run_probe, write_probe
 from earengine.ear.train import build_ear
 from earengine.errors import ConfigError
-
-REPO = Path(__file__).resolve().parents[2]
-DEFAULT = REPO / "models" / "ear-default"
+from earengine.resources import DEFAULT_EAR as DEFAULT
 
 
 def test_probe_runs_end_to_end_and_prints_three_rows(tmp_path):

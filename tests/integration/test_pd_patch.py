@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from earengine.engine import Engine
+from earengine.engine import Engine, EngineConfig
 from earengine.synth.player import Loop
 from earengine.viz.frames import ActivationSet
 from oscutil import wait_for
@@ -34,7 +34,7 @@ def free_udp_port():
 def test_pd_sets_parameters_and_receives_stream_frames(tmp_path):
     if shutil.which("pd") is None:
         pytest.skip("pd not found: install Debian's puredata-core (apt-get install puredata-core) for this test")
-    with Engine(audio="null", osc_port=0, preset_dir=tmp_path, out=open(os.devnull, "w")) as engine:
+    with Engine(EngineConfig(audio="null", osc_port=0, preset_dir=tmp_path), out=open(os.devnull, "w")) as engine:
         # a loop playing, with activations the streams can cut frames from
         rng = np.random.default_rng(0)
         acts = {"enc.5": rng.uniform(0, 3, (6, 4, 8)).astype(np.float32)}

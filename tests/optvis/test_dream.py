@@ -128,7 +128,7 @@ def test_dream_steps_are_reproducible(ear):
 
 def test_a_dream_on_the_default_ear_raises_its_target():
     from earengine.ear.checkpoint import load_ear
-    from earengine.engine.commands import DEFAULT_EAR
+    from earengine.resources import DEFAULT_EAR
 
     loaded = load_ear(DEFAULT_EAR)
     s = default_registry().snapshot()  # the shipped defaults: 2 bars at 120 BPM, region target on enc.5

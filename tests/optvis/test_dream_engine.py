@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[1] / "control"))
 from oscutil import Peer  # noqa: E402
 
-from earengine.engine import Engine  # noqa: E402
+from earengine.engine import Engine, EngineConfig  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SR = 44100
@@ -32,8 +32,8 @@ def wait(predicate, seconds, engine=None):
 def test_dreamed_loops_play_and_survive_sigkill(tiny_ear_dir, tmp_path):
     values = {"/loop/bars": 1, "/clock/bpm": 240.0, "/target/layer": "enc.2", "/target/channel_width": 1.0,
               "/opt/lr": 0.01}
-    with Engine(audio="offline", osc_port=0, ear=tiny_ear_dir, overrides=values,
-                preset_dir=tmp_path, out=open(os.devnull, "w")) as engine:
+    with Engine(EngineConfig(audio="offline", osc_port=0, ear=tiny_ear_dir, overrides=values, preset_dir=tmp_path),
+                out=open(os.devnull, "w")) as engine:
         peer = Peer(engine.osc.address)
         try:
             assert wait(lambda: engine.dream.loops >= 2 and engine.player.loops_started >= 1, 120, engine)

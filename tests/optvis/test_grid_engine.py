@@ -88,10 +88,10 @@ def test_dreamed_grid_loops_bring_their_notes_and_bad_input_leaves_the_dream_goi
     sys.path.insert(0, str(Path(__file__).parents[1] / "control"))
     from oscutil import Peer
 
-    from earengine.engine import Engine
+    from earengine.engine import Engine, EngineConfig
 
     values = {"/loop/bars": 1, "/clock/bpm": 240.0, "/target/layer": "enc.2", "/target/channel_width": 1.0}
-    with Engine(audio="offline", osc_port=0, ear=tiny_ear_dir, overrides=values, preset_dir=tmp_path,
+    with Engine(EngineConfig(audio="offline", osc_port=0, ear=tiny_ear_dir, overrides=values, preset_dir=tmp_path),
                 out=open(os.devnull, "w")) as engine:
         peer = Peer(engine.osc.address)
         try:
