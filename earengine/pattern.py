@@ -2,8 +2,8 @@
 
 The dream's ``grid`` parameterization reads its notes out as a :class:`Pattern`; the worker hands it
 to the engine as a plain dict (:meth:`Pattern.to_dict`), the engine plays it on its MIDI output on
-the bar grid (:mod:`earengine.control.note_out`) and writes it as a standard MIDI file
-(:mod:`earengine.control.midi_file`). No torch, no MIDI library here.
+the bar grid (:mod:`earengine.midi.notes`) and writes it as a standard MIDI file
+(:mod:`earengine.midi.file`). No torch, no MIDI library here.
 
 Examples
 --------

@@ -13,7 +13,7 @@ def _render(args: argparse.Namespace) -> int:
 
     from earengine import __version__
     from earengine.audiofile import write_wav
-    from earengine.control.midi_file import write_pattern
+    from earengine.midi.file import write_pattern
     from earengine.ear.checkpoint import load_ear
     from earengine.engine.commands import parse_sets
     from earengine.resources import DEFAULT_EAR

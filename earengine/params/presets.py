@@ -11,17 +11,16 @@ never reach outside the preset folder.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional
 
 from earengine import __version__
 from earengine.errors import PresetError
-from earengine.files import atomic_write_bytes
+from earengine.files import NamedJsonStore
+from earengine.files import check_name as _check_name
 from earengine.params.registry import Registry
 from earengine.resources import PRESETS
 
@@ -29,7 +28,6 @@ __all__ = ["Preset", "PresetStore", "SHIPPED_DIR", "READINGS", "KEPT_UNLESS_GIVE
 
 log = logging.getLogger("earengine.presets")
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 #: Presets shipped with earengine (read-only).
 SHIPPED_DIR = PRESETS
 FORMAT = 1
@@ -46,11 +44,7 @@ NOT_CAPTURED = ("/clock/playing",) + READINGS
 
 def check_name(name: str) -> str:
     """Return ``name`` if it is a valid preset name, else raise a one-line PresetError."""
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise PresetError(
-            f"preset name={name!r} must be 1-64 letters, digits, '-' or '_' (no paths, no dots)"
-        )
-    return name
+    return _check_name(name, "preset")
 
 
 @dataclass(frozen=True)
@@ -104,7 +98,8 @@ class Preset:
 
 
 class PresetStore:
-    """Presets in a user folder, falling back to the shipped ones.
+    """Presets in a user folder, falling back to the shipped ones (a
+    :class:`~earengine.files.NamedJsonStore` of presets).
 
     Parameters
     ----------
@@ -115,42 +110,18 @@ class PresetStore:
     """
 
     def __init__(self, folder: os.PathLike | str, *, shipped: Optional[os.PathLike | str] = SHIPPED_DIR) -> None:
-        self.folder = Path(folder).expanduser()
-        self.shipped = Path(shipped) if shipped else None
-
-    def _dirs(self) -> Sequence[Path]:
-        return [d for d in (self.folder, self.shipped) if d is not None]
+        self.files = NamedJsonStore(folder, shipped=shipped, kind="preset", list_command="/preset/list",
+                                    shape="a JSON object with a 'values' object")
 
     def names(self) -> list[str]:
-        found = set()
-        for d in self._dirs():
-            if d.is_dir():
-                found.update(p.stem for p in d.glob("*.json") if _NAME.match(p.stem))
-        return sorted(found)
+        return self.files.names()
 
     def save(self, preset: Preset) -> Path:
         """Write atomically to ``<folder>/<name>.json``."""
-        path = self.folder / f"{preset.name}.json"
-        try:
-            atomic_write_bytes(path, (json.dumps(preset.to_dict(), indent=2, sort_keys=True) + "\n").encode())
-        except OSError as exc:
-            raise PresetError(f"cannot write preset {preset.name!r} in {self.folder}: {exc.strerror or exc}") from None
-        return path
+        return self.files.write(preset.name, preset.to_dict())
 
     def read(self, name: str) -> Preset:
-        check_name(name)
-        for d in self._dirs():
-            path = d / f"{name}.json"
-            if path.is_file():
-                try:
-                    data = json.loads(path.read_text())
-                except (OSError, ValueError) as exc:
-                    raise PresetError(f"preset {name!r} ({path}) is not valid JSON: {str(exc).splitlines()[0]}") from None
-                if not isinstance(data, Mapping):
-                    raise PresetError(f"preset {name!r} ({path}) must be a JSON object with a 'values' object")
-                preset = Preset.from_dict({**data, "name": name})
-                return preset
-        raise PresetError(f"no preset named {name!r}; /preset/list shows the names")
+        return Preset.from_dict({**self.files.read(name), "name": name})
 
     def load(self, name: str, registry: Registry, *, source: str = "preset") -> list[str]:
         """Read, validate and apply a preset all-or-nothing; returns unknown addresses (warned once)."""

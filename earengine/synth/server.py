@@ -126,7 +126,7 @@ class AudioServer:
         server = pyo.Server(sr=self.sr, nchnls=self.nchnls, buffersize=self.buffersize, duplex=0,
                             audio=audio, jackname=self.jack_name)
         server.setVerbosity(1)  # errors only
-        server.deactivateMidi()  # MIDI is control/midi.py's business, not pyo's
+        server.deactivateMidi()  # MIDI is earengine.midi's business, not pyo's
         if self.mode == "jack":
             server.setJackAuto(False, True)
         server.boot()

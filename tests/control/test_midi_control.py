@@ -8,18 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from earengine.control.midi import (
-    Binding,
-    MapStore,
-    MemoryInput,
-    MemoryOutput,
-    MidiControl,
-    MidiParser,
-    MidiService,
-    map_json,
-    match_port,
-    parse_map,
-)
+from earengine.midi.bindings import Binding, MapStore, map_json, parse_map
+from earengine.midi.control import MidiControl
+from earengine.midi.handlers import command_handlers
+from earengine.midi.params import MIDI_COMMANDS
+from earengine.midi.ports import match_port
+from earengine.midi.ports_memory import MemoryInput, MemoryOutput
+from earengine.midi.service import MidiService
+from earengine.midi.wire import MidiParser
 from earengine.errors import ParameterError, PresetError
 from earengine.params import default_registry
 from earengine.params.presets import Preset, PresetStore
@@ -330,6 +326,29 @@ def test_service_routes_clock_apart_and_survives_a_failing_handler():
     assert got_control == [(0xB0, 7, 1), (0xB0, 66, 2)]  # the sysex cancelled running status
     assert service.counts["failed"] == 1
     assert service.ports() == ["in:memory*", "out:memory*"]
+
+
+def test_every_midi_command_has_a_handler():
+    reg = default_registry()
+    ctl = MidiControl(reg)
+    try:
+        table = command_handlers(ctl, MapStore(shipped=None))
+        assert set(table) == {c.address for c in MIDI_COMMANDS}
+    finally:
+        ctl.close()
+
+
+def test_every_takeover_choice_has_its_way_and_a_new_one_fails_at_start():
+    from dataclasses import replace
+
+    from earengine.errors import ConfigError
+    from earengine.params.catalog import COMMANDS, PARAMS
+    from earengine.params.registry import Registry
+
+    MidiControl(default_registry()).close()  # the table checks itself: pickup and jump
+    rows = [replace(p, choices=p.choices + ("glide",)) if p.address == "/midi/takeover" else p for p in PARAMS]
+    with pytest.raises(ConfigError, match="glide"):
+        MidiControl(Registry(rows, COMMANDS))
 
 
 def test_port_patterns():

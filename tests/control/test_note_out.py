@@ -4,9 +4,9 @@ and as standard MIDI files that round-trip through mido."""
 import mido
 import pytest
 
-from earengine.control.clock import Timeline
-from earengine.control.midi_file import MidiFileError, TICKS_PER_BEAT, read_pattern, write_pattern
-from earengine.control.note_out import NoteOut
+from earengine.clock.grid import Timeline
+from earengine.midi.file import MidiFileError, TICKS_PER_BEAT, read_pattern, write_pattern
+from earengine.midi.notes import NoteOut
 from earengine.pattern import Note, Pattern
 
 

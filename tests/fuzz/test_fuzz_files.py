@@ -79,7 +79,7 @@ def binding(draw):
 @given(data=st.one_of(st.lists(binding(), max_size=4), json_value, st.text(max_size=60)))
 def test_a_midi_map_is_taken_whole_or_refused_with_a_reason(data):
     """Over OSC (/midi/map is a JSON parameter), and as a map file."""
-    from earengine.control.midi import MidiControl
+    from earengine.midi.control import MidiControl
     from earengine.osc.wire import encode_message
     from earengine.control.osc import OscRouter
 
@@ -105,7 +105,7 @@ def test_a_midi_map_is_taken_whole_or_refused_with_a_reason(data):
 @given(text=st.one_of(st.text(max_size=60), json_value.map(json.dumps),
                       st.lists(binding(), max_size=3).map(lambda b: json.dumps({"earengine_midi_map": 1, "bindings": b}))))
 def test_a_midi_map_file_is_read_or_refused_with_one_line(folder, text):
-    from earengine.control.midi import MapStore
+    from earengine.midi.bindings import MapStore
 
     (folder / "fuzzed-map.json").write_text(text)
     registry = default_registry()

@@ -5,7 +5,9 @@ Nothing escapes and every parameter keeps a valid value."""
 from hypothesis import given
 from hypothesis import strategies as st
 
-from earengine.control.midi import _DATA_BYTES, _SYSTEM_BYTES, MapStore, MidiControl, MidiParser
+from earengine.midi.bindings import MapStore
+from earengine.midi.control import MidiControl
+from earengine.midi.wire import DATA_BYTES, SYSTEM_BYTES, MidiParser
 from earengine.params import default_registry
 from fuzzutil import fuzz, registry_is_valid
 
@@ -14,8 +16,8 @@ data_byte = st.integers(0, 127)
 
 @st.composite
 def channel_message(draw):
-    status = draw(st.sampled_from(sorted(_DATA_BYTES))) | draw(st.integers(0, 15))
-    return (status,) + tuple(draw(data_byte) for _ in range(_DATA_BYTES[status & 0xF0]))
+    status = draw(st.sampled_from(sorted(DATA_BYTES))) | draw(st.integers(0, 15))
+    return (status,) + tuple(draw(data_byte) for _ in range(DATA_BYTES[status & 0xF0]))
 
 
 @st.composite
@@ -40,8 +42,8 @@ def stream(draw):
             out += [0xF0, *draw(st.lists(data_byte, max_size=20)), 0xF7]
             running = None
         else:
-            status = draw(st.sampled_from(sorted(_SYSTEM_BYTES)))
-            out += [status, *(draw(data_byte) for _ in range(_SYSTEM_BYTES[status]))]
+            status = draw(st.sampled_from(sorted(SYSTEM_BYTES)))
+            out += [status, *(draw(data_byte) for _ in range(SYSTEM_BYTES[status]))]
             running = None
     return bytes(out), messages
 
@@ -53,8 +55,8 @@ def well_formed(msg):
     if status >= 0xF8:
         return len(msg) == 1
     if status >= 0xF0:
-        return len(msg) == 1 + _SYSTEM_BYTES.get(status, 0)
-    return len(msg) == 1 + _DATA_BYTES[status & 0xF0]
+        return len(msg) == 1 + SYSTEM_BYTES.get(status, 0)
+    return len(msg) == 1 + DATA_BYTES[status & 0xF0]
 
 
 @fuzz(300)

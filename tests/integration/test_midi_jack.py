@@ -17,7 +17,8 @@ from typing import Callable
 
 import pytest
 
-from earengine.control.midi import MidiControl, MidiService
+from earengine.midi.control import MidiControl
+from earengine.midi.service import MidiService
 from earengine.params import default_registry
 
 pytestmark = pytest.mark.integration

@@ -17,9 +17,9 @@ import warnings
 
 import pytest
 
-from earengine.control.clock import Timeline
-from earengine.control.midi import MidiService
-from earengine.control.note_out import NoteOut
+from earengine.clock.grid import Timeline
+from earengine.midi.notes import NoteOut
+from earengine.midi.service import MidiService
 from earengine.pattern import Note, Pattern
 
 pytestmark = pytest.mark.integration

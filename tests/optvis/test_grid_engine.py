@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from earengine.control.midi_file import read_pattern
+from earengine.midi.file import read_pattern
 from earengine.pattern import Note, Pattern
 
 pytestmark = pytest.mark.integration

@@ -66,3 +66,33 @@ def test_shipped_presets_validate_completely():
         preset = PresetStore(SHIPPED_DIR / "none", shipped=SHIPPED_DIR).read(name)
         values, unknown = preset.resolve(reg)
         assert unknown == [], (name, unknown)
+
+
+def test_presets_and_midi_maps_are_one_named_json_store(tmp_path):
+    """One store behind both: the user's file shadows a shipped one of the same name, names from
+    both folders are listed once, writes are atomic, a path is never a name."""
+    from earengine.files import NamedJsonStore
+    from earengine.midi.bindings import MapStore
+
+    shipped, user = tmp_path / "shipped", tmp_path / "user"
+    shipped.mkdir()
+    (shipped / "a.json").write_text(json.dumps({"values": {"/clock/bpm": 100}}))
+    (shipped / "b.json").write_text(json.dumps({"values": {}}))
+    presets = PresetStore(user, shipped=shipped)
+    maps = MapStore(user, shipped=shipped)
+    assert isinstance(presets.files, NamedJsonStore) and isinstance(maps.files, NamedJsonStore)
+    assert presets.names() == ["a", "b"]
+    presets.save(Preset("a", (("/clock/bpm", 120.0),)))
+    assert presets.read("a").values == (("/clock/bpm", 120.0),)  # the user's, not the shipped one
+    assert presets.names() == maps.names() == ["a", "b"]
+    assert sorted(p.name for p in user.iterdir()) == ["a.json"]
+    for store, kind in ((presets, "preset"), (maps, "MIDI map")):
+        with pytest.raises(PresetError, match=f"^{kind} name='../a' must be"):
+            store.read("../a")
+        with pytest.raises(PresetError, match=f"no {kind} named 'c'"):
+            store.read("c")
+    with pytest.raises(PresetError, match='must be an object with "earengine_midi_map": 1'):
+        maps.read("a")
+    (user / "list.json").write_text("[1]")
+    with pytest.raises(PresetError, match="must be a JSON object with a 'values' object"):
+        presets.read("list")

@@ -2,7 +2,7 @@
 
 :class:`NoteOut` plays the :class:`~earengine.pattern.Pattern` of the loop that is playing, over and
 over, on its own thread: each note on at its step's time on the grid the loop player hears
-(:attr:`~earengine.control.clock.BarClock.timeline`), off ``length_steps`` later. A new loop's
+(:attr:`~earengine.clock.grid.BarClock.timeline`), off ``length_steps`` later. A new loop's
 pattern (:meth:`NoteOut.queue`) takes over at the next bar line, as the player swaps loops, and in
 the same place in the loop cycle (counted from the bar where the player's sequence began). When
 the grid stops, every held note is let go. Times are handed to ``send`` with each message, so an
@@ -10,7 +10,7 @@ output that places messages on frames (JACK) puts each note on its sample.
 
 Examples
 --------
->>> from earengine.control.clock import Timeline
+>>> from earengine.clock.grid import Timeline
 >>> from earengine.pattern import Note, Pattern
 >>> sent = []
 >>> clock = [0.0]
@@ -32,9 +32,9 @@ import threading
 import time
 from typing import Callable, Optional
 
-from earengine.control.clock import Timeline
-from earengine.control.service import ThreadService
+from earengine.clock.grid import Timeline
 from earengine.pattern import Pattern
+from earengine.service import ThreadService
 
 __all__ = ["NoteOut"]
 
