@@ -30,12 +30,14 @@ from pathlib import Path
 from typing import IO, Iterable, Mapping, Optional
 
 import numpy as np
+import soundfile as sf
 
 from earengine.audiofile import resample
 from earengine.corpus.debian import MissingToolError, require_tools
 from earengine.corpus.manifest import SR, Manifest, write_flac
 from earengine.errors import ConfigError
 from earengine.progress import Progress
+from earengine.units import db_to_gain
 
 __all__ = [
     "DEFAULT_COMPOSERS", "SOUNDFONTS", "work_of", "split_works", "render_score", "build_composers",
@@ -126,8 +128,6 @@ def render_score(score_or_path, *, soundfont: Optional[str] = None) -> np.ndarra
     MissingToolError
         fluidsynth or the soundfont is missing.
     """
-    import soundfile as sf
-
     require_tools("fluidsynth", hint=" (apt-get install fluidsynth fluid-soundfont-gm)")
     soundfont = soundfont or _soundfont()
     if isinstance(score_or_path, (str, Path)):
@@ -151,7 +151,7 @@ def render_score(score_or_path, *, soundfont: Optional[str] = None) -> np.ndarra
     x = resample(x.mean(axis=1), int(sr), SR)
     rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if len(x) else 0.0
     if rms > 0:
-        x = x * (10 ** (LEVEL_DB / 20) / rms)
+        x = x * (db_to_gain(LEVEL_DB) / rms)
     return np.clip(x, -1.0, 1.0).astype(np.float32)
 
 

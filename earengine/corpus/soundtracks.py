@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Iterable, Optional
 
 import numpy as np
+import soundfile as sf
 
 from earengine.audiofile import resample
 from earengine.corpus.checks import MIN_TRACK_S, audio_sha256, repeated_cycle_s
@@ -50,8 +51,6 @@ DEFAULT_SOUNDTRACKS = ("nexuiz-music", "warzone2100-music", "ufoai-music")
 
 
 def _decode(data: bytes) -> tuple:
-    import soundfile as sf
-
     x, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     if x.shape[0] == 0:
         raise ValueError("it holds no samples")

@@ -35,15 +35,25 @@ The command line: ``earengine probe --model earengine/data/ears/ear-default --ta
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
+import torch
 
+from earengine.ear.checkpoint import CONFIG_FILE, read_config
+from earengine.ear.probe_data import cached, track_set
+from earengine.ear.sources import from_description
+from earengine.ear.train import build_ear
 from earengine.errors import ConfigError, check_config_keys
+from earengine.files import atomic_write_json
+from earengine.progress import Progress
 
-__all__ = ["ProbeConfig", "run_probe", "format_probe_table", "write_probe"]
+__all__ = ["ProbeConfig", "run_probe", "calibrate_batchnorm", "format_probe_table", "write_probe"]
 
 _FEATURES = ("last", "mean")
 
@@ -125,8 +135,6 @@ def _features_from_scaleogram(ear, s, feature: str):
 
 
 def _features(ear, scaleograms, feature: str, batch: int = 32):
-    import torch
-
     ear.eval()
     out = []
     with torch.no_grad():
@@ -135,10 +143,8 @@ def _features(ear, scaleograms, feature: str, batch: int = 32):
     return torch.cat(out)
 
 
-def _calibrate_batchnorm(ear, scaleograms, batch: int = 32) -> None:
+def calibrate_batchnorm(ear, scaleograms, batch: int = 32) -> None:
     """Set every batch norm's running statistics to their average over ``scaleograms``."""
-    import torch
-
     norms = [m for m in ear.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in norms]
     for m in norms:
@@ -154,8 +160,6 @@ def _calibrate_batchnorm(ear, scaleograms, batch: int = 32) -> None:
 
 
 def _fit_logistic(a, y, n_classes: int, steps: int, lr: float, weight_decay: float):
-    import torch
-
     w = torch.zeros(a.shape[1], n_classes, requires_grad=True)
     bias = torch.zeros(n_classes, requires_grad=True)
     opt = torch.optim.Adam([w, bias], lr=lr)
@@ -168,16 +172,12 @@ def _fit_logistic(a, y, n_classes: int, steps: int, lr: float, weight_decay: flo
 
 
 def _standardise(train_x, *others):
-    import torch
-
     mean = train_x.mean(0, keepdim=True)
     std = train_x.std(0, keepdim=True).clamp_min(1e-6)
     return [torch.nan_to_num((x - mean) / std) for x in (train_x,) + others]
 
 
 def _logistic(train_x, train_y, test_x, test_y, n_classes: int, config: ProbeConfig, per_track: int) -> dict:
-    import torch
-
     decays = config.weight_decays
     chosen = decays[0]
     if len(decays) > 1 and per_track >= 2:
@@ -207,10 +207,6 @@ def _logistic(train_x, train_y, test_x, test_y, n_classes: int, config: ProbeCon
 
 
 def _supervised(ear_config, seed: int, s_train, y_train, n_classes: int, config: ProbeConfig, device: str, progress):
-    import torch
-
-    from earengine.ear.train import build_ear
-
     ear, _ = build_ear(ear_config, seed)
     ear.to(device).train()
     with torch.random.fork_rng(devices=[]):  # the head from the seed too, not the global RNG
@@ -236,8 +232,6 @@ def _supervised(ear_config, seed: int, s_train, y_train, n_classes: int, config:
 
 
 def _digest(*tensors) -> str:
-    import hashlib
-
     h = hashlib.sha256()
     for t in tensors:
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
@@ -286,15 +280,6 @@ def run_probe(
         JSON-able: task, settings, chance level and one row per model with ``train_accuracy``,
         ``heldout_accuracy`` and ``heldout_loss``.
     """
-    import sys
-
-    import torch
-
-    from earengine.ear.data import from_description
-    from earengine.ear.probe_data import cached, track_set
-    from earengine.ear.train import build_ear
-    from earengine.progress import Progress
-
     stream = stream if stream is not None else sys.stderr
     if probe_set is None:
         if source is None:
@@ -332,7 +317,7 @@ def run_probe(
 
     def baselines() -> dict:
         random_ear, _ = build_ear(ear_config, init_seed)
-        _calibrate_batchnorm(random_ear.to(device), s_train)
+        calibrate_batchnorm(random_ear.to(device), s_train)
         random_row = evaluate("random", random_ear)
         with Progress(config.steps, "probe: supervised baseline", stream=stream) as progress:
             sup = _supervised(ear_config, init_seed, s_train, y_train_t.to(device), n_classes, config, device, progress)
@@ -405,10 +390,6 @@ def format_probe_table(result: Mapping) -> str:
 
 def write_probe(path, result: Mapping) -> None:
     """Store ``result`` under ``probes.<task>`` in the checkpoint's ``config.json`` (weights untouched)."""
-    from pathlib import Path
-
-    from earengine.ear.checkpoint import CONFIG_FILE, atomic_write_json, read_config
-
     config = read_config(path)
     config.setdefault("probes", {})[result.get("task", "tracks")] = dict(result)
     atomic_write_json(Path(path) / CONFIG_FILE, config)

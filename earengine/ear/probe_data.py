@@ -23,8 +23,15 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
 
+from earengine.corpus.clips import n_samples
+from earengine.corpus.manifest import Manifest
+from earengine.ear.audio_folder import AudioFolder
+from earengine.ear.splits import track_bounds
 from earengine.errors import ConfigError
+from earengine.files import user_dir
 
 __all__ = ["ProbeSet", "TASKS", "track_set", "composer_set", "cached"]
 
@@ -61,12 +68,9 @@ def _spread(lo: int, hi: int, n: int, count: int, rng: np.random.Generator) -> l
 
 
 def _track_clips(source, split: str, per_track: int, clip_s: float, rng: np.random.Generator):
-    from earengine.ear.data import Split, n_samples
-
     n = n_samples(clip_s, source.sr)
     audio, labels = [], []
-    for t in range(source.n_tracks):
-        lo, hi = Split().bounds(n_samples(source.duration_s(t), source.sr), split)
+    for t, (lo, hi) in enumerate(track_bounds(source, split)):
         starts = _spread(lo, hi, n, per_track, rng)
         if not starts:
             raise ConfigError(f"clip_s={clip_s:g} must fit in the {split} part of track {t} "
@@ -77,8 +81,6 @@ def _track_clips(source, split: str, per_track: int, clip_s: float, rng: np.rand
 
 
 def _scaleograms(scaleogram, audio: np.ndarray, device: str):
-    import torch
-
     with torch.no_grad():
         return torch.cat([scaleogram(torch.from_numpy(audio[i:i + 32]).to(device)).cpu()
                           for i in range(0, len(audio), 32)])
@@ -86,10 +88,6 @@ def _scaleograms(scaleogram, audio: np.ndarray, device: str):
 
 def cached(key: dict, make, *, cache_dir: Optional[Path] = None):
     """``make()`` (a dict of tensors), stored under a hash of ``key`` and read back next time."""
-    from safetensors.torch import load_file, save_file
-
-    from earengine.files import user_dir
-
     if cache_dir is None:
         cache_dir = os.environ.get("EARENGINE_PROBE_CACHE") or user_dir("cache") / "probe"
     folder = Path(cache_dir)
@@ -111,8 +109,6 @@ def cached(key: dict, make, *, cache_dir: Optional[Path] = None):
 def track_set(source, scaleogram, config, *, device: str = "cpu", cache_dir: Optional[Path] = None) -> ProbeSet:
     """Track identification on ``source`` (a ClipSource): train on the first 80 % of every
     track, test on the last 20 %."""
-    import torch
-
     if source.n_tracks < 2:
         raise ConfigError(f"n_tracks={source.n_tracks} must be >= 2 for a track-identification probe")
     desc = source.describe()
@@ -136,11 +132,6 @@ def track_set(source, scaleogram, config, *, device: str = "cpu", cache_dir: Opt
 def composer_set(folder, scaleogram, config, *, device: str = "cpu", cache_dir: Optional[Path] = None) -> ProbeSet:
     """Composer identification on a composer corpus folder (see :mod:`earengine.corpus.composers`):
     train on clips of every composer's training works, test on clips of its held-out works."""
-    import torch
-
-    from earengine.corpus.manifest import Manifest
-    from earengine.ear.data import AudioFolder, n_samples
-
     folder = Path(folder).expanduser()
     if not (folder / "manifest.json").is_file():
         raise ConfigError(f"data={str(folder)!r} must be a composer corpus with a manifest.json; "

@@ -15,6 +15,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from earengine.corpus.clips import n_samples
+from earengine.ear.splits import sample_batch
+
 __all__ = ["ChannelStats", "channel_stats", "ear_statistics", "stats_to_json", "stats_from_json"]
 
 ChannelStats = dict  # tap -> {"mean": Tensor (C,), "std": Tensor (C,)}
@@ -107,8 +110,6 @@ def ear_statistics(
     dict
         ``{"silence": ChannelStats, "data": ChannelStats, "clip_s": …, "n_clips": …}``.
     """
-    from earengine.ear.data import n_samples, sample_batch
-
     n = n_samples(clip_s, source.sr)
     silence = channel_stats(ear, [torch.zeros(1, n, device=device)])
 

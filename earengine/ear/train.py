@@ -41,8 +41,21 @@ from pathlib import Path
 from typing import IO, Mapping, Optional, Union
 
 import numpy as np
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save
 
+from earengine import __version__
+from earengine.ear.checkpoint import ear_state, save_ear
+from earengine.ear.cpc import CPCHead
+from earengine.ear.model import Ear
+from earengine.ear.scaleogram import kernel_lengths
+from earengine.ear.sources import open_source
+from earengine.ear.splits import sample_batch, track_bounds
+from earengine.ear.stats import ear_statistics, stats_to_json
 from earengine.errors import CheckpointError, ConfigError, check_config_keys
+from earengine.files import atomic_write_bytes, atomic_write_json
+from earengine.progress import Progress
 
 __all__ = ["TrainConfig", "TRAIN_PRESETS", "train", "lr_at", "min_clip_s", "TrainResult"]
 
@@ -214,18 +227,13 @@ class _FrameBank:
     """Scaleograms of every track's training part, computed once; batches are random crops."""
 
     def __init__(self, source, scaleogram, *, n_frames: int, device: str, chunk_s: float = 30.0) -> None:
-        import torch
-
-        from earengine.ear.data import Split, _track_bounds
-        from earengine.ear.scaleogram import kernel_lengths
-
         cfg = scaleogram.config
         hop = cfg.hop_length
         margin = int(math.ceil(float(np.max(kernel_lengths(cfg))) / 2 / hop)) + 1
         chunk = max(1, int(chunk_s * cfg.sr) // hop)
         self.n_frames = n_frames
         self.tracks: list = []
-        for t, (lo, hi) in enumerate(_track_bounds(source, "train", Split())):
+        for t, (lo, hi) in enumerate(track_bounds(source, "train")):
             total = (hi - lo) // hop
             if total < n_frames:
                 continue
@@ -248,8 +256,6 @@ class _FrameBank:
             )
 
     def batch(self, batch_size: int, rng: np.random.Generator, generator):
-        import torch
-
         picks = rng.integers(0, len(self.tracks), size=batch_size)
         crops = []
         for p in picks:
@@ -266,10 +272,6 @@ class _WaveBatches:
         self.source, self.scaleogram, self.clip_s, self.noise, self.device = source, scaleogram, clip_s, noise, device
 
     def batch(self, batch_size: int, rng: np.random.Generator, generator):
-        import torch
-
-        from earengine.ear.data import sample_batch
-
         audio, _ = sample_batch(self.source, batch_size=batch_size, duration_s=self.clip_s, split="train", rng=rng)
         x = torch.from_numpy(audio).to(self.device)
         if self.noise > 0:
@@ -282,8 +284,6 @@ class _WaveBatches:
 # The training module (one forward = one loss, as DistributedDataParallel wants)
 # ---------------------------------------------------------------------------------------------
 def _cpc_module(ear, head):
-    import torch
-
     class CPCModel(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
@@ -300,11 +300,6 @@ def _cpc_module(ear, head):
 
 def build_ear(ear_config, seed: int):
     """The ear and its CPC predictors, initialised from ``seed`` (global RNG state untouched)."""
-    import torch
-
-    from earengine.ear.cpc import CPCHead
-    from earengine.ear.model import Ear
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         ear = Ear(ear_config)
@@ -323,8 +318,6 @@ def _rank_state(np_rng: np.random.Generator, generator) -> dict:
 
 
 def _restore_rank_state(state: Mapping, np_rng: np.random.Generator, generator) -> None:
-    import torch
-
     np_rng.bit_generator.state = state["numpy"]
     raw = np.frombuffer(base64.b64decode(state["torch"]), dtype=np.uint8).copy()
     generator.set_state(torch.from_numpy(raw))
@@ -348,6 +341,7 @@ def _load_optimizer(opt, tensors: Mapping, meta: Mapping) -> None:
 
 
 def _plot_loss(history: list, path: Path) -> None:
+    # matplotlib loads only when a plot is drawn, and its backend must be chosen before pyplot loads
     import matplotlib
 
     matplotlib.use("Agg")
@@ -430,16 +424,6 @@ def train(
     -------
     TrainResult
     """
-    import torch
-    import torch.distributed as dist
-
-    from earengine import __version__
-    from earengine.ear.checkpoint import atomic_write_bytes, atomic_write_json, save_ear
-    from earengine.ear.data import open_source
-    from earengine.ear.stats import ear_statistics, stats_to_json
-    from earengine.progress import Progress
-    from safetensors.torch import load_file, save
-
     stream = stream if stream is not None else sys.stderr
     out = Path(out)
     rank, world = _dist_env()
@@ -515,8 +499,6 @@ def train(
             dist.barrier()
         if rank != 0:
             return
-        from earengine.ear.checkpoint import ear_state
-
         atomic_write_bytes(folder / "model.safetensors", save(ear_state(ear, head)))
         tensors, opt_meta = _optimizer_tensors(opt)
         atomic_write_bytes(folder / "optimizer.safetensors", save(tensors))

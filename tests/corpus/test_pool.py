@@ -7,7 +7,7 @@ import pytest
 
 from earengine.corpus.manifest import Manifest, write_flac
 from earengine.corpus.pool import build_pool
-from earengine.ear.data import AudioFolder
+from earengine.ear.audio_folder import AudioFolder
 from earengine.errors import ConfigError
 
 

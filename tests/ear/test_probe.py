@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
+from earengine.corpus.synthetic import SyntheticCorpus
 from earengine.ear.checkpoint import load_ear, save_ear
-from earengine.ear.data import SyntheticCorpus
 from earengine.ear.model import EarConfig
-from earengine.ear.probe import ProbeConfig, _calibrate_batchnorm, format_probe_table, run_probe, write_probe
+from earengine.ear.probe import ProbeConfig, calibrate_batchnorm, format_probe_table, run_probe, write_probe
 from earengine.ear.train import build_ear
 from earengine.errors import ConfigError
 from earengine.resources import DEFAULT_EAR as DEFAULT
@@ -105,7 +105,7 @@ def test_composer_probe_needs_held_out_works(tmp_path):
 def test_random_baseline_gets_batchnorm_statistics_from_data():
     ear, _ = build_ear(EarConfig.preset("small", width=1 / 32), seed=0)
     s = torch.rand(4, 1, 216, 60, generator=torch.Generator().manual_seed(0))
-    _calibrate_batchnorm(ear, s)
+    calibrate_batchnorm(ear, s)
     bn = ear.encoder[0].bn1
     assert not ear.training
     assert not torch.allclose(bn.running_mean, torch.zeros_like(bn.running_mean))

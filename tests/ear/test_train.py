@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from earengine.ear.data import SyntheticCorpus
+from earengine.corpus.synthetic import SyntheticCorpus
 from earengine.ear.model import Ear, EarConfig
 from earengine.ear.train import TrainConfig, check_clip, lr_at, min_clip_s, train
 from earengine.errors import ConfigError
