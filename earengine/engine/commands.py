@@ -84,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.add_argument("--record", default=None, help="also write the output to this WAV file")
     p.add_argument("--status-every", type=float, default=5.0, help="seconds between status lines")
-    # -- tempo and MIDI (earengine/control/clock.py, midi.py) ----------------------------------
+    # -- tempo and MIDI (earengine/clock/, earengine/midi/) ----------------------------------
     p.add_argument("--clock", default=None, choices=CLOCK_SOURCES,
                    help="where tempo and bar lines come from (default: internal; sets /clock/source)")
     p.add_argument("--midi-in", action="append", metavar="PORT",

@@ -31,7 +31,7 @@ from typing import Optional
 
 import numpy as np
 
-from earengine.control.clock import BarClock, BarEvent
+from earengine.clock.grid import BarClock, BarEvent
 from earengine.errors import ParameterError
 from earengine.params.registry import Change, Registry
 from earengine.sonify.mapping import db_to_amp

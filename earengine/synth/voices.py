@@ -22,7 +22,7 @@ from typing import Optional
 
 import numpy as np
 
-from earengine.control.clock import BarClock
+from earengine.clock.grid import BarClock
 from earengine.params.registry import Change, Registry
 from earengine.sonify.mapping import Settings, Targets, db_to_amp
 from earengine.sonify.params import MAX_RUNS, WAVES

@@ -3,13 +3,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
 import pytest
 
-from earengine.control.clock import PPQ, ArrivalClock, BarClock, ClockControl, MidiClockIn, MidiClockOut, Timeline
+from earengine.clock.control import ClockControl
+from earengine.clock.grid import ArrivalClock, BarClock, Timeline
+from earengine.clock.midi_in import PPQ, MidiClockIn
+from earengine.clock.midi_out import MidiClockOut
+from earengine.clock.params import CLOCK_PARAMS, CLOCK_SOURCES
+from earengine.errors import ConfigError
 from earengine.params import default_registry
+from earengine.params.registry import Registry
 
 SR, N = 44100, 256
 
@@ -270,3 +277,13 @@ def test_internal_transport_through_the_registry():
         assert transport == ["stop", "start"]
         assert clock.tick(1000).bar == 0  # from the top, at once
         reg.set("/clock/midi_out", True)  # no MIDI output: nothing to send clock to, nothing breaks
+
+
+def test_every_clock_source_has_an_entry():
+    ctl = ClockControl(default_registry(), BarClock(sr=SR, bpm=120.0, beats_per_bar=4))
+    assert sorted(ctl.sources) == sorted(CLOCK_SOURCES)
+    # a choice added to the row without its entry fails when the control is made, not later
+    rows = [dataclasses.replace(spec, choices=CLOCK_SOURCES + ("ptp",)) if spec.address == "/clock/source" else spec
+            for spec in CLOCK_PARAMS]
+    with pytest.raises(ConfigError, match="no entry for choice ptp"):
+        ClockControl(Registry(rows), BarClock(sr=SR, bpm=120.0, beats_per_bar=4))

@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from earengine.control.clock import PPQ, MidiClockIn, PulseTempo, Timeline
+from earengine.clock.grid import Timeline
+from earengine.clock.midi_in import PPQ, MidiClockIn, PulseTempo
 
 PERIOD_S = 256 / 44100  # a JACK period: MIDI stamps are taken once per period
 

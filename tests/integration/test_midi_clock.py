@@ -224,8 +224,8 @@ def jack_env(jack_server, monkeypatch):
 # Tempo
 # ---------------------------------------------------------------------------------------------
 def test_tempo_estimates_within_half_a_bpm_at_100_128_174_with_and_without_jitter(jack_env):
-    from earengine.control.clock import MidiClockIn
-    from earengine.control.midi import MidiService
+    from earengine.clock.midi_in import MidiClockIn
+    from earengine.midi.service import MidiService
 
     jack_server, transport = jack_env
     # jack_midi_clock's jitter changes every interval by up to ±J %: its beats wander like a

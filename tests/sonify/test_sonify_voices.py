@@ -155,7 +155,7 @@ def test_voices_do_not_click(rig):
 
 
 def test_a_tempo_division_puts_steps_on_the_engine_clocks_grid(tmp_path):
-    from earengine.control.clock import BarClock
+    from earengine.clock.grid import BarClock
 
     registry = default_registry()
     registry.update({"/son/division": "1/16", "/clock/bpm": 120.0, "/son/rest": 0.5, "/son/hold": True,

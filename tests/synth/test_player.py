@@ -219,7 +219,7 @@ def follow(r, timeline, *, t0=100.0, drift=0.0):
 
 
 def test_a_followed_tempo_change_keeps_the_loop_on_the_sources_bars(rig):
-    from earengine.control.clock import Timeline
+    from earengine.clock.grid import Timeline
 
     r = rig(**{"/loop/gain": 0.0})  # /clock/bpm stays 120: the tempo comes from the source alone
     source, time_of = follow(r, Timeline(time_s=100.05, beat=0.0, bpm=120.0))
@@ -245,7 +245,7 @@ def test_a_followed_tempo_change_keeps_the_loop_on_the_sources_bars(rig):
 
 
 def test_the_loop_stays_locked_to_a_source_whose_clock_drifts_from_the_sound_cards(rig):
-    from earengine.control.clock import Timeline
+    from earengine.clock.grid import Timeline
 
     r = rig(**{"/loop/gain": 0.0})
     drift = 5e-4  # the sound card runs 500 ppm fast against the source: 10 ms in 20 s, unlocked
@@ -263,7 +263,7 @@ def test_the_loop_stays_locked_to_a_source_whose_clock_drifts_from_the_sound_car
 
 
 def test_stop_silences_and_start_comes_back_on_the_sources_first_bar(rig):
-    from earengine.control.clock import Timeline
+    from earengine.clock.grid import Timeline
 
     r = rig(**{"/loop/gain": 0.0})
     source, time_of = follow(r, Timeline(time_s=100.0, beat=0.0, bpm=120.0))
@@ -297,7 +297,7 @@ def test_the_wrap_of_a_loop_is_seamless_between_samples(rig):
 
 
 def test_a_jump_of_the_source_is_made_good_at_the_next_bar_line(rig):
-    from earengine.control.clock import Timeline
+    from earengine.clock.grid import Timeline
 
     r = rig(**{"/loop/gain": 0.0})
     source, time_of = follow(r, Timeline(time_s=100.0, beat=0.0, bpm=120.0))
