@@ -60,7 +60,7 @@ def test_names_with_paths_are_refused(name, tmp_path):
 
 def test_shipped_presets_validate_completely():
     names = PresetStore(SHIPPED_DIR / "none", shipped=SHIPPED_DIR).names()
-    assert names, "patches/presets holds the shipped presets"
+    assert names, "earengine/data/presets holds the shipped presets"
     for name in names:
         reg = default_registry()
         preset = PresetStore(SHIPPED_DIR / "none", shipped=SHIPPED_DIR).read(name)
