@@ -26,12 +26,12 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from multiprocessing import shared_memory
 from typing import Mapping, Optional, Sequence
 
 import numpy as np
 
 from earengine.errors import ParameterError
+from earengine.shm import OnSeqlock, SeqlockBuffer
 
 __all__ = [
     "ActivationSet",
@@ -153,18 +153,19 @@ def frame_size(shape: Sequence[int], mode: str) -> int:
 # ---------------------------------------------------------------------------------------------
 # Shared memory: the worker writes, the engine process reads; nobody waits
 # ---------------------------------------------------------------------------------------------
-_SLOT_HEAD = 8  # float64: seq, step, loss, n_entries, floats used, time written, -, -
+_SLOT_HEAD = 8  # float64: step, loss, n_entries, floats used, time written, -, -, -
 _MAX_ENTRIES = 64  # taps (18) plus their masks, with room to spare
 _ENTRY = 6  # float64: tap index, kind (0 activation, 1 mask), channels, freq, time, offset
 
 
-class ActivationBuffer:
-    """The activations of the newest loops in shared memory, written by the worker.
+class ActivationBuffer(OnSeqlock):
+    """The activations of the newest loops in shared memory, written by the worker; a context
+    manager.
 
-    Two slots, each a seqlock (odd sequence number while writing): the writer fills the slot it
-    did not fill last, so the reader finds the set of the loop it was just handed even if the
-    worker has already written the next one. Nobody blocks; a reader that raced a writer gets
-    None and tries again at its next poll.
+    Two slots of a :class:`~earengine.shm.SeqlockBuffer`: the writer fills the slot it did not
+    fill last, so the reader finds the set of the loop it was just handed even if the worker has
+    already written the next one. Nobody blocks; a reader that raced a writer gets None and
+    tries again at its next poll.
 
     Parameters
     ----------
@@ -186,38 +187,14 @@ class ActivationBuffer:
     """
 
     def __init__(self, capacity: int = 1, *, name: Optional[str] = None) -> None:
-        self._owner = name is None
+        fields = None
         if name is None:
             if capacity <= 0:
                 raise ParameterError(f"capacity={capacity} must be > 0")
-            size = 2 * self._slot_bytes(int(capacity)) + 16
-            self.shm = shared_memory.SharedMemory(create=True, size=size)
-        else:
-            self.shm = shared_memory.SharedMemory(name=name)
-        self.head = np.ndarray((2,), dtype=np.float64, buffer=self.shm.buf)
-        if self._owner:
-            self.head[:] = (capacity, 1)
-        self.capacity = int(self.head[0])
-        slot = self._slot_bytes(self.capacity)
-        self.slots = []
-        for k in range(2):
-            base = 16 + k * slot
-            head = np.ndarray((_SLOT_HEAD,), dtype=np.float64, buffer=self.shm.buf, offset=base)
-            table = np.ndarray((_MAX_ENTRIES, _ENTRY), dtype=np.float64, buffer=self.shm.buf,
-                               offset=base + _SLOT_HEAD * 8)
-            data = np.ndarray((self.capacity,), dtype=np.float32, buffer=self.shm.buf,
-                              offset=base + (_SLOT_HEAD + _MAX_ENTRIES * _ENTRY) * 8)
-            if self._owner:
-                head[:] = 0
-            self.slots.append((head, table, data))
-
-    @staticmethod
-    def _slot_bytes(capacity: int) -> int:
-        return (_SLOT_HEAD + _MAX_ENTRIES * _ENTRY) * 8 + capacity * 4
-
-    @property
-    def name(self) -> str:
-        return self.shm.name
+            fields = {"head": ("float64", (_SLOT_HEAD,)), "table": ("float64", (_MAX_ENTRIES, _ENTRY)),
+                      "data": ("float32", (int(capacity),))}
+        self.block = SeqlockBuffer(fields, slots=2, name=name)
+        self.capacity = int(self.block.fields["data"][1][0])
 
     @staticmethod
     def needed(acts: Mapping[str, np.ndarray], mask: Mapping[str, np.ndarray]) -> int:
@@ -231,57 +208,40 @@ class ActivationBuffer:
         items = [(t, 0, as_3d(a)) for t, a in acts.items()] + [(t, 1, np.asarray(m)[:, :, None]) for t, m in mask.items()]
         if len(items) > _MAX_ENTRIES or self.needed(acts, mask) > self.capacity:
             return False
-        k = 1 - int(self.head[1])
-        head, table, data = self.slots[k]
-        seq = head[0]
-        seq += int(seq) % 2
-        head[0] = seq + 1  # odd: writing
-        offset = 0
-        for row, (tap, kind, a) in enumerate(items):
-            c, f, t = a.shape
-            table[row] = (index[tap], kind, c, f, t, offset)
-            data[offset:offset + a.size] = a.reshape(-1)
-            offset += a.size
-        head[1:6] = (step, loss, len(items), offset, time.time())
-        head[0] = seq + 2  # even: done
-        self.head[1] = k
+        with self.block.writing() as slot:
+            table, data = slot["table"], slot["data"]
+            offset = 0
+            for row, (tap, kind, a) in enumerate(items):
+                c, f, t = a.shape
+                table[row] = (index[tap], kind, c, f, t, offset)
+                data[offset:offset + a.size] = a.reshape(-1)
+                offset += a.size
+            slot["head"][:5] = (step, loss, len(items), offset, time.time())
         return True
 
     def read(self, step: Optional[int] = None, *, taps: Sequence[str], key: int = 0) -> Optional[ActivationSet]:
         """The set written for ``step`` (the newest when None), copied out; None if absent or
         being written."""
-        order = (int(self.head[1]), 1 - int(self.head[1]))
-        for k in order:
-            head, table, data = self.slots[k]
-            seq = float(head[0])
-            if seq == 0 or int(seq) % 2:
-                continue
-            h = head.copy()
-            if step is not None and int(h[1]) != int(step):
-                continue
-            rows = table[: int(h[3])].copy()
-            block = data[: int(h[4])].copy()
-            if float(head[0]) != seq:  # overwritten while copying
-                continue
-            acts, mask = {}, {}
-            for tap_i, kind, c, f, t, offset in rows:
-                n = int(c) * int(f) * int(t)
-                a = block[int(offset):int(offset) + n].reshape(int(c), int(f), int(t))
-                if int(kind) == 0:
-                    acts[taps[int(tap_i)]] = a
-                else:
-                    mask[taps[int(tap_i)]] = a[:, :, 0] > 0.5
-            return ActivationSet(key=int(key), step=int(h[1]), loss=float(h[2]), acts=acts, mask=mask)
-        return None
 
-    def close(self) -> None:
-        del self.head, self.slots
-        self.shm.close()
-        if self._owner:
-            try:
-                self.shm.unlink()
-            except FileNotFoundError:
-                pass
+        def copy(slot: dict) -> Optional[tuple]:
+            head = slot["head"].copy()
+            if step is not None and int(head[0]) != int(step):
+                return None
+            return head, slot["table"][: int(head[2])].copy(), slot["data"][: int(head[3])].copy()
+
+        got = self.block.read(copy)
+        if got is None:
+            return None
+        head, rows, block = got[1]
+        acts, mask = {}, {}
+        for tap_i, kind, c, f, t, offset in rows:
+            n = int(c) * int(f) * int(t)
+            a = block[int(offset):int(offset) + n].reshape(int(c), int(f), int(t))
+            if int(kind) == 0:
+                acts[taps[int(tap_i)]] = a
+            else:
+                mask[taps[int(tap_i)]] = a[:, :, 0] > 0.5
+        return ActivationSet(key=int(key), step=int(head[0]), loss=float(head[1]), acts=acts, mask=mask)
 
 
 # ---------------------------------------------------------------------------------------------

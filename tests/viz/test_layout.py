@@ -83,7 +83,7 @@ def test_forces_are_the_negative_gradient_of_the_energy():
     e = e_rep + 0.5 * (gt64["weights"] * (d * d).sum(-1)).sum() + 0.5 * 0.1 * (x * x).sum()
     e.backward()
     f_rep, _ = repulsion_exact(p, q)
-    from earengine.viz.layout import _attraction
+    from earengine.viz.layout.forces import _attraction
 
     f_att, _ = _attraction(p, gt64["edges"], gt64["weights"])
     assert torch.allclose(-x.grad, f_rep + f_att - 0.1 * p, rtol=1e-6, atol=1e-8)
