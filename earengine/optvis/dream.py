@@ -16,6 +16,11 @@ at a step boundary. Each step:
 4. ``loss = penalties - score`` — the one place where the sign flips;
 5. normalise and noise the gradient, step, keep the waveform finite and within [-1, 1], mix
    toward the reference clip.
+
+Each choice is a piece from a table keyed by its parameter: the parameterization from
+:data:`~earengine.optvis.param.FACTORIES` (``/opt/param``), the optimizer from :data:`OPTIMIZERS`
+(``/opt/algorithm``), the penalties from :data:`~earengine.optvis.regularizers.PENALTIES` (only
+those whose weight is above 0), the start of :meth:`Dreamer.reset` from :data:`STARTS`.
 """
 
 from __future__ import annotations
@@ -28,15 +33,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from earengine.errors import ParameterError
+from earengine.errors import ConfigError, ParameterError
 from earengine.optvis import regularizers as R
 from earengine.optvis import transforms as T
 from earengine.optvis.objectives import Objective, Region, View, build
-from earengine.optvis.param import Parameterization, coloured, make
-from earengine.optvis.specificity import others
+from earengine.optvis.param import FACTORIES, Parameterization, make
+from earengine.optvis.params import OPT_COMMANDS, OPT_PARAMS
 from earengine.optvis.targets import parse_many
+from earengine.params.registry import check_choices
 
-__all__ = ["Dreamer", "StepStats", "loop_samples", "parse_target_spec"]
+__all__ = ["Dreamer", "StepStats", "loop_samples", "parse_target_spec", "OPTIMIZERS", "STARTS"]
+
+#: ``/opt/algorithm`` choice -> the optimizer class (checked against the row).
+OPTIMIZERS: dict = check_choices(next(spec for spec in OPT_PARAMS if spec.address == "/opt/algorithm"),
+                                 {"sgd": torch.optim.SGD, "adam": torch.optim.Adam})
 
 
 def loop_samples(*, bars: int, bpm: float, beats_per_bar: int, sr: int) -> int:
@@ -99,6 +109,7 @@ class Dreamer:
         self.objective: Optional[Objective] = None
         self.reference: Optional[Tensor] = None
         self.param: Optional[Parameterization] = None
+        self._penalties: tuple = ()
         self._optimizer = None
         self._last_good: Optional[list] = None
         self.generator = torch.Generator().manual_seed(int(settings.get("/opt/seed", 0)))
@@ -113,21 +124,23 @@ class Dreamer:
         objective = self._objective(new)
         n = loop_samples(bars=new["/loop/bars"], bpm=new["/clock/bpm"],
                          beats_per_bar=new["/clock/beats_per_bar"], sr=self.sr)
-        old, old_objective = self.settings, self.objective
+        old, old_objective, old_penalties = self.settings, self.objective, self._penalties
         self.settings = new
         self.objective = objective
+        self._penalties = R.active(new)
         rebuild = any(old.get(a) != new.get(a) for a in _REBUILD) or any(
             old.get(a) != new.get(a) for a in new if a.startswith("/grid/") and a not in _GRID_LIVE)
         if self.param is not None and (n != self.n or rebuild):
             try:
                 self._set_waveform(_resample(self.waveform_tensor(), n), carry=True)
             except ParameterError:
-                self.settings, self.objective = old, old_objective  # refused settings change nothing
+                # refused settings change nothing
+                self.settings, self.objective, self._penalties = old, old_objective, old_penalties
                 raise
         elif self._optimizer is not None:
             for group in self._optimizer.param_groups:
                 group["lr"] = new["/opt/lr"] * group["lr_scale"]
-            if self.param.name == "grid" and any(old.get(a) != new.get(a) for a in _TIMBRE):
+            if any(old.get(a) != new.get(a) for a in _TIMBRE):
                 self.param.set_timbre(new)  # a performer's timbre, from which the dream moves on
         self.n = n
 
@@ -155,21 +168,10 @@ class Dreamer:
         n = loop_samples(bars=self.settings["/loop/bars"], bpm=self.settings["/clock/bpm"],
                          beats_per_bar=self.settings["/clock/beats_per_bar"], sr=self.sr)
         self.n = n
-        if kind == "silence":
-            x = torch.zeros(n)
-        elif kind == "noise":
-            x = 0.05 * torch.randn(n, generator=self.generator)
-            if self.settings["/opt/param"] == "spectral":  # noise of the parameterization's own colour
-                x = coloured(x, sr=self.sr, decay=self.settings["/opt/spectral_decay"])
-        elif kind in ("file", "current"):
-            if samples is None:
-                if self.param is None:
-                    raise ParameterError(f"reset {kind} needs samples")
-                samples = self.waveform()
-            x = _resample(torch.as_tensor(np.asarray(samples, dtype=np.float32)), n)
-        else:
-            raise ParameterError(f"reset kind={kind!r} must be silence, noise, file or current")
-        self._set_waveform(x.clamp(-1, 1))
+        start = STARTS.get(kind)
+        if start is None:
+            raise ParameterError(f"reset kind={kind!r} must be {', '.join(STARTS)}")
+        self._set_waveform(start(self, kind, n, samples).clamp(-1, 1))
 
     def _set_waveform(self, x: Tensor, *, carry: bool = False) -> None:
         """Start the parameterization from waveform ``x`` (a grid starts from fresh notes unless
@@ -180,10 +182,7 @@ class Dreamer:
         self.n = x.numel()
         lr = self.settings["/opt/lr"]
         groups = [{**g, "lr": lr * g["lr_scale"]} for g in self.param.groups()]
-        if self.settings["/opt/algorithm"] == "adam":
-            self._optimizer = torch.optim.Adam(groups, lr=lr)
-        else:
-            self._optimizer = torch.optim.SGD(groups, lr=lr)
+        self._optimizer = OPTIMIZERS[self.settings["/opt/algorithm"]](groups, lr=lr)
         self._last_good = self._tensors_copy()
 
     def _tensors(self) -> list:
@@ -233,16 +232,10 @@ class Dreamer:
         view = View(acts, loop, shift, stats=self.stats, cpc=self._cpc_loss if self.cpc is not None else None)
         score = self.objective(view).mean()
         penalty = self.param.penalty().to(x.device)
-        if s.get("/target/specificity", 0.0) > 0:
-            penalty = penalty + s["/target/specificity"] * others(self.objective, view).mean()
-        if s["/reg/act_l1"] > 0:
-            penalty = penalty + s["/reg/act_l1"] * R.activation_l1(view, [t for t in taps if t != "scaleogram"] or taps)
-        if s["/reg/denoise"] > 0:
-            penalty = penalty + s["/reg/denoise"] * R.spectral_noise(spec, self.silence)
-        if s["/reg/high_freq"] > 0:
-            penalty = penalty + s["/reg/high_freq"] * R.high_frequency(x, sr=self.sr)
-        if s["/reg/seam"] > 0:
-            penalty = penalty + s["/reg/seam"] * R.loop_seam(x)
+        if self._penalties:
+            heard = R.Heard(x, spec, view, self.objective, taps, self.sr, self.silence)
+            for weight, piece in self._penalties:
+                penalty = penalty + weight * piece(heard)
         loss = penalty - score  # the one sign flip: objectives are maximised, the optimizer minimises
         return loss, score, view
 
@@ -257,7 +250,7 @@ class Dreamer:
         s = self.settings
         with torch.no_grad():
             x = self.waveform_tensor()
-            if self.param.name != "grid" and float(x.square().mean().sqrt()) < 1e-3:
+            if self.param.writes_back and float(x.square().mean().sqrt()) < 1e-3:
                 # In (near) silence the log scaleogram sits on its floor and the gradient is
                 # exactly zero: give the ear a faint noise (-50 dBFS) to start hearing from.
                 self._write(x + 3e-3 * torch.randn(x.shape, generator=self.generator).to(x.device))
@@ -284,8 +277,8 @@ class Dreamer:
                 finite = False
                 for p, good in zip(self._tensors(), self._last_good):
                     p.data.copy_(good)
-            elif self.param.name == "grid":
-                self._last_good = self._tensors_copy()  # a grid renders at its own fixed peak
+            elif not self.param.writes_back:
+                self._last_good = self._tensors_copy()  # e.g. a grid: it renders at its own fixed peak
             else:
                 peak = x.abs().max()
                 if peak > 1.0:  # peak-normalise rather than clip: keeps the shape of the sound
@@ -325,6 +318,32 @@ _REBUILD = ("/opt/param", "/opt/algorithm", "/opt/spectral_decay", "/clock/beats
 #: Grid settings read as they are, without making the grid again.
 _TIMBRE = ("/grid/brightness", "/grid/attack_ms", "/grid/decay_ms")
 _GRID_LIVE = ("/grid/threshold", "/grid/note_steps", "/grid/midi_channel", "/grid/drum_channel", "/grid/midi") + _TIMBRE
+
+
+def _silence(dreamer: Dreamer, kind: str, n: int, samples: Optional[np.ndarray]) -> Tensor:
+    return torch.zeros(n)
+
+
+def _noise(dreamer: Dreamer, kind: str, n: int, samples: Optional[np.ndarray]) -> Tensor:
+    x = 0.05 * torch.randn(n, generator=dreamer.generator)
+    # noise of the parameterization's own colour
+    return FACTORIES[dreamer.settings["/opt/param"]].colour(x, dreamer.settings, sr=dreamer.sr)
+
+
+def _samples(dreamer: Dreamer, kind: str, n: int, samples: Optional[np.ndarray]) -> Tensor:
+    if samples is None:
+        if dreamer.param is None:
+            raise ParameterError(f"reset {kind} needs samples")
+        samples = dreamer.waveform()
+    return _resample(torch.as_tensor(np.asarray(samples, dtype=np.float32)), n)
+
+
+#: ``/opt/reset`` kind -> ``start(dreamer, kind, n, samples)``, the waveform a dream starts from
+#: (checked against the command's choices).
+STARTS = {"silence": _silence, "noise": _noise, "file": _samples, "current": _samples}
+_RESET = next(c for c in OPT_COMMANDS if c.address == "/opt/reset").args[0]
+if tuple(STARTS) != _RESET.choices:  # pragma: no cover - fails at import, and so in every test
+    raise ConfigError(f"/opt/reset kinds {_RESET.choices} and the dream's starts {tuple(STARTS)} differ")
 
 
 def _resample(x: Tensor, n: int) -> Tensor:

@@ -15,6 +15,11 @@ transforms that suit it.
   (``/grid/residual``). Its transforms: copies shifted by whole steps (the dreamer quantises its
   time shift with :attr:`Grid.steps`) and transposed by up to ``/grid/transpose`` scale degrees.
 
+:data:`FACTORIES` maps each choice of ``/opt/param`` to its class, checked against the row: a
+choice added to the row without a parameterization fails at import. Each class builds itself from
+the settings (:meth:`Parameterization.build`) and says how the dream treats it (:meth:`~Parameterization.colour`,
+:attr:`~Parameterization.writes_back`), so the dreamer never asks which one it holds.
+
 Examples
 --------
 >>> import torch
@@ -37,9 +42,12 @@ from torch import Tensor
 from earengine.errors import ParameterError
 from earengine.music import NOTE_NAMES, SCALES, scale_notes, steps_per_bar
 from earengine.optvis.grid import DRUMS, GridShape, GridSynth, Timbre
+from earengine.optvis.params import OPT_PARAMS
+from earengine.params.registry import check_choices
 from earengine.pattern import DRUM_NOTES, Note, Pattern
 
-__all__ = ["Parameterization", "Raw", "Spectral", "Grid", "make", "grid_shape", "coloured", "GRID_LR_SCALE"]
+__all__ = ["Parameterization", "Raw", "Spectral", "Grid", "FACTORIES", "make", "grid_shape", "coloured",
+           "GRID_LR_SCALE"]
 
 #: Grid logits move this many times faster than a raw sample at the same /opt/lr: one /opt/lr
 #: serves every parameterization (with /opt/grad_norm a step moves each value by about lr × scale).
@@ -54,6 +62,21 @@ class Parameterization:
     name = ""
     #: Steps of the bar grid a time shift is quantised to (0: any shift).
     steps = 0
+    #: The loop is a waveform the dream may write back after a step (peak-normalised, mixed toward
+    #: the reference, nudged out of silence); a grid renders at its own fixed peak instead.
+    writes_back = True
+
+    @classmethod
+    def build(cls, settings: Mapping, *, n_samples: int, sr: int, generator: torch.Generator, x: Optional[Tensor],
+              device: str, previous: Optional["Parameterization"]) -> "Parameterization":
+        """A new one from the settings, starting from waveform ``x`` (zeros when None) or carrying
+        over what it can of ``previous``."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    @classmethod
+    def colour(cls, noise: Tensor, settings: Mapping, *, sr: int) -> Tensor:
+        """White ``noise`` as a start of this parameterization's own colour (``/opt/reset noise``)."""
+        return noise
 
     def groups(self) -> list[dict]:
         """Optimizer parameter groups: ``{"params": [...], "lr_scale": float}``."""
@@ -78,6 +101,9 @@ class Parameterization:
     def post_step(self) -> None:
         """Keep values in their range after an optimizer step."""
 
+    def set_timbre(self, settings: Mapping) -> None:
+        """Take up a performer's timbre settings, for a parameterization that has a timbre (grid)."""
+
     def pattern(self, settings: Mapping) -> Optional[Pattern]:
         """The loop's notes (grid only)."""
         return None
@@ -90,6 +116,11 @@ class Raw(Parameterization):
 
     def __init__(self, x: Tensor) -> None:
         self.x = x.detach().clone().float().requires_grad_(True)
+
+    @classmethod
+    def build(cls, settings: Mapping, *, n_samples: int, sr: int, generator: torch.Generator, x: Optional[Tensor],
+              device: str, previous: Optional[Parameterization]) -> "Raw":
+        return cls(_start(x, n_samples, device))
 
     def groups(self) -> list[dict]:
         return [{"params": [self.x], "lr_scale": 1.0}]
@@ -113,6 +144,15 @@ class Spectral(Parameterization):
         self.scale = (hz.clamp_min(20.0) / 20.0) ** (-float(decay))
         self.c = torch.zeros(n // 2 + 1, 2, device=x.device, requires_grad=True)
         self.write(x)
+
+    @classmethod
+    def build(cls, settings: Mapping, *, n_samples: int, sr: int, generator: torch.Generator, x: Optional[Tensor],
+              device: str, previous: Optional[Parameterization]) -> "Spectral":
+        return cls(_start(x, n_samples, device), sr=sr, decay=settings.get("/opt/spectral_decay", 0.5))
+
+    @classmethod
+    def colour(cls, noise: Tensor, settings: Mapping, *, sr: int) -> Tensor:
+        return coloured(noise, sr=sr, decay=settings["/opt/spectral_decay"])
 
     def groups(self) -> list[dict]:
         # a coefficient is about sqrt(N) times a sample: the same /opt/lr moves the sound as much
@@ -181,6 +221,7 @@ class Grid(Parameterization):
     """
 
     name = "grid"
+    writes_back = False
 
     def __init__(self, settings: Mapping, *, n_samples: int, sr: int, generator: torch.Generator,
                  device: str = "cpu", previous: Optional["Grid"] = None) -> None:
@@ -205,6 +246,13 @@ class Grid(Parameterization):
             self.timbre_raw = torch.zeros(3, device=device, requires_grad=True)
             self.set_timbre(settings)
             self.residual = torch.zeros(n_samples, device=device, requires_grad=True)
+
+    @classmethod
+    def build(cls, settings: Mapping, *, n_samples: int, sr: int, generator: torch.Generator, x: Optional[Tensor],
+              device: str, previous: Optional[Parameterization]) -> "Grid":
+        """A grid cannot take a waveform: fresh notes, or the notes of a ``previous`` grid."""
+        return cls(settings, n_samples=n_samples, sr=sr, generator=generator, device=device,
+                   previous=previous if isinstance(previous, Grid) else None)
 
     # -- values ---------------------------------------------------------------------------------
     def set_timbre(self, settings: Mapping) -> None:
@@ -324,17 +372,24 @@ def _resample_loop(x: Tensor, n: int) -> Tensor:
     return x[lo % x.numel()] * (1 - frac) + x[(lo + 1) % x.numel()] * frac
 
 
+def _start(x: Optional[Tensor], n_samples: int, device: str) -> Tensor:
+    return torch.zeros(n_samples, device=device) if x is None else x.to(device)
+
+
+#: ``/opt/param`` choice -> its parameterization (checked against the row).
+FACTORIES: dict[str, type[Parameterization]] = check_choices(
+    next(spec for spec in OPT_PARAMS if spec.address == "/opt/param"),
+    {"grid": Grid, "raw": Raw, "spectral": Spectral},
+)
+
+
 def make(settings: Mapping, *, n_samples: int, sr: int, generator: torch.Generator,
          x: Optional[Tensor] = None, device: str = "cpu", previous: Optional[Parameterization] = None) -> Parameterization:
     """The parameterization ``/opt/param`` names, starting from waveform ``x`` (raw, spectral) or
     carrying over a previous grid's notes."""
     name = settings["/opt/param"]
-    if name == "grid":
-        return Grid(settings, n_samples=n_samples, sr=sr, generator=generator, device=device,
-                    previous=previous if isinstance(previous, Grid) else None)
-    x = torch.zeros(n_samples, device=device) if x is None else x.to(device)
-    if name == "spectral":
-        return Spectral(x, sr=sr, decay=settings.get("/opt/spectral_decay", 0.5))
-    if name == "raw":
-        return Raw(x)
-    raise ParameterError(f"/opt/param={name!r} must be one of grid, raw, spectral")
+    factory = FACTORIES.get(name)
+    if factory is None:
+        raise ParameterError(f"/opt/param={name!r} must be one of {', '.join(FACTORIES)}")
+    return factory.build(settings, n_samples=n_samples, sr=sr, generator=generator, x=x, device=device,
+                         previous=previous)

@@ -1,15 +1,25 @@
 """Regularizers: penalties the dream keeps small (each is minimised; its weight 0 means off).
 
-Each is ``penalty(x, s, view) -> scalar``: ``x`` the loop waveform ``(N,)``, ``s`` the batch's
-scaleogram ``(B, C, F, T)`` in log power, ``view`` the objectives' :class:`View`.
+The penalties themselves take what they need: ``x`` the loop waveform ``(N,)``, ``s`` the batch's
+scaleogram ``(B, C, F, T)`` in log power, ``view`` the objectives' :class:`View`. The dreamer uses
+them as pieces of one signature, ``penalty(heard) -> scalar``, from :data:`PENALTIES`: the table of
+weight address -> piece. Only the pieces whose weight is above 0 are taken (see
+:meth:`earengine.optvis.dream.Dreamer.configure`), and their weighted sum is added to the loss in
+the table's order.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Callable
+
 import torch
 from torch import Tensor
 
-__all__ = ["activation_l1", "spectral_noise", "high_frequency", "loop_seam"]
+from earengine.optvis.objectives import Objective, View
+from earengine.optvis.specificity import others
+
+__all__ = ["activation_l1", "spectral_noise", "high_frequency", "loop_seam", "Heard", "PENALTIES", "active"]
 
 
 def activation_l1(view, taps) -> Tensor:
@@ -42,3 +52,40 @@ def loop_seam(x: Tensor) -> Tensor:
     value = (x[0] - x[-1]) ** 2
     slope = ((x[1] - x[0]) - (x[-1] - x[-2])) ** 2
     return value + slope
+
+
+@dataclass(frozen=True)
+class Heard:
+    """What one dream step heard, for the penalties: the loop, the batch's scaleogram, the view of
+    the ear's activations, the objective and its taps, the sample rate and the scaleogram's silence."""
+
+    loop: Tensor
+    spec: Tensor
+    view: View
+    objective: Objective
+    taps: tuple
+    sr: int
+    silence: float
+
+
+def _act_l1(h: Heard) -> Tensor:
+    return activation_l1(h.view, [t for t in h.taps if t != "scaleogram"] or h.taps)
+
+
+#: Weight address -> ``penalty(heard)``; the dream adds ``weight × penalty`` for each weight above 0.
+PENALTIES: dict[str, Callable[[Heard], Tensor]] = {
+    "/target/specificity": lambda h: others(h.objective, h.view).mean(),
+    "/reg/act_l1": _act_l1,
+    "/reg/denoise": lambda h: spectral_noise(h.spec, h.silence),
+    "/reg/high_freq": lambda h: high_frequency(h.loop, sr=h.sr),
+    "/reg/seam": lambda h: loop_seam(h.loop),
+}
+
+
+def active(settings: Any) -> tuple[tuple[float, Callable[[Heard], Tensor]], ...]:
+    """``(weight, penalty)`` for every penalty of :data:`PENALTIES` whose weight is above 0 in ``settings``.
+
+    >>> [w for w, _ in active({"/reg/seam": 2.0, "/reg/denoise": 0.0})]
+    [2.0]
+    """
+    return tuple((settings[a], piece) for a, piece in PENALTIES.items() if settings.get(a, 0.0) > 0)

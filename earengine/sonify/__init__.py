@@ -27,7 +27,6 @@ _EXPORTS = {
     "OscSink": "earengine.sonify.sinks",
     "WavSink": "earengine.sonify.sinks",
     "MemorySink": "earengine.sonify.sinks",
-    "LocalSynthSink": "earengine.sonify.sinks",
     "Renderer": "earengine.sonify.render",
     "render_frames": "earengine.sonify.render",
 }

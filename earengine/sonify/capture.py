@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from earengine.errors import ParameterError
+from earengine.sonify import sinks
 from earengine.sonify.frame import GradientFrame, check_run_name
 
 __all__ = ["GradientSonifier", "layer_groups"]
@@ -117,8 +118,6 @@ def layer_groups(model: torch.nn.Module, layers: LayerSpec = None) -> list[tuple
 
 def _as_sink(sink: Any) -> tuple[Any, bool]:
     """A sink object (``send``; optional ``begin``, ``end``, ``close``) and whether we own it."""
-    from earengine.sonify import sinks
-
     if isinstance(sink, str):
         return sinks.open_sink(sink), True
     if isinstance(sink, (list, tuple)):
@@ -141,7 +140,7 @@ class GradientSonifier:
         The model being trained.
     sink : sink, callable, str or list
         Where frames go: an :class:`~earengine.sonify.sinks.OscSink` (the engine), a
-        :class:`~earengine.sonify.sinks.LocalSynthSink` (pyo, no engine), a
+        :class:`~earengine.synth.local.LocalSynthSink` (pyo, no engine), a
         :class:`~earengine.sonify.sinks.WavSink` (offline), any callable taking a frame, or a
         shorthand: ``"engine"`` (127.0.0.1:9000), ``"osc://host:port"``, ``"local"``,
         ``"run.wav"``. Sinks made from shorthands are closed on exit.

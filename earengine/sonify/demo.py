@@ -29,9 +29,21 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from earengine.audiofile import write_wav
 from earengine.errors import ConfigError
+from earengine.progress import Progress
+from earengine.sonify.capture import GradientSonifier
+from earengine.sonify.mapping import Settings
+from earengine.sonify.render import render_frames
+from earengine.sonify.sinks import MemorySink, OscSink
 
 __all__ = ["DemoConfig", "DemoResult", "SeedNet", "digits_28", "train", "run_demo", "SEED_LAYERS"]
+
+#: The demo's optimizers, by name (``DemoConfig.optimizer``): ``optimizer(params, config)``.
+OPTIMIZERS = {
+    "sgd": lambda params, c: torch.optim.SGD(params, lr=c.lr, momentum=c.momentum),
+    "adam": lambda params, c: torch.optim.Adam(params, lr=c.lr),
+}
 
 #: The seed sonified the weight of each of its four layers.
 SEED_LAYERS = {"conv1": "conv1.weight", "conv2": "conv2.weight", "fc1": "fc1.weight", "fc2": "fc2.weight"}
@@ -63,8 +75,8 @@ class DemoConfig:
     seed: int = 2
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("sgd", "adam"):
-            raise ConfigError(f"optimizer={self.optimizer!r} must be sgd or adam")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"optimizer={self.optimizer!r} must be {' or '.join(OPTIMIZERS)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"lr={self.lr} must be a positive number")
         if self.batch_size < 1:
@@ -185,17 +197,10 @@ def train(
 
 
 def _train(config: DemoConfig, *, sink: Any, pace_s: float, progress: Optional[IO[str]]) -> DemoResult:
-    from earengine.progress import Progress
-    from earengine.sonify.capture import GradientSonifier
-    from earengine.sonify.sinks import MemorySink
-
     x, y = digits_28()
     g = torch.Generator().manual_seed(config.seed)
     model = SeedNet(generator=g)
-    if config.optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
-    else:
-        opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    opt = OPTIMIZERS[config.optimizer](model.parameters(), config)
     memory = MemorySink()
     losses: list[float] = []
     order = torch.randperm(len(x), generator=g)
@@ -304,11 +309,6 @@ def run_demo(
 
     ``values`` are ``/son/*`` values (e.g. :data:`~earengine.sonify.mapping.SEED_PRESET`).
     """
-    from earengine.audiofile import write_wav
-    from earengine.sonify.mapping import Settings
-    from earengine.sonify.render import render_frames
-    from earengine.sonify.sinks import OscSink
-
     settings = Settings.from_values(dict(values or {}))
     if live is None:
         result = train(config, progress=progress)

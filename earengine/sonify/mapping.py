@@ -27,15 +27,18 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
 from earengine.errors import ParameterError
-from earengine.sonify.params import AUDIBLE_HZ, DIVISIONS, NOTE_NAMES, SCALES, SON_PARAMS
+from earengine.music import DIVISIONS, NOTE_NAMES, SCALES
+from earengine.params.registry import check_choices
+from earengine.sonify.params import AUDIBLE_HZ, SON_PARAMS
+from earengine.units import db_to_amp
 
 __all__ = ["Settings", "Targets", "map_norms", "seed_frequency", "Mapper", "RunningWindow", "SEED_PRESET",
-           "db_to_amp"]
+           "Curve", "Voicing", "CURVES", "LOUDNESS", "VOICINGS"]
 
 _SPECS = {spec.address: spec for spec in SON_PARAMS}
 _DEFAULT = {address.rsplit("/", 1)[1]: spec.default for address, spec in _SPECS.items()}
@@ -56,11 +59,6 @@ SEED_PRESET: dict[str, Any] = {
     "/son/gain": -20.0,
     "/son/window": 0,
 }
-
-
-def db_to_amp(gain_db: float) -> float:
-    """Decibels to linear amplitude; -80 dB and below is silence."""
-    return 0.0 if gain_db <= -80.0 else float(10.0 ** (gain_db / 20.0))
 
 
 def seed_frequency(norm: float) -> float:
@@ -146,10 +144,14 @@ class Settings:
     # -- derived ----------------------------------------------------------------------------
     def step_s(self, bpm: float = 120.0) -> float:
         """Seconds per training step: ``/son/step_ms``, or the note value ``/son/division`` at ``bpm``."""
-        whole_notes = DIVISIONS[self.division]
-        if whole_notes > 0.0:
-            return whole_notes * 4.0 * 60.0 / float(bpm)
+        if self.on_the_beat:
+            return DIVISIONS[self.division] * 4.0 * 60.0 / float(bpm)
         return self.step_ms / 1000.0
+
+    @property
+    def on_the_beat(self) -> bool:
+        """Whether a step is a note value of the clock (``/son/division``) rather than ``/son/step_ms``."""
+        return DIVISIONS[self.division] > 0.0
 
     def limits_hz(self) -> tuple[float, float]:
         """The band every tone is clamped into (``fmin``/``fmax`` in either order, inside 20 Hz–16 kHz)."""
@@ -184,15 +186,89 @@ class Targets:
         return len(self.freq_hz)
 
 
-def _positions(norms: np.ndarray, finite: np.ndarray, curve: str, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Where each norm sits in [lo, hi]: linear for ``linear``, per decade otherwise. Flat ranges give 0.5."""
+# -- the choices: one piece per choice of /son/curve, /son/loudness and /son/voicing ----------------
+def _linear_x(norms: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    return (norms - lo) / (hi - lo)
+
+
+def _decade_x(norms: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    tiny = 1e-30
+    return np.log(np.maximum(norms, tiny) / np.maximum(lo, tiny)) / np.log(np.maximum(hi, tiny) / np.maximum(lo, tiny))
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One ``/son/curve``: where a norm sits in its range, and the pitch of that place.
+
+    ``position(norms, lo, hi)`` is unclipped (clipping and flat ranges are handled once, for all);
+    ``frequency(norms, x, settings)`` is the pitch in Hz before register, scale and clamp;
+    ``per_decade`` curves ignore zeros in the running window (a dead layer would pin it at 0).
+    """
+
+    position: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+    frequency: Callable[[np.ndarray, np.ndarray, "Settings"], np.ndarray]
+    per_decade: bool
+
+
+#: ``/son/curve`` choice -> its piece (checked against the row: a new choice needs an entry).
+CURVES: dict[str, Curve] = check_choices(_SPECS["/son/curve"], {
+    "seed": Curve(_decade_x, lambda norms, x, s: 200.0 + 100.0 * norms, per_decade=True),
+    "linear": Curve(_linear_x, lambda norms, x, s: s.base * (1.0 + (2.0 ** s.octaves - 1.0) * x), per_decade=False),
+    "log": Curve(_decade_x, lambda norms, x, s: s.base * 2.0 ** (s.octaves * x), per_decade=True),
+})
+
+
+def _loud_by_change(x: np.ndarray, norms: np.ndarray, finite: np.ndarray, previous: Optional[Sequence[float]]) -> np.ndarray:
+    n = norms.size
+    prev = np.full(n, np.nan) if previous is None else np.asarray(previous, dtype=np.float64)
+    both = finite & np.isfinite(prev)
+    with np.errstate(all="ignore"):
+        ratio = np.abs(np.log2(norms / np.where(both, prev, 1.0)))
+    ratio = np.where(both & (norms > 0) & (prev > 0), ratio, np.where(both & ((norms > 0) != (prev > 0)), 1.0, 0.0))
+    return 0.3 + 0.7 * np.clip(ratio, 0.0, 1.0)
+
+
+#: ``/son/loudness`` choice -> ``loudness(x, norms, finite, previous)``, each tone's level in [0, 1]
+#: (``norms`` with non-finite ones as 0, ``previous`` the previous step's norms or None).
+LOUDNESS: dict[str, Callable[..., np.ndarray]] = check_choices(_SPECS["/son/loudness"], {
+    "flat": lambda x, norms, finite, previous: np.ones(norms.size),
+    "norm": lambda x, norms, finite, previous: 0.3 + 0.7 * x,
+    "change": _loud_by_change,
+})
+
+
+def _in_turn(n: int, sound: float) -> tuple:
+    width = sound / n
+    return tuple((float(i * width), float((i + 1) * width)) for i in range(n))
+
+
+@dataclass(frozen=True)
+class Voicing:
+    """One ``/son/voicing``: each layer's window of the step, and its share of ``/son/gain``.
+
+    ``gates(n, sound)`` gives ``(start, end)`` per layer, ``sound`` being the step's sounding
+    fraction; ``share(n)`` the factor on each voice's level, so that the voices that sound at once
+    never exceed the gain together. With ``in_turn`` the voices take turns: each changes pitch in
+    its own silence rather than gliding.
+    """
+
+    gates: Callable[[int, float], tuple]
+    share: Callable[[int], float]
+    in_turn: bool
+
+
+#: ``/son/voicing`` choice -> its piece.
+VOICINGS: dict[str, Voicing] = check_choices(_SPECS["/son/voicing"], {
+    "sequential": Voicing(_in_turn, lambda n: 1.0, in_turn=True),
+    "simultaneous": Voicing(lambda n, sound: ((0.0, float(sound)),) * n, lambda n: 1.0 / n, in_turn=False),
+})
+
+
+def _positions(norms: np.ndarray, finite: np.ndarray, curve: Curve, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Where each norm sits in [lo, hi], by the curve's position. Flat ranges give 0.5."""
     safe = np.where(finite, norms, 0.0)
     with np.errstate(all="ignore"):
-        if curve == "linear":
-            x = (safe - lo) / (hi - lo)
-        else:
-            tiny = 1e-30
-            x = np.log(np.maximum(safe, tiny) / np.maximum(lo, tiny)) / np.log(np.maximum(hi, tiny) / np.maximum(lo, tiny))
+        x = curve.position(safe, lo, hi)
     x = np.where(hi > lo, x, 0.5)
     return np.clip(np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
 
@@ -259,44 +335,24 @@ def map_norms(
     else:
         lo_a = np.full(n, s.norm_min)
         hi_a = np.full(n, max(s.norm_max, s.norm_min))
-    x = _positions(x_norm, finite, s.curve, lo_a, hi_a)
+    curve = CURVES[s.curve]
+    x = _positions(x_norm, finite, curve, lo_a, hi_a)
 
     index = np.arange(n, dtype=np.float64)
     share = index / (n - 1) if n > 1 else np.zeros(1)
     with np.errstate(all="ignore"):  # a norm near the float limit overflows to inf, then clamps
-        if s.curve == "seed":
-            freq = 200.0 + 100.0 * safe
-        elif s.curve == "linear":
-            freq = s.base * (1.0 + (2.0 ** s.octaves - 1.0) * x)
-        else:
-            freq = s.base * 2.0 ** (s.octaves * x)
-        freq = freq * 2.0 ** (s.register_spread * share)
+        freq = curve.frequency(safe, x, s) * 2.0 ** (s.register_spread * share)
     lo_hz, hi_hz = s.limits_hz()
     freq = np.clip(np.nan_to_num(freq, nan=lo_hz, posinf=hi_hz), lo_hz, hi_hz)
     freq = np.clip(_snap(freq, s.scale, s.root_pc), lo_hz, hi_hz)
     freq = np.where(finite, freq, np.clip(s.base, lo_hz, hi_hz))
 
-    if s.loudness == "flat":
-        loud = np.ones(n)
-    elif s.loudness == "norm":
-        loud = 0.3 + 0.7 * x
-    else:
-        prev = np.full(n, np.nan) if previous is None else np.asarray(previous, dtype=np.float64)
-        both = finite & np.isfinite(prev)
-        with np.errstate(all="ignore"):
-            ratio = np.abs(np.log2(safe / np.where(both, prev, 1.0)))
-        ratio = np.where(both & (safe > 0) & (prev > 0), ratio, np.where(both & ((safe > 0) != (prev > 0)), 1.0, 0.0))
-        loud = 0.3 + 0.7 * np.clip(ratio, 0.0, 1.0)
-    sequential = s.voicing == "sequential"
-    amp = np.where(finite, loud, 0.0) * db_to_amp(s.gain) * (1.0 if sequential else 1.0 / n)
+    loud = LOUDNESS[s.loudness](x, safe, finite, previous)
+    voicing = VOICINGS[s.voicing]
+    amp = np.where(finite, loud, 0.0) * db_to_amp(s.gain) * voicing.share(n)
 
     pan = 0.5 + s.pan_spread * (share - 0.5) if n > 1 else np.full(1, 0.5)
-    sound = 1.0 - s.rest
-    if sequential:
-        width = sound / n
-        gate = tuple((float(i * width), float((i + 1) * width)) for i in range(n))
-    else:
-        gate = ((0.0, float(sound)),) * n
+    gate = voicing.gates(n, 1.0 - s.rest)
     return Targets(
         freq_hz=tuple(float(f) for f in freq),
         amp=tuple(float(a) for a in amp),
@@ -381,7 +437,7 @@ class Mapper:
         lo = hi = None
         if s.window > 0:
             if self._window is None or self._window.n != v.size:
-                self._window = RunningWindow(v.size, steps=s.window, positive=s.curve != "linear")
+                self._window = RunningWindow(v.size, steps=s.window, positive=CURVES[s.curve].per_decade)
             self._window.push(v)
             lo, hi = self._window.bounds()
         previous = self._previous if self._previous is not None and self._previous.size == v.size else None

@@ -34,10 +34,11 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from earengine.errors import EarEngineError, ParameterError
+from earengine.osc.wire import Reply
 from earengine.params.registry import Change, Registry
 from earengine.sonify.frame import check_run_name
 from earengine.sonify.mapping import Mapper, Settings
-from earengine.sonify.params import MAX_LAYERS, MAX_RUNS
+from earengine.sonify.params import MAX_LAYERS, MAX_RUNS, SON_PARAMS
 from earengine.sonify.timbre import CUE_GAP_S, run_wave
 
 __all__ = ["SonReceiver", "RunError"]
@@ -113,7 +114,11 @@ class SonReceiver:
         self._lock = threading.Lock()
         self._settings = Settings.from_registry(registry)
         self._bpm = float(registry.get("/clock/bpm"))
-        self._sub = registry.subscribe(self._on_change)
+        self._sub = registry.bind({
+            **{spec.address: self._on_son for spec in SON_PARAMS},
+            "/son/wave": self._on_wave,
+            "/clock/bpm": self._on_bpm,
+        })
 
     def close(self) -> None:
         self._sub.close()
@@ -122,17 +127,19 @@ class SonReceiver:
                 self.voices.close_run(run.slot)
             self.runs.clear()
 
-    def _on_change(self, change: Change) -> None:
-        if change.address.startswith("/son/"):
-            self._settings = Settings.from_registry(self.registry)
-            if change.address == "/son/wave":
-                with self._lock:
-                    for run in self.runs.values():
-                        self.voices.open_run(run.slot, len(run.starts), run_wave(self._settings.wave, run.slot))
-        elif change.address == "/clock/bpm":
-            self._bpm = float(change.value)
-        else:
-            return
+    def _on_son(self, change: Change) -> None:
+        self._settings = Settings.from_registry(self.registry)
+        self._send_pace()
+
+    def _on_wave(self, change: Change) -> None:
+        self._settings = Settings.from_registry(self.registry)
+        with self._lock:
+            for run in self.runs.values():
+                self.voices.open_run(run.slot, len(run.starts), run_wave(self._settings.wave, run.slot))
+        self._send_pace()
+
+    def _on_bpm(self, change: Change) -> None:
+        self._bpm = float(change.value)
         self._send_pace()
 
     def step_s(self) -> float:
@@ -174,8 +181,6 @@ class SonReceiver:
 
         ``sender`` (the OSC sender) is where later pace changes go.
         """
-        from earengine.osc.wire import Reply
-
         check_run_name(run)
         if not 1 <= layers <= MAX_LAYERS:
             raise ParameterError(f"/son/begin layers={layers} must be within [1, {MAX_LAYERS}]")
@@ -229,8 +234,6 @@ class SonReceiver:
         return state
 
     def _runs_reply(self) -> list:
-        from earengine.osc.wire import Reply
-
         return [Reply("/son/runs.reply", tuple(self.runs))]
 
     # -- frames ------------------------------------------------------------------------------

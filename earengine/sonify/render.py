@@ -19,9 +19,10 @@ import numpy as np
 
 from earengine.errors import ParameterError
 from earengine.sonify.frame import GradientFrame
-from earengine.sonify.mapping import Mapper, Settings, Targets, db_to_amp
+from earengine.sonify.mapping import VOICINGS, Mapper, Settings, Targets
 from earengine.sonify.timbre import (CUE_GAP_S, CUE_HARMONICS, CUE_NOTE_S, CUE_NOTES_HZ, CUE_TREMOLO_HZ,
                                      NYQUIST_MARGIN, harmonics)
+from earengine.units import db_to_amp
 
 __all__ = ["Renderer", "render_frames", "cue_sound"]
 
@@ -151,14 +152,14 @@ class Renderer:
         sr = self.sr
         ramp = max(1, int(round(self.settings.ramp / 1000.0 * sr)))
         table = harmonics(self.wave)
-        sequential = self.settings.voicing == "sequential"
+        in_turn = VOICINGS[self.settings.voicing].in_turn
         top_hz = NYQUIST_MARGIN * sr  # at a low sample rate the audible band is narrower still
         left, right = np.zeros(n), np.zeros(n)
         for i in range(n_voices):
             a = int(round(targets.gate[i][0] * n))
             b = int(round(targets.gate[i][1] * n))
             f_new = min(targets.freq_hz[i], top_hz)
-            if sequential:
+            if in_turn:  # a voice changes pitch in its own silence
                 freq = np.where(np.arange(n) < a, self._freq[i], f_new)
             else:
                 freq = _glide(self._freq[i], f_new, n, ramp)
@@ -166,7 +167,7 @@ class Renderer:
             self._phase[i] = float(phase[-1] % (2.0 * math.pi))
             self._freq[i] = f_new
             env, self._gate[i] = _slew_gate(self._gate[i], a, b, n, ramp)
-            amp = _glide(self._amp[i], targets.amp[i], n, ramp, at=a if sequential else 0)
+            amp = _glide(self._amp[i], targets.amp[i], n, ramp, at=a if in_turn else 0)
             self._amp[i] = targets.amp[i]
             pan = _glide(self._pan[i], targets.pan[i], n, ramp)
             self._pan[i] = targets.pan[i]

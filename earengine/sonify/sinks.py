@@ -1,4 +1,4 @@
-"""Sinks: where gradient frames go — the engine over OSC, a local pyo synth, a WAV file, memory.
+"""Sinks: where gradient frames go — the engine over OSC, a WAV file, memory (and, by name, a pyo synth).
 
 A sink has ``send(frame)`` and, optionally, ``begin(run, layer_names)``, ``end(run)``,
 ``close()`` and ``sounded_step_s(run)`` — how long one frame sounds in real time, so that frames
@@ -23,6 +23,7 @@ is non-blocking, and a datagram the kernel cannot take at once is dropped and co
 from __future__ import annotations
 
 import collections
+import importlib
 import logging
 import socket
 import struct
@@ -33,6 +34,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from earengine.audiofile import write_wav
 from earengine.osc.wire import OscDecodeError, decode_packet, encode_message, osc_string
 from earengine.errors import EarEngineError, ParameterError
 from earengine.sonify.frame import GradientFrame, check_run_name
@@ -47,8 +49,8 @@ __all__ = [
     "MemorySink",
     "CallableSink",
     "MultiSink",
-    "LocalSynthSink",
     "open_sink",
+    "LOCAL_SINK",
     "encode_frame",
     "DEFAULT_MAX_DATAGRAM",
 ]
@@ -381,8 +383,6 @@ class WavSink:
         self.write()
 
     def write(self) -> Path:
-        from earengine.audiofile import write_wav
-
         self.written = write_wav(self.path, self.audio(), sr=self.sr)
         return self.written
 
@@ -391,68 +391,14 @@ class WavSink:
             self.write()
 
 
-class LocalSynthSink:
-    """Frames played by a pyo synth in this process: no engine needed.
-
-    Parameters
-    ----------
-    audio : str
-        Audio mode (``auto``: JACK, else the default PortAudio device, else ``null``).
-    values : mapping, optional
-        ``/son/*`` values to start from (e.g. :data:`earengine.sonify.mapping.SEED_PRESET`).
-
-    The synth runs on pyo's audio thread; :meth:`send` only maps the frame and hands its targets
-    over. ``registry`` holds the live values (``sink.registry.set("/son/scale", "major")``).
-    """
-
-    def __init__(self, audio: str = "auto", *, values: Optional[dict] = None) -> None:
-        from earengine.params import default_registry
-        from earengine.sonify.receiver import SonReceiver
-        from earengine.synth.server import AudioServer
-        from earengine.synth.voices import GradientVoices
-
-        self.registry = default_registry()
-        if values:
-            self.registry.update(values, source="local")
-        self.audio = AudioServer(audio)
-        log.info("%s", self.audio.reason)
-        self.audio.start()
-        try:
-            self.voices = GradientVoices(self.audio, self.registry)
-            self.receiver = SonReceiver(self.registry, self.voices)
-        except BaseException:
-            self.audio.close()
-            raise
-
-    def begin(self, run: str, names: Sequence[str] = (), *, layers: Optional[int] = None) -> None:
-        self.receiver.begin(run, len(names) if layers is None else int(layers))
-
-    def send(self, frame: GradientFrame) -> None:
-        if frame.run not in self.receiver.runs:
-            self.receiver.begin(frame.run, len(frame.norms))
-        self.receiver.frame(frame.run, frame.step, frame.norms)
-
-    def sounded_step_s(self, run: str) -> Optional[float]:
-        """The voices' step: they keep only the newest frame of each.
-
-        None with offline audio: its time is the renderer's, not the clock's.
-        """
-        return self.receiver.step_s() if self.audio.realtime else None
-
-    def end(self, run: str) -> None:
-        if run in self.receiver.runs:
-            self.receiver.end(run)
-
-    def close(self) -> None:
-        try:
-            self.receiver.close()
-            self.voices.close()
-        finally:
-            self.audio.close()
+#: The sink ``local`` names: a pyo synth in this process. It lives in the synth layer above this one
+#: (``module:class``), so it is imported by name when asked for, as mido loads its port backends:
+#: sonification never imports pyo, nor the synth, unless a caller wants to hear it here.
+LOCAL_SINK = "earengine.synth.local:LocalSynthSink"
 
 
 def open_sink(spec: str) -> Any:
-    """A sink from a shorthand: ``engine``, ``osc://host:port``, ``local``, or ``path.wav``.
+    """A sink from a shorthand: ``engine``, ``osc://host:port``, ``local`` (:data:`LOCAL_SINK`), or ``path.wav``.
 
     >>> sink = open_sink("osc://127.0.0.1:9100")
     >>> type(sink).__name__, sink.dest
@@ -465,7 +411,8 @@ def open_sink(spec: str) -> Any:
         url = urlparse(spec)
         return OscSink(url.hostname or "127.0.0.1", url.port or 9000)
     if spec == "local":
-        return LocalSynthSink()
+        module, name = LOCAL_SINK.split(":")
+        return getattr(importlib.import_module(module), name)()
     if spec.lower().endswith(".wav"):
         return WavSink(spec)
     raise ParameterError(f"sink={spec!r} must be 'engine', 'osc://host:port', 'local' or a path ending in .wav")

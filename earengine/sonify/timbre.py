@@ -8,21 +8,24 @@ a second long.
 
 from __future__ import annotations
 
-from earengine.sonify.params import WAVES
+from earengine.params.registry import check_choices
+from earengine.sonify.params import SON_PARAMS, WAVES
 
-__all__ = ["harmonics", "run_wave", "CUE_NOTES_HZ", "CUE_NOTE_S", "CUE_TREMOLO_HZ", "CUE_HARMONICS",
+__all__ = ["harmonics", "run_wave", "WAVE_HARMONICS", "CUE_NOTES_HZ", "CUE_NOTE_S", "CUE_TREMOLO_HZ", "CUE_HARMONICS",
            "CUE_GAP_S", "NYQUIST_MARGIN"]
 
 #: Harmonics stay below this fraction of the sample rate (faded out before it).
 NYQUIST_MARGIN = 0.45
 
-_RAW = {
+#: ``/son/wave`` choice -> ``{harmonic number: weight}`` before normalisation (checked against the
+#: row: a wave added to it needs its harmonics here).
+WAVE_HARMONICS: dict[str, dict[int, float]] = check_choices(next(s for s in SON_PARAMS if s.address == "/son/wave"), {
     "sine": {1: 1.0},
     "triangle": {k: (-1.0) ** ((k - 1) // 2) / k**2 for k in (1, 3, 5, 7, 9)},
     "square": {k: 1.0 / k for k in (1, 3, 5, 7, 9)},
     "saw": {k: 1.0 / k for k in range(1, 9)},
     "organ": {1: 1.0, 2: 0.5, 3: 0.3, 4: 0.2},
-}
+})
 
 
 def harmonics(wave: str) -> tuple[tuple[int, float], ...]:
@@ -33,7 +36,7 @@ def harmonics(wave: str) -> tuple[tuple[int, float], ...]:
     >>> round(sum(abs(w) for _, w in harmonics("saw")), 12)
     1.0
     """
-    raw = _RAW[wave]
+    raw = WAVE_HARMONICS[wave]
     total = sum(abs(w) for w in raw.values())
     return tuple((k, w / total) for k, w in raw.items())
 

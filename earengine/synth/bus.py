@@ -8,11 +8,12 @@ clip catches what the attack lets through, so nothing ever exceeds ``LIMITER_CEI
 from __future__ import annotations
 
 from earengine.synth.params import LIMITER_CEILING_DBFS
+from earengine.units import db_to_gain
 
 __all__ = ["limiter", "OutputBus", "CEILING"]
 
 #: Linear peak the output never exceeds.
-CEILING = float(10.0 ** (LIMITER_CEILING_DBFS / 20.0))
+CEILING = db_to_gain(LIMITER_CEILING_DBFS)
 
 
 def limiter(pyo, signal):

@@ -34,11 +34,11 @@ import numpy as np
 from earengine.clock.grid import BarClock, BarEvent
 from earengine.errors import ParameterError
 from earengine.params.registry import Change, Registry
-from earengine.sonify.mapping import db_to_amp
 from earengine.synth.bus import OutputBus
 from earengine.synth.server import AudioServer
+from earengine.units import db_to_amp
 
-__all__ = ["Loop", "LoopPlayer", "fit_bars", "db_to_amp"]
+__all__ = ["Loop", "LoopPlayer", "fit_bars"]
 
 log = logging.getLogger("earengine.player")
 
@@ -181,7 +181,12 @@ class LoopPlayer:
         # one stream per output channel, so the engine's bus can sum it with other sources
         self.stereo = pyo.Sig(self._pre, mul=[1.0] * audio.nchnls)
         self.bus = OutputBus(audio, [self.stereo]) if out else None
-        self._sub = registry.subscribe(self._on_change)
+        self._sub = registry.bind({
+            "/loop/gain": self._on_gain,
+            "/loop/mute": self._on_mute,
+            "/clock/bpm": self._on_tempo,
+            "/clock/beats_per_bar": self._on_tempo,
+        })
         audio.add_callback(self._on_buffer)
 
     def close(self) -> None:
@@ -246,15 +251,15 @@ class LoopPlayer:
             return None
         return loop.rendered(bpm=self.clock.bpm, beats_per_bar=self.clock.beats_per_bar, sr=self.sr)
 
-    def _on_change(self, change: Change) -> None:
-        a = change.address
-        if a == "/loop/gain":
-            self.master.value = db_to_amp(change.value)
-        elif a == "/loop/mute":
-            self.mute.value = 0.0 if change.value else 1.0
-        elif a in ("/clock/bpm", "/clock/beats_per_bar"):
-            # applied on the audio thread at the next buffer, together with the readers' rates
-            self._tempo = (self.registry.get("/clock/bpm"), self.registry.get("/clock/beats_per_bar"))
+    def _on_gain(self, change: Change) -> None:
+        self.master.value = db_to_amp(change.value)
+
+    def _on_mute(self, change: Change) -> None:
+        self.mute.value = 0.0 if change.value else 1.0
+
+    def _on_tempo(self, change: Change) -> None:
+        # applied on the audio thread at the next buffer, together with the readers' rates
+        self._tempo = (self.registry.get("/clock/bpm"), self.registry.get("/clock/beats_per_bar"))
 
     # -- audio thread -------------------------------------------------------------------------
     def _rate(self, loop: Loop) -> float:

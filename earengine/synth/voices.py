@@ -24,12 +24,13 @@ import numpy as np
 
 from earengine.clock.grid import BarClock
 from earengine.params.registry import Change, Registry
-from earengine.sonify.mapping import Settings, Targets, db_to_amp
-from earengine.sonify.params import MAX_RUNS, WAVES
+from earengine.sonify.mapping import Settings, Targets
+from earengine.sonify.params import MAX_RUNS, SON_PARAMS, WAVES
 from earengine.sonify.render import cue_sound
 from earengine.sonify.timbre import NYQUIST_MARGIN, harmonics
 from earengine.synth.bus import OutputBus
 from earengine.synth.server import AudioServer
+from earengine.units import db_to_amp
 
 __all__ = ["GradientVoices", "MAX_VOICES"]
 
@@ -135,7 +136,7 @@ class GradientVoices:
         self.steps = 0
         self._since = 0
         self._bar = -1
-        self._sub = registry.subscribe(self._on_change)
+        self._sub = registry.bind({**{spec.address: self._on_son for spec in SON_PARAMS}, "/clock/bpm": self._on_bpm})
         audio.add_callback(self._on_buffer)
 
     def close(self) -> None:
@@ -181,12 +182,12 @@ class GradientVoices:
     def set_audible(self, slot: int, on: bool) -> None:
         self.slots[slot].gain.value = 1.0 if on else 0.0
 
-    def _on_change(self, change: Change) -> None:
-        a = change.address
-        if not (a.startswith("/son/") or a == "/clock/bpm"):
-            return
-        if a == "/clock/bpm":
-            self.bpm = float(change.value)
+    def _on_bpm(self, change: Change) -> None:
+        self.bpm = float(change.value)
+        self._on_son(change)
+
+    def _on_son(self, change: Change) -> None:
+        """Any ``/son/*`` value (or the tempo): the settings, the step rate, the ramps and the cue's level."""
         old, self.settings = self.settings, Settings.from_registry(self.registry)
         self.step_hz = 1.0 / self.settings.step_s(self.bpm)
         self.phasor.freq = self.step_hz
@@ -202,7 +203,7 @@ class GradientVoices:
         inc = n * self.step_hz / sr
         self._since += n
         boundary = False
-        if self.clock is not None and self.settings.division != "off":
+        if self.clock is not None and self.settings.on_the_beat:
             bar = int(self.clock.bar_position)
             if bar != self._bar:
                 self._bar = bar

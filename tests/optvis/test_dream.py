@@ -146,3 +146,13 @@ def test_a_dream_on_the_default_ear_raises_its_target():
     # moves less in 30 raw steps than the synthetic one did (0.15 against 0.3 and more).
     assert rises["raw"] > 0.1, rises
     assert rises["grid"] > 0.5 * rises["raw"], rises  # music, and the target rises half as much or more
+
+
+def test_penalties_are_rows_and_only_those_weighted_are_taken():
+    reg = default_registry()
+    for address in R.PENALTIES:
+        reg.spec(address)  # a weight that is not a row would never be set
+    s = settings()
+    assert R.active(s) == ()  # every weight 0 by default: no penalty is built
+    s.update({"/reg/seam": 2.0, "/reg/denoise": 0.5})
+    assert [w for w, _ in R.active(s)] == [0.5, 2.0]  # in the table's order

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from earengine.errors import ParameterError
-from earengine.music import midi_to_hz, scale_notes, steps_per_bar
+from earengine.music import NOTE_NAMES, SCALES, midi_to_hz, scale_notes, steps_per_bar
 from earengine.optvis.dream import Dreamer, loop_samples
 from earengine.optvis.grid import GridShape, GridSynth, Timbre
 from earengine.optvis.param import Spectral, grid_shape
@@ -177,10 +177,10 @@ def test_musical_settings_come_from_the_one_scale_table():
     shape = grid_shape(s)
     assert shape.notes == (60, 62, 64, 65, 67, 69, 71, 72)
     assert shape.notes == scale_notes("C", "major", lowest_midi=60, count=8)
-    from earengine.sonify.params import SCALES as son_scales
-    from earengine.music import SCALES
-
-    assert son_scales is SCALES
+    reg = default_registry()
+    assert reg.spec("/son/scale").choices == tuple(SCALES)  # the sonifier offers every scale of the table
+    assert set(reg.spec("/grid/scale").choices) == set(SCALES) - {"off"}
+    assert reg.spec("/son/root").choices == reg.spec("/grid/key").choices == NOTE_NAMES
 
 
 @pytest.mark.parametrize("address, value", [("/grid/key", "H"), ("/grid/scale", "lydian_dominant")])

@@ -7,7 +7,8 @@ import pytest
 
 from earengine.errors import ParameterError
 from earengine.sonify.mapping import SEED_PRESET, Mapper, RunningWindow, Settings, map_norms, seed_frequency
-from earengine.sonify.params import AUDIBLE_HZ, NOTE_NAMES, SCALES, SON_PARAMS
+from earengine.music import NOTE_NAMES, SCALES
+from earengine.sonify.params import AUDIBLE_HZ, SON_PARAMS
 
 SEED = Settings.from_values(SEED_PRESET)
 

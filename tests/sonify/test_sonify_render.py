@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from earengine.sonify.mapping import SEED_PRESET, Settings, db_to_amp, map_norms
+from earengine.sonify.mapping import SEED_PRESET, Settings, map_norms
+from earengine.units import db_to_amp
 from earengine.sonify.render import Renderer, cue_sound, render_frames
 from earengine.sonify.timbre import CUE_NOTE_S, CUE_NOTES_HZ
 

@@ -7,11 +7,11 @@ import pytest
 import soundfile as sf
 
 from earengine.params import default_registry
-from earengine.sonify.mapping import db_to_amp
 from earengine.sonify.receiver import SonReceiver
 from earengine.sonify.timbre import CUE_NOTE_S, CUE_NOTES_HZ
 from earengine.synth.server import AudioServer
 from earengine.synth.voices import GradientVoices
+from earengine.units import db_to_amp
 from offline import OfflineRig, rig_maker
 
 pytest.importorskip("pyo")
@@ -189,11 +189,23 @@ def test_a_tempo_division_puts_steps_on_the_engine_clocks_grid(tmp_path):
     assert after.max() <= 256 + 2 * hop, after  # on the grid, within a buffer
 
 
+def test_the_local_shorthand_opens_the_synth_sink(monkeypatch):
+    from earengine.sonify.sinks import open_sink
+    from earengine.synth import local
+
+    monkeypatch.setattr(local.LocalSynthSink.__init__, "__defaults__", ("offline", ))  # no device in tests
+    sink = open_sink("local")
+    try:
+        assert isinstance(sink, local.LocalSynthSink) and sink.audio.mode == "offline"
+    finally:
+        sink.close()
+
+
 def test_local_synth_sink_sonifies_a_loop_with_no_engine(tmp_path):
     import torch
 
     from earengine.sonify.capture import GradientSonifier
-    from earengine.sonify.sinks import LocalSynthSink
+    from earengine.synth.local import LocalSynthSink
 
     net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
     g = torch.Generator().manual_seed(0)
