@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python bench/stream.py [--seconds 5] [--fps 60] [--model earengine/data/ears/ear-default]``
 
-A :class:`~earengine.control.stream.StreamHub` streams every tap of the ear (shapes of a 2-bar loop
+A :class:`~earengine.streams.hub.StreamHub` streams every tap of the ear (shapes of a 2-bar loop
 at 120 BPM, values random) at ``--fps`` to a receiver on loopback UDP, with no lookahead, so each
 bundle's timetag is the moment its frame sounds and *lag* = arrival − timetag. For each reduction
 (channel, channel_freq, raw) it prints the frames per second that arrived complete, the lag
@@ -110,7 +110,9 @@ def python_osc_frame(acts: dict, mode: str, p0: float, p1: float, frame: int, wh
 
 
 def main(argv=None) -> int:
-    from earengine.control.stream import BundlePacker, Position, StreamHub
+    from earengine.streams.hub import StreamHub
+    from earengine.streams.packing import BundlePacker
+    from earengine.streams.position import Position
     from earengine.params import default_registry
     from earengine.viz.frames import ActivationSet
 
@@ -151,12 +153,11 @@ def main(argv=None) -> int:
               f"{values} values and {dpf:.1f} datagrams a frame, lag behind the sound median "
               f"{statistics.median(lags_ms):.2f} ms, p99 {p99:.2f} ms")
         # build time of one frame: earengine's packer against python-osc
-        settings = (tuple(acts), mode)
         reps = 30
         t = time.perf_counter()
         for k in range(reps):
             packer = BundlePacker(1400, time.time())
-            hub.frame_messages(k, time.time(), 1 / args.fps, settings, packer)
+            hub.frame_messages(k, time.time(), 1 / args.fps, tuple(acts), mode, packer)
             packer.finish()
         ours = (time.perf_counter() - t) / reps
         t = time.perf_counter()

@@ -14,7 +14,7 @@ from earengine.midi.params import MIDI_COMMANDS, MIDI_PARAMS
 from earengine.optvis.params import DREAM_PARAMS, GRID_COMMANDS, GRID_PARAMS, OPT_COMMANDS, OPT_PARAMS
 from earengine.params.spec import ArgSpec, CommandSpec, ParamSpec
 from earengine.sonify.params import SON_COMMANDS, SON_PARAMS
-from earengine.control.stream_params import STREAM_COMMANDS, STREAM_PARAMS
+from earengine.streams.params import STREAM_COMMANDS, STREAM_PARAMS
 from earengine.synth.params import LOOP_COMMANDS, LOOP_PARAMS
 
 __all__ = ["PARAMS", "COMMANDS", "PRESET_COMMANDS"]

@@ -35,7 +35,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from earengine.audiofile import write_wav
-from earengine.osc.wire import OscDecodeError, decode_packet, encode_message, osc_string
+from earengine.osc.wire import ArrayChunks, OscDecodeError, decode_packet, encode_floats, encode_message, osc_string
 from earengine.errors import EarEngineError, ParameterError
 from earengine.sonify.frame import GradientFrame, check_run_name
 from earengine.sonify.mapping import Settings
@@ -61,13 +61,9 @@ log = logging.getLogger("earengine.sonify")
 DEFAULT_MAX_DATAGRAM = 1400
 
 
-def _message(address: str, head_tags: str, head: bytes, norms: np.ndarray) -> bytes:
-    tags = osc_string(("," + head_tags + "f" * norms.size).encode())
-    return osc_string(address.encode()) + tags + head + norms.astype(">f4").tobytes()
-
-
 def encode_frame(run: str, step: int, norms: Sequence[float], *, max_datagram: int = DEFAULT_MAX_DATAGRAM) -> list[bytes]:
-    """The datagrams that carry one frame: one ``/son/frame`` when it fits, else ``/son/part``s.
+    """The datagrams that carry one frame: one ``/son/frame`` when it fits, else ``/son/part``s
+    (chunks of :class:`~earengine.osc.wire.ArrayChunks`).
 
     >>> [len(d) for d in encode_frame("a", 0, [1.0, 2.0])]
     [36]
@@ -77,21 +73,17 @@ def encode_frame(run: str, step: int, norms: Sequence[float], *, max_datagram: i
     """
     with np.errstate(over="ignore"):  # beyond float32 is inf, as the norm effectively was
         values = np.asarray(norms, dtype=np.float64).astype(np.float32)
-    run_b = osc_string(run.encode("utf-8"))
-    head = run_b + struct.pack(">i", int(step))
-    whole = _message("/son/frame", "si", head, values)
+    head = (run, int(step))
+    whole = encode_floats("/son/frame", head, values)
     if len(whole) <= max_datagram:
         return [whole]
-    fixed = len(osc_string(b"/son/part")) + len(run_b) + 12
+    fixed = len(osc_string(b"/son/part")) + len(osc_string(run.encode("utf-8"))) + 12
     # each norm costs 4 bytes of data and 1 byte of type tag; the tag string is padded to 4
     per = (max_datagram - fixed - 12) // 5
     if per < 1:
         raise ParameterError(f"max_datagram={max_datagram} is too small for a frame of run {run!r}")
-    out = []
-    for start in range(0, values.size, per):
-        chunk = values[start : start + per]
-        out.append(_message("/son/part", "siii", head + struct.pack(">ii", start, chunk.size), chunk))
-    return out
+    parts = ArrayChunks("/son/part", head)
+    return [parts.encode(start, values[start : start + per]) for start in range(0, values.size, per)]
 
 
 class OscSink:

@@ -235,6 +235,12 @@ class LoopPlayer:
         return self.slots[self.active].loop
 
     @property
+    def phase(self) -> float:
+        """Where the playing loop is, in [0, 1): the value its read position reached at the end
+        of the last audio buffer (read it on the audio thread to pair it with :attr:`current`)."""
+        return float(self.slots[self.active].phasor.get())
+
+    @property
     def origin_bar(self) -> Optional[int]:
         """The bar where the playing sequence of loops began: a dreamed loop's place in its cycle
         is counted from it (None before the first loop)."""

@@ -11,7 +11,9 @@ import pytest
 
 from earengine.osc.wire import decode_packet, encode_message
 from earengine.control.osc import OscRouter
-from earengine.control.stream import Position, StreamHub, WebSocketStreams
+from earengine.streams.hub import StreamHub
+from earengine.streams.position import Position
+from earengine.streams.websocket import WebSocketStreams
 from earengine.errors import EarEngineError
 from earengine.params import default_registry
 from earengine.viz.frames import ActivationSet

@@ -3,8 +3,11 @@
 import numpy as np
 import pytest
 
-from earengine.osc.wire import decode_packet
-from earengine.control.stream import BundlePacker, Position, encode_array, parse_dest, parse_layers
+from earengine.osc.wire import decode_packet, encode_array
+from earengine.streams.destinations import parse_dest
+from earengine.streams.hub import parse_layers
+from earengine.streams.packing import BundlePacker
+from earengine.streams.position import Position
 from earengine.errors import ParameterError
 from earengine.optvis.params import TAPS
 from earengine.viz.frames import frame_steps, reduce_frame, reduce_mask
@@ -47,7 +50,7 @@ def test_arrays_are_cut_under_the_limit_and_reassemble_exactly(max_bytes):
     rng = np.random.default_rng(max_bytes)
     arrays = {"scaleogram": rng.standard_normal(216), "enc.3": rng.standard_normal(944), "ar.8": rng.standard_normal(3)}
     packer = BundlePacker(max_bytes, 1000.5)
-    packer.add(encode_array("/stream/phase", 7, 0, np.array([0.25])))
+    packer.add(encode_array("/stream/phase", (7,), 0, np.array([0.25])))
     for tap, values in arrays.items():
         packer.add_array(f"/stream/act/{tap}", 7, values)
     bundles = packer.finish()
@@ -66,6 +69,17 @@ def test_arrays_are_cut_under_the_limit_and_reassemble_exactly(max_bytes):
     # tight packing: at most one datagram more than the bytes strictly need
     need = sum(len(b) - 16 for b in bundles)
     assert len(bundles) <= need // (max_bytes - 16) + 2
+
+
+def test_array_chunks_are_the_bytes_receivers_read():
+    # the streams and the sonifier share one chunk encoder; these bytes are what patches parse
+    from earengine.sonify.sinks import encode_frame
+
+    assert encode_array("/a", (3,), 10, np.array([0.5, 2.0])) == (
+        b"/a\x00\x00,iiiff\x00\x00" + bytes.fromhex("00000003 0000000a 00000002 3f000000 40000000"))
+    part = encode_frame("r", 9, [1.0] * 300, max_datagram=200)[1]
+    assert part[:52] == b"/son/part\x00\x00\x00,siii" + b"f" * 32 + b"\x00\x00\x00"
+    assert part[52:72] == b"r\x00\x00\x00" + bytes.fromhex("00000009 00000020 00000020 3f800000")
 
 
 def test_a_limit_too_small_for_one_message_is_refused():
@@ -92,7 +106,8 @@ def test_destinations_and_layers_are_checked():
         parse_layers("enc.42", TAPS)
 
 
-@pytest.mark.parametrize("name", ["earengine.control.stream", "earengine.viz.frames", "earengine.viz.layout"])
+@pytest.mark.parametrize("name", ["earengine.streams.hub", "earengine.streams.packing", "earengine.streams.destinations",
+                                  "earengine.viz.frames", "earengine.viz.layout"])
 def test_docstring_examples(name):
     import doctest
     import importlib
@@ -104,6 +119,6 @@ def test_the_engine_process_side_imports_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys, earengine.control.stream, earengine.control.oscquery, earengine.viz.frames, "
-            "earengine.viz.layout; print('torch' in sys.modules)")
+    code = ("import sys, earengine.streams.hub, earengine.streams.websocket, earengine.control.oscquery, "
+            "earengine.viz.frames, earengine.viz.layout; print('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == ["False"]

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from earengine.control.stream import Position, StreamHub
-from earengine.control.stream_params import STREAM_OUT
+from earengine.streams.hub import StreamHub
+from earengine.streams.params import STREAM_OUT
+from earengine.streams.position import Position
 from earengine.params import default_registry
 from earengine.optvis.params import TAPS
 from earengine.viz.frames import ActivationSet

@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 from earengine.control.oscquery import OscQueryServer, _Listener
 from earengine.osc.wire import decode_packet, encode_message
 from earengine.control.osc import OscRouter
-from earengine.control.stream import Position, StreamHub, WebSocketStreams
+from earengine.streams.hub import StreamHub
+from earengine.streams.position import Position
+from earengine.streams.websocket import WebSocketStreams
 from earengine.params import default_registry
 from fuzzutil import ADDRESSES, fuzz, osc_packets, registry_is_valid
 

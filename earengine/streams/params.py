@@ -1,7 +1,7 @@
 """The ``/stream/*`` rows: activation streams to visualizers, declared once.
 
 :data:`STREAM_PARAMS` and :data:`STREAM_COMMANDS` are concatenated into the registry's tables
-(:mod:`earengine.params.catalog`); the stream sender (:mod:`earengine.control.stream`), OSCQuery
+(:mod:`earengine.params.catalog`); the stream sender (:mod:`earengine.streams.hub`), OSCQuery
 and docs/osc.md are derived from them. The addresses the engine *sends* on a stream are listed in
 :data:`STREAM_OUT` so that patches can be checked against them as well.
 

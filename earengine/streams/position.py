@@ -1,0 +1,88 @@
+"""Where the sound is: the loop's phase at a moment of the wall clock, for the streams.
+
+:class:`Position` says which loop sounded at which phase at which time, so the phase at any
+nearby moment follows; :class:`PlayerTracker` keeps one current from the audio thread, through
+the loop player's public :attr:`~earengine.synth.player.LoopPlayer.current` and
+:attr:`~earengine.synth.player.LoopPlayer.phase`.
+
+>>> Position(time_s=100.0, phase=0.25, duration_s=4.0, key=3).at(101.0)
+0.5
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+__all__ = ["Position", "PlayerTracker"]
+
+
+@dataclass(frozen=True)
+class Position:
+    """At wall-clock time ``time_s`` (``time.time()``) the loop ``key`` sounded at ``phase``.
+
+    ``duration_s`` is the loop's length at the current tempo, so the phase at any nearby moment
+    follows (:meth:`at`).
+
+    >>> p = Position(1.5, 0.75, 2.0, 9)
+    >>> Position.from_dict(p.to_dict()) == p
+    True
+    """
+
+    time_s: float
+    phase: float
+    duration_s: float
+    key: Optional[int] = None
+
+    def at(self, when_s: float) -> float:
+        """Loop phase in [0, 1) at ``when_s``."""
+        return (self.phase + (when_s - self.time_s) / max(1e-9, self.duration_s)) % 1.0
+
+    def to_dict(self) -> dict:
+        return {"time_s": self.time_s, "phase": self.phase, "duration_s": self.duration_s, "key": self.key}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Position":
+        return cls(float(data["time_s"]), float(data["phase"]), float(data["duration_s"]), data.get("key"))
+
+
+class PlayerTracker:
+    """Where the loop player is, sampled on the audio thread once per buffer.
+
+    A per-buffer callback of the audio server reads the playing loop's phase (the value its
+    read position reached at the end of the last buffer) and stamps it with the wall clock plus
+    the output latency: the moment that phase is heard. Calling the tracker returns the newest
+    :class:`Position` (or None while nothing plays). One attribute store per buffer; no locks.
+
+    Parameters
+    ----------
+    player : LoopPlayer
+    audio : AudioServer
+        Calls the tracker once per buffer.
+    latency_s : float >= 0, optional
+        From a phase reached to it being heard; by default one buffer on a sound card, 0 offline.
+    """
+
+    def __init__(self, player, audio, *, latency_s: Optional[float] = None) -> None:
+        self.player, self.audio = player, audio
+        if latency_s is None:
+            latency_s = audio.buffersize / audio.sr if getattr(audio, "mode", "") in ("jack", "portaudio") else 0.0
+        self.latency_s = float(latency_s)
+        self.current: Optional[Position] = None
+        audio.add_callback(self._on_buffer)
+
+    def _on_buffer(self) -> None:
+        player = self.player
+        loop = player.current  # on the audio thread, as the player's swaps: loop and phase agree
+        if loop is None:
+            self.current = None
+            return
+        self.current = Position(time.time() + self.latency_s, player.phase,
+                                loop.bars * player.clock.bar_s, (loop.meta or {}).get("key"))
+
+    def __call__(self) -> Optional[Position]:
+        return self.current
+
+    def close(self) -> None:
+        self.audio.remove_callback(self._on_buffer)

@@ -1,0 +1,185 @@
+"""Activation streams over WebSocket, for bulk receivers (a browser, a recorder).
+
+:class:`WebSocketStreams` serves every frame of a :class:`~earengine.streams.hub.StreamHub` as one
+binary message (an OSC bundle whose arrays are whole), each receiver with its own short queue
+and its own sending thread. :func:`websocket_log` is where the WebSocket servers' own messages
+go (this one's and OSCQuery's): to debug, on ``earengine.websocket``. The websockets library
+logs a client that vanishes in the middle of a frame (a closed browser tab, a killed
+visualizer) as an internal error, with a traceback; for the engine that is a receiver leaving,
+which it handles: the console stays plain, and debug logging still shows it.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from collections import deque
+from typing import TYPE_CHECKING, Optional, Sequence
+
+from earengine.errors import EarEngineError
+
+if TYPE_CHECKING:
+    from earengine.streams.hub import StreamHub
+
+__all__ = ["WebSocketStreams", "websocket_log", "WS_FRAMES", "WS_NOTICES"]
+
+#: Frames waiting for one WebSocket receiver; a slower one loses its oldest (counted).
+WS_FRAMES = 8
+#: Announcements and layouts waiting for one WebSocket receiver (a few per tap).
+WS_NOTICES = 256
+
+
+class _Quiet(logging.LoggerAdapter):
+    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
+        self.logger.log(logging.DEBUG, msg, *args, **kwargs)  # type: ignore[arg-type]
+
+
+def websocket_log() -> logging.LoggerAdapter:
+    """The logger to give ``websockets.sync.server.serve(logger=...)``."""
+    return _Quiet(logging.getLogger("earengine.websocket"), {})
+
+
+class _WsClient:
+    """One WebSocket receiver: what its own sending thread has still to send, in bounded memory.
+
+    Notices (shapes, masks, the layout) go first; of the frames, only the newest
+    :data:`WS_FRAMES` wait: a receiver that reads slower than frames come loses its oldest ones
+    (counted in :attr:`dropped`), and nobody else waits for it.
+    """
+
+    def __init__(self, conn) -> None:
+        self.conn = conn
+        self.frames: deque[bytes] = deque(maxlen=WS_FRAMES)
+        self.notices: deque[bytes] = deque(maxlen=WS_NOTICES)
+        self.dropped = 0
+        self.closed = False
+        self._cv = threading.Condition()
+
+    def offer(self, data: bytes, *, frame: bool = True) -> None:
+        with self._cv:
+            waiting = self.frames if frame else self.notices
+            if len(waiting) == waiting.maxlen:
+                self.dropped += 1  # the oldest falls out
+            waiting.append(data)
+            self._cv.notify()
+
+    def take(self, timeout_s: float) -> Optional[bytes]:
+        """The next message to send (notices first), or None after ``timeout_s`` or once closed."""
+        with self._cv:
+            if not (self.frames or self.notices or self.closed):
+                self._cv.wait(timeout_s)
+            if self.closed:
+                return None
+            if self.notices:
+                return self.notices.popleft()
+            return self.frames.popleft() if self.frames else None
+
+    def stop(self) -> None:
+        """Stop sending; a send blocked on a receiver that never reads is cut off too."""
+        with self._cv:
+            self.closed = True
+            self._cv.notify()
+        try:
+            self.conn.socket.shutdown(socket.SHUT_RDWR)
+        except (OSError, AttributeError):
+            pass
+
+
+class WebSocketStreams:
+    """Streams over WebSocket: each frame as one binary message (an OSC bundle whose arrays are
+    whole: no datagram limit applies), for receivers that want everything (a browser, a recorder).
+
+    Every receiver has its own short queue and its own sending thread; a receiver that reads too
+    slowly loses its oldest frames (:meth:`counts`), nobody else waits, and what it is owed never
+    grows past :data:`WS_FRAMES` frames. A context manager.
+
+    Parameters
+    ----------
+    hub : StreamHub
+    host : str
+    port : int >= 0
+        0 picks a free port (see :attr:`address`).
+    """
+
+    def __init__(self, hub: "StreamHub", *, host: str = "127.0.0.1", port: int = 0) -> None:
+        from websockets.sync.server import serve
+
+        self.hub = hub
+        self._clients: list[_WsClient] = []
+        self._lock = threading.Lock()
+        self._dropped_gone = 0  # frames dropped for receivers that have left
+        try:
+            self.server = serve(self._handle, host, port, compression=None, max_size=2 ** 16, close_timeout=1,
+                                logger=websocket_log())
+        except OSError as exc:
+            raise EarEngineError(f"cannot listen for stream WebSockets on {host}:{port}: {exc.strerror}; "
+                                 "choose another --stream-ws-port") from None
+        self._thread = threading.Thread(target=self.server.serve_forever, name="earengine-stream-ws", daemon=True)
+        self._thread.start()
+        hub.attach_websocket(self)
+
+    @property
+    def address(self) -> tuple:
+        return self.server.socket.getsockname()[:2]
+
+    def count(self) -> int:
+        return len(self._clients)
+
+    def waiting(self) -> int:
+        """Most frames waiting for any one receiver now (never more than :data:`WS_FRAMES`)."""
+        clients = tuple(self._clients)
+        return max((len(c.frames) for c in clients), default=0)
+
+    def counts(self) -> dict[str, int]:
+        """``ws_receivers`` connected now, and ``ws_frames_dropped`` for slow ones (ever)."""
+        clients = tuple(self._clients)
+        return {"ws_receivers": len(clients),
+                "ws_frames_dropped": self._dropped_gone + sum(c.dropped for c in clients)}
+
+    def broadcast(self, datagrams: Sequence[bytes], *, frame: bool = True) -> None:
+        """Offer messages to every receiver: a frame (dropped oldest-first for a slow receiver)
+        or notices (shapes, masks, the layout)."""
+        clients = tuple(self._clients)
+        for data in datagrams:
+            for client in clients:
+                client.offer(data, frame=frame)
+
+    def _handle(self, conn) -> None:
+        client = _WsClient(conn)
+        hub = self.hub
+        for data in hub.greeting():
+            client.offer(data, frame=False)
+        with self._lock:
+            self._clients.append(client)
+        hub.update_demand()
+        try:
+            while not client.closed:
+                data = client.take(0.5)
+                if data is None:
+                    if conn.close_code is not None:
+                        break
+                    continue
+                conn.send(data)
+        except Exception:  # the receiver went away
+            pass
+        finally:
+            with self._lock:
+                if client in self._clients:
+                    self._clients.remove(client)
+                    self._dropped_gone += client.dropped
+            hub.update_demand()
+
+    def close(self) -> None:
+        with self._lock:
+            clients = tuple(self._clients)
+        for client in clients:
+            client.stop()
+        self.server.shutdown()
+        self._thread.join(timeout=2)
+
+    def __enter__(self) -> "WebSocketStreams":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
