@@ -11,8 +11,7 @@ and stays light; the names above load their module on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from earengine.lazy import lazy_exports
 
 _LAZY = {
     "Engine": "earengine.engine.engine",
@@ -21,15 +20,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'earengine.engine' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(globals(), _LAZY)

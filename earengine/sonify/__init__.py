@@ -14,8 +14,7 @@ Names are imported lazily, so ``import earengine.sonify`` needs neither torch no
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from earengine.lazy import lazy_exports
 
 _EXPORTS = {
     "GradientSonifier": "earengine.sonify.capture",
@@ -33,9 +32,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'earengine.sonify' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
