@@ -94,6 +94,23 @@ def test_presets_over_osc(engine, peer):
     assert "no preset named" in peer.replies(3.0, until=lambda a, _: a == "/fail")[-1][1][1]
 
 
+def test_an_engine_without_a_dream_refuses_its_commands_and_targets_still_edit_the_spec(engine, peer, tmp_path):
+    refused = (("/opt/reset", ("noise",)), ("/reg/reference", ()), ("/loop/save_midi", (str(tmp_path / "x.mid"),)))
+    for address, args in refused:
+        peer.send(address, *args)
+        reply, why = peer.replies(3.0, until=lambda a, _: a in ("/fail", "/done"))[-1]
+        assert reply == "/fail" and why[0] == address
+        assert ("needs a dreaming engine (earengine run --ear PATH)" if address != "/loop/save_midi"
+                else "needs a dreamed loop with notes") in why[1]
+    peer.send("/target/set", "enc.5:12")
+    peer.send("/target/add", "ar.3", 0.5)
+    peer.ask("/status", reply="/status.reply")  # handled in order: the targets are in by now
+    assert engine.registry.get("/target/spec") == "enc.5:12*1 + ar.3*0.5"
+    peer.send("/target/clear")
+    peer.ask("/status", reply="/status.reply")
+    assert engine.registry.get("/target/spec") == ""
+
+
 def test_every_declared_command_has_a_handler(engine):
     """A command declared in the registry but handled nowhere would answer /fail at run time."""
     missing = [address for address in default_registry().commands if address not in engine.router.handlers]

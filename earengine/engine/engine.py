@@ -14,12 +14,11 @@ import time
 from pathlib import Path
 from typing import IO, Any, Callable, Optional
 
-from earengine.osc.wire import Reply
 from earengine.control.jobs import JobQueue
 from earengine.control.osc import OscRouter, OscServer
 from earengine.errors import EarEngineError, ParameterError
 from earengine.params import Registry, default_registry
-from earengine.params.presets import Preset, PresetStore
+from earengine.params.presets import PresetStore
 from earengine.engine.config import EngineConfig
 
 __all__ = ["Engine", "default_preset_dir"]
@@ -193,42 +192,6 @@ class Engine:
             return spec
         g = self.registry.get
         return (f"{g('/target/layer')} channels {g('/target/channel'):.2f}±{g('/target/channel_width') / 2:.2f}")
-
-    def _target_set(self, args: tuple, sender: tuple) -> None:
-        self.registry.set("/target/spec", args[0], source="osc")
-
-    def _target_add(self, args: tuple, sender: tuple) -> None:
-        spec, weight = args
-        current = self.registry.get("/target/spec")
-        part = f"{spec}*{weight:g}"
-        self.registry.set("/target/spec", f"{current} + {part}" if current else part, source="osc")
-
-    def _target_clear(self, args: tuple, sender: tuple) -> None:
-        self.registry.set("/target/spec", "", source="osc")
-
-    def _need_dream(self, address: str) -> None:
-        if self.dream is None:
-            raise EarEngineError(f"{address} needs a dreaming engine (earengine run --ear PATH)")
-
-    def _opt_reset(self, args: tuple, sender: tuple) -> None:
-        from earengine.audiofile import read_mono
-
-        self._need_dream("/opt/reset")
-        kind = args[0]
-        samples = None
-        if kind == "file":
-            if len(args) < 2:
-                raise ParameterError("/opt/reset file needs a path")
-            samples = read_mono(args[1], sr=self.audio.sr)
-        elif len(args) > 1:
-            raise ParameterError(f"/opt/reset {kind} takes no path")
-        self.dream.reset(kind, samples)
-
-    def _reg_reference(self, args: tuple, sender: tuple) -> None:
-        from earengine.audiofile import read_mono
-
-        self._need_dream("/reg/reference")
-        self.dream.reference(read_mono(args[0], sr=self.audio.sr) if args else None)
 
     # -- sonification ------------------------------------------------------------------------
     def _start_sonify(self) -> None:
@@ -412,18 +375,18 @@ class Engine:
 
     # -- commands ----------------------------------------------------------------------------
     def command_handlers(self) -> dict[str, Callable]:
+        """Every command's handler, from the subsystem that owns it."""
+        from earengine.midi.handlers import loop_handlers
+        from earengine.optvis.targets import command_handlers as target_handlers
+        from earengine.synth.handlers import command_handlers as loop_file_handlers
+        from earengine.worker.supervisor import refusals
+
         handlers = {
-            "/loop/load": self._loop_load,
-            "/loop/save": self._loop_save,
-            "/loop/save_midi": self._loop_save_midi,
-            "/preset/save": self._preset_save,
-            "/preset/load": self._preset_load,
-            "/preset/list": self._preset_list,
-            "/target/set": self._target_set,
-            "/target/add": self._target_add,
-            "/target/clear": self._target_clear,
-            "/opt/reset": self._opt_reset,
-            "/reg/reference": self._reg_reference,
+            **loop_file_handlers(self.player, sr=self.audio.sr, on_loaded=self._loop_loaded),
+            **loop_handlers(self.player),
+            **self.presets.handlers(self.registry),
+            **target_handlers(self.registry),
+            **(self.dream.handlers(self.audio.sr) if self.dream is not None else refusals()),
         }
         if self.sonify is not None:
             handlers.update(self.sonify.handlers())
@@ -437,42 +400,13 @@ class Engine:
 
     def load_loop(self, path: str) -> None:
         """Read an audio file and play it from the next bar line (any thread but audio)."""
-        from earengine.audiofile import read_mono
+        from earengine.synth.handlers import load_loop
 
-        samples = read_mono(path, sr=self.audio.sr)
-        self.player.queue(self.player.make_loop(samples, sr=self.audio.sr, source=str(path)))
+        load_loop(self.player, path, sr=self.audio.sr, on_loaded=self._loop_loaded)
+
+    def _loop_loaded(self, samples) -> None:
         if self.dream is not None:  # the dream goes on from the loaded loop
             self.dream.reset("file", samples)
-
-    def _loop_load(self, args: tuple, sender: tuple) -> None:
-        self.load_loop(args[0])
-
-    def _loop_save(self, args: tuple, sender: tuple) -> None:
-        from earengine.audiofile import write_wav
-
-        heard = self.player.heard()
-        if heard is None:
-            raise EarEngineError("no loop is playing; load one with /loop/load first")
-        write_wav(args[0], heard, sr=self.audio.sr)
-
-    def _loop_save_midi(self, args: tuple, sender: tuple) -> None:
-        from earengine.midi.file import write_pattern
-
-        loop = self.player.current
-        pattern = loop.meta.get("pattern") if loop is not None else None
-        if pattern is None:
-            raise EarEngineError("/loop/save_midi needs a dreamed loop with notes: set /opt/param grid "
-                                 "and wait for its first loop")
-        write_pattern(args[0], pattern, bpm=self.player.clock.bpm)
-
-    def _preset_save(self, args: tuple, sender: tuple) -> None:
-        self.presets.save(Preset.capture(args[0], self.registry))
-
-    def _preset_load(self, args: tuple, sender: tuple) -> None:
-        self.presets.load(args[0], self.registry, source="preset")
-
-    def _preset_list(self, args: tuple, sender: tuple) -> list[Reply]:
-        return [Reply("/preset/list.reply", tuple(self.presets.names()))]
 
     # -- status ------------------------------------------------------------------------------
     def counts(self) -> dict[str, int]:

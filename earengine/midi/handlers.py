@@ -1,19 +1,25 @@
-"""The handlers of the ``/midi/*`` commands, for the engine's OSC router.
+"""The handlers of the ``/midi/*`` commands and of ``/loop/save_midi``, for the engine's OSC router.
 
 :func:`command_handlers` returns the table the engine registers: one ``handler(args, sender)``
-per command row of :data:`earengine.midi.params.MIDI_COMMANDS`.
+per command row of :data:`earengine.midi.params.MIDI_COMMANDS`. :func:`loop_handlers` writes the
+notes of the dreamed loop playing to a MIDI file (:mod:`earengine.midi.file`).
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
+from earengine.errors import EarEngineError
 from earengine.midi.bindings import MapStore
 from earengine.midi.control import MidiControl
+from earengine.midi.file import write_pattern
 from earengine.midi.service import MidiService
 from earengine.osc.wire import Reply
 
-__all__ = ["command_handlers"]
+if TYPE_CHECKING:
+    from earengine.synth.player import LoopPlayer
+
+__all__ = ["command_handlers", "loop_handlers"]
 
 
 def command_handlers(control: MidiControl, store: MapStore,
@@ -40,3 +46,18 @@ def command_handlers(control: MidiControl, store: MapStore,
         "/midi/bindings": bindings,
         "/midi/ports": lambda args, sender: [Reply("/midi/ports.reply", tuple(service.ports() if service else ()))],
     }
+
+
+def loop_handlers(player: LoopPlayer) -> dict[str, Callable]:
+    """The handler of ``/loop/save_midi``: the notes of the loop playing (a dreamed loop made
+    with ``/opt/param grid``) as a MIDI file at the clock's tempo."""
+
+    def save_midi(args: tuple, sender: tuple) -> None:
+        loop = player.current
+        pattern = loop.meta.get("pattern") if loop is not None else None
+        if pattern is None:
+            raise EarEngineError("/loop/save_midi needs a dreamed loop with notes: set /opt/param grid "
+                                 "and wait for its first loop")
+        write_pattern(args[0], pattern, bpm=player.clock.bpm)
+
+    return {"/loop/save_midi": save_midi}

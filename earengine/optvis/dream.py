@@ -41,11 +41,12 @@ from earengine.optvis.param import FACTORIES, Parameterization, make
 from earengine.optvis.params import OPT_COMMANDS, OPT_PARAMS
 from earengine.optvis.targets import parse_many
 from earengine.params.registry import check_choices
+from earengine.params.spec import row
 
 __all__ = ["Dreamer", "StepStats", "loop_samples", "parse_target_spec", "OPTIMIZERS", "STARTS"]
 
 #: ``/opt/algorithm`` choice -> the optimizer class (checked against the row).
-OPTIMIZERS: dict = check_choices(next(spec for spec in OPT_PARAMS if spec.address == "/opt/algorithm"),
+OPTIMIZERS: dict = check_choices(row(OPT_PARAMS, "/opt/algorithm"),
                                  {"sgd": torch.optim.SGD, "adam": torch.optim.Adam})
 
 
@@ -341,7 +342,7 @@ def _samples(dreamer: Dreamer, kind: str, n: int, samples: Optional[np.ndarray])
 #: ``/opt/reset`` kind -> ``start(dreamer, kind, n, samples)``, the waveform a dream starts from
 #: (checked against the command's choices).
 STARTS = {"silence": _silence, "noise": _noise, "file": _samples, "current": _samples}
-_RESET = next(c for c in OPT_COMMANDS if c.address == "/opt/reset").args[0]
+_RESET = row(OPT_COMMANDS, "/opt/reset").args[0]
 if tuple(STARTS) != _RESET.choices:  # pragma: no cover - fails at import, and so in every test
     raise ConfigError(f"/opt/reset kinds {_RESET.choices} and the dream's starts {tuple(STARTS)} differ")
 

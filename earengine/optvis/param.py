@@ -44,6 +44,7 @@ from earengine.music import NOTE_NAMES, SCALES, scale_notes, steps_per_bar
 from earengine.optvis.grid import DRUMS, GridShape, GridSynth, Timbre
 from earengine.optvis.params import OPT_PARAMS
 from earengine.params.registry import check_choices
+from earengine.params.spec import row
 from earengine.pattern import DRUM_NOTES, Note, Pattern
 
 __all__ = ["Parameterization", "Raw", "Spectral", "Grid", "FACTORIES", "make", "grid_shape", "coloured",
@@ -378,7 +379,7 @@ def _start(x: Optional[Tensor], n_samples: int, device: str) -> Tensor:
 
 #: ``/opt/param`` choice -> its parameterization (checked against the row).
 FACTORIES: dict[str, type[Parameterization]] = check_choices(
-    next(spec for spec in OPT_PARAMS if spec.address == "/opt/param"),
+    row(OPT_PARAMS, "/opt/param"),
     {"grid": Grid, "raw": Raw, "spectral": Spectral},
 )
 

@@ -3,6 +3,9 @@
 ``enc.5:12`` (a channel), ``enc.5:0-31`` (channels), ``enc.5:12@40`` (one neuron), ``ar.3`` (a whole
 layer), ``surprise``; several joined with ``+``, each with an optional ``*weight``:
 ``enc.5:12*1 + ar.3*0.5``.
+
+:func:`command_handlers` gives the ``/target/set``, ``/target/add`` and ``/target/clear`` commands
+as edits of ``/target/spec`` in the registry (which checks the result).
 """
 
 from __future__ import annotations
@@ -10,11 +13,12 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 from earengine.errors import ParameterError
+from earengine.params.registry import Registry
 
-__all__ = ["Target", "parse_one", "parse_many", "format_many"]
+__all__ = ["Target", "parse_one", "parse_many", "format_many", "command_handlers"]
 
 _SPEC = re.compile(r"^(?P<tap>scaleogram|enc\.\d+|ar\.\d+)(?::(?P<a>\d+)(?:-(?P<b>\d+))?(?:@(?P<row>\d+))?)?$")
 
@@ -95,3 +99,30 @@ def parse_many(text: str, *, taps: Sequence[str], shapes: Optional[Mapping[str, 
 
 def format_many(parts: Sequence[tuple[Target, float]]) -> str:
     return " + ".join(f"{t}*{w:g}" for t, w in parts)
+
+
+def command_handlers(registry: Registry) -> dict[str, Callable]:
+    """Handlers of ``/target/set``, ``/target/add`` and ``/target/clear`` for an OSC router
+    (``handler(args, sender)``): each sets ``/target/spec``.
+
+    >>> from earengine.params import default_registry
+    >>> registry = default_registry()
+    >>> table = command_handlers(registry)
+    >>> table["/target/set"](("enc.5:12",), ()); table["/target/add"](("ar.3", 0.5), ())
+    >>> registry.get("/target/spec")
+    'enc.5:12 + ar.3*0.5'
+    """
+
+    def set_(args: tuple, sender: tuple) -> None:
+        registry.set("/target/spec", args[0], source="osc")
+
+    def add(args: tuple, sender: tuple) -> None:
+        spec, weight = args
+        current = registry.get("/target/spec")
+        part = f"{spec}*{weight:g}"
+        registry.set("/target/spec", f"{current} + {part}" if current else part, source="osc")
+
+    def clear(args: tuple, sender: tuple) -> None:
+        registry.set("/target/spec", "", source="osc")
+
+    return {"/target/set": set_, "/target/add": add, "/target/clear": clear}

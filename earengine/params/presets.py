@@ -15,12 +15,13 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 from earengine import __version__
 from earengine.errors import PresetError
 from earengine.files import NamedJsonStore
 from earengine.files import check_name as _check_name
+from earengine.osc.wire import Reply
 from earengine.params.registry import Registry
 from earengine.resources import PRESETS
 
@@ -131,3 +132,18 @@ class PresetStore:
             log.warning("preset %r: ignoring unknown address(es) %s", name, ", ".join(unknown))
         registry.update(values, source=source)
         return unknown
+
+    def handlers(self, registry: Registry) -> dict[str, Callable]:
+        """Handlers of ``/preset/save``, ``/preset/load`` and ``/preset/list`` on ``registry``,
+        for an OSC router (``handler(args, sender)``)."""
+
+        def save(args: tuple, sender: tuple) -> None:
+            self.save(Preset.capture(args[0], registry))
+
+        def load(args: tuple, sender: tuple) -> None:
+            self.load(args[0], registry, source="preset")
+
+        def names(args: tuple, sender: tuple) -> list[Reply]:
+            return [Reply("/preset/list.reply", tuple(self.names()))]
+
+        return {"/preset/save": save, "/preset/load": load, "/preset/list": names}

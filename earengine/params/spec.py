@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence, TypeVar
 
-from earengine.errors import ParameterError
+from earengine.errors import ConfigError, ParameterError
 
-__all__ = ["ParamSpec", "CommandSpec", "ArgSpec", "TYPES", "SCALES"]
+__all__ = ["ParamSpec", "CommandSpec", "ArgSpec", "TYPES", "SCALES", "row"]
 
 #: Value types a parameter can hold, with their OSC type tags.
 TYPES = {"float": "f", "int": "i", "bool": "i", "enum": "s", "str": "s"}
@@ -300,3 +300,23 @@ class CommandSpec:
             data.get("reply", ""),
             bool(data.get("variadic", False)),
         )
+
+
+_Row = TypeVar("_Row", ParamSpec, CommandSpec)
+
+
+def row(rows: Iterable[_Row], address: str) -> _Row:
+    """The row of ``address`` in a table of rows (a feature's ``params`` module), for code that
+    needs one row where no registry is at hand (a dispatch table checked at import).
+
+    >>> row((ParamSpec("/a/b", "float", 1.0), ParamSpec("/a/c", "int", 2)), "/a/c").default
+    2
+    >>> row((), "/a/b")
+    Traceback (most recent call last):
+    ...
+    earengine.errors.ConfigError: no row for /a/b in this table
+    """
+    for spec in rows:
+        if spec.address == address:
+            return spec
+    raise ConfigError(f"no row for {address} in this table")

@@ -107,7 +107,8 @@ class FrameCommandSpec(CommandSpec):
     The leading arguments are validated like any command's; every argument from index
     ``len(args) - 1`` on must be a non-negative number, NaN or inf, and there must be at least one.
 
-    >>> spec = next(c for c in SON_COMMANDS if c.address == "/son/frame")
+    >>> from earengine.params.spec import row
+    >>> spec = row(SON_COMMANDS, "/son/frame")
     >>> spec.validate(("a", 3, 0.5, float("inf")))
     ('a', 3, 0.5, inf)
     """

@@ -9,6 +9,7 @@ a second long.
 from __future__ import annotations
 
 from earengine.params.registry import check_choices
+from earengine.params.spec import row
 from earengine.sonify.params import SON_PARAMS, WAVES
 
 __all__ = ["harmonics", "run_wave", "WAVE_HARMONICS", "CUE_NOTES_HZ", "CUE_NOTE_S", "CUE_TREMOLO_HZ", "CUE_HARMONICS",
@@ -19,7 +20,7 @@ NYQUIST_MARGIN = 0.45
 
 #: ``/son/wave`` choice -> ``{harmonic number: weight}`` before normalisation (checked against the
 #: row: a wave added to it needs its harmonics here).
-WAVE_HARMONICS: dict[str, dict[int, float]] = check_choices(next(s for s in SON_PARAMS if s.address == "/son/wave"), {
+WAVE_HARMONICS: dict[str, dict[int, float]] = check_choices(row(SON_PARAMS, "/son/wave"), {
     "sine": {1: 1.0},
     "triangle": {k: (-1.0) ** ((k - 1) // 2) / k**2 for k in (1, 3, 5, 7, 9)},
     "square": {k: 1.0 / k for k in (1, 3, 5, 7, 9)},

@@ -17,6 +17,8 @@ Reductions (``/stream/reduce``), each flattened channel-major (``c * F + f``):
 ``channel``
     as ``channel_freq``, averaged over frequency as well: one value per channel.
 
+Each is a :class:`Reduction` in :data:`REDUCTIONS`, a table checked against the row.
+
 Only numpy here, so the engine process can use it; the two functions that run the ear
 (:func:`loop_activations`, :func:`target_mask`) import torch when called, in the worker.
 """
@@ -26,12 +28,15 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
 from earengine.errors import ParameterError
+from earengine.params.registry import check_choices
+from earengine.params.spec import row
 from earengine.shm import OnSeqlock, SeqlockBuffer
+from earengine.streams.params import STREAM_PARAMS
 
 __all__ = [
     "ActivationSet",
@@ -41,13 +46,12 @@ __all__ = [
     "reduce_frame",
     "reduce_mask",
     "frame_size",
+    "Reduction",
+    "REDUCTIONS",
     "loop_activations",
     "target_mask",
     "as_3d",
 ]
-
-REDUCTIONS = ("raw", "channel", "channel_freq")
-
 
 def as_3d(a: np.ndarray) -> np.ndarray:
     """An activation as ``(channels, freq, time)``: the autoregressive taps get a frequency axis of 1."""
@@ -113,6 +117,53 @@ def frame_steps(p0: float, p1: float, n_steps: int) -> np.ndarray:
     return (first + np.arange(count)) % n_steps
 
 
+def _window(acts: np.ndarray, p0: float, p1: float) -> np.ndarray:
+    """``(channels, freq)``: the mean over the steps sounding between ``p0`` and ``p1``."""
+    steps = frame_steps(p0, p1, acts.shape[-1])
+    return acts[:, :, steps[0]] if steps.size == 1 else acts[:, :, steps].mean(axis=-1)
+
+
+def _raw(acts: np.ndarray, p0: float, p1: float) -> np.ndarray:
+    n = acts.shape[-1]
+    return np.ascontiguousarray(acts[:, :, int(math.floor((p0 % 1.0) * n)) % n], dtype=np.float32).reshape(-1)
+
+
+@dataclass(frozen=True)
+class Reduction:
+    """One ``/stream/reduce`` choice, as three pieces.
+
+    Attributes
+    ----------
+    frame : callable(acts, p0, p1) -> ndarray
+        ``(channels, freq, time)`` activation -> one flat float32 frame.
+    mask : callable(mask) -> ndarray
+        ``(channels, freq)`` bool mask -> the same layout as a frame (still bool).
+    size : callable(channels, freq) -> int
+        Values in one frame.
+    """
+
+    frame: Callable[[np.ndarray, float, float], np.ndarray]
+    mask: Callable[[np.ndarray], np.ndarray]
+    size: Callable[[int, int], int]
+
+
+#: ``/stream/reduce`` choice -> its :class:`Reduction` (checked against the row).
+REDUCTIONS: dict[str, Reduction] = check_choices(row(STREAM_PARAMS, "/stream/reduce"), {
+    "raw": Reduction(_raw, lambda m: m, lambda c, f: c * f),
+    "channel": Reduction(lambda a, p0, p1: np.ascontiguousarray(_window(a, p0, p1).mean(axis=1), dtype=np.float32),
+                         lambda m: m.any(axis=1), lambda c, f: c),
+    "channel_freq": Reduction(lambda a, p0, p1: np.ascontiguousarray(_window(a, p0, p1), dtype=np.float32).reshape(-1),
+                              lambda m: m, lambda c, f: c * f),
+})
+
+
+def _reduction(mode: str) -> Reduction:
+    try:
+        return REDUCTIONS[mode]
+    except (KeyError, TypeError):
+        raise ParameterError(f"/stream/reduce={mode!r} must be one of {', '.join(REDUCTIONS)}") from None
+
+
 def reduce_frame(acts: np.ndarray, p0: float, p1: float, mode: str) -> np.ndarray:
     """One frame of a tap as a flat float32 vector (see the module notes for ``mode``).
 
@@ -123,31 +174,22 @@ def reduce_frame(acts: np.ndarray, p0: float, p1: float, mode: str) -> np.ndarra
     p0, p1 : float
         Loop phases the frame spans.
     mode : {'raw', 'channel', 'channel_freq'}
+
+    >>> acts = np.arange(8, dtype=np.float32).reshape(2, 2, 2)
+    >>> reduce_frame(acts, 0.0, 0.4, "raw").tolist(), reduce_frame(acts, 0.0, 0.9, "channel").tolist()
+    ([0.0, 2.0, 4.0, 6.0], [1.5, 5.5])
     """
-    acts = as_3d(acts)
-    n = acts.shape[-1]
-    if mode == "raw":
-        return np.ascontiguousarray(acts[:, :, int(math.floor((p0 % 1.0) * n)) % n], dtype=np.float32).reshape(-1)
-    steps = frame_steps(p0, p1, n)
-    window = acts[:, :, steps[0]] if steps.size == 1 else acts[:, :, steps].mean(axis=-1)
-    if mode == "channel_freq":
-        return np.ascontiguousarray(window, dtype=np.float32).reshape(-1)
-    if mode == "channel":
-        return np.ascontiguousarray(window.mean(axis=1), dtype=np.float32)
-    raise ParameterError(f"/stream/reduce={mode!r} must be one of {', '.join(REDUCTIONS)}")
+    return _reduction(mode).frame(as_3d(acts), p0, p1)
 
 
 def reduce_mask(mask: np.ndarray, mode: str) -> np.ndarray:
     """A target mask ``(channels, freq)`` in the layout of :func:`reduce_frame`'s output, as 0/1."""
-    mask = np.asarray(mask, dtype=bool)
-    if mode == "channel":
-        mask = mask.any(axis=1)
-    return mask.astype(np.float32).reshape(-1)
+    return _reduction(mode).mask(np.asarray(mask, dtype=bool)).astype(np.float32).reshape(-1)
 
 
 def frame_size(shape: Sequence[int], mode: str) -> int:
     """Values in one frame of a tap of activation shape ``(channels, freq, time)``."""
-    return int(shape[0]) if mode == "channel" else int(shape[0]) * int(shape[1])
+    return _reduction(mode).size(int(shape[0]), int(shape[1]))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,9 +253,9 @@ class ActivationBuffer(OnSeqlock):
         with self.block.writing() as slot:
             table, data = slot["table"], slot["data"]
             offset = 0
-            for row, (tap, kind, a) in enumerate(items):
+            for entry, (tap, kind, a) in enumerate(items):
                 c, f, t = a.shape
-                table[row] = (index[tap], kind, c, f, t, offset)
+                table[entry] = (index[tap], kind, c, f, t, offset)
                 data[offset:offset + a.size] = a.reshape(-1)
                 offset += a.size
             slot["head"][:5] = (step, loss, len(items), offset, time.time())

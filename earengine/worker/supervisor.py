@@ -6,6 +6,9 @@ registry's changes to it, hands each new finite loop to the loop player (which s
 the next bar line, keeping its place in the bar cycle), and restarts the worker with the current
 parameters when it dies, hangs or stops producing finite audio. The last good loop keeps playing
 meanwhile.
+
+:meth:`DreamSupervisor.handlers` answers the commands that steer a running dream
+(``/opt/reset``, ``/reg/reference``); :func:`refusals` answers them when no dream runs.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
+from earengine.audiofile import read_mono
+from earengine.errors import EarEngineError, ParameterError
 from earengine.pattern import Pattern
 from earengine.viz.frames import ActivationBuffer
 from earengine.worker.loops import LoopBuffer
@@ -38,18 +43,39 @@ from earengine.worker.messages import (
 )
 from earengine.worker.process import STOP_SIGNALS, worker_main
 
-__all__ = ["DreamSupervisor", "DREAM_NAMESPACES", "DREAM_EXTRA", "followed_addresses"]
+__all__ = ["DreamSupervisor", "DREAM_NAMESPACES", "DREAM_EXTRA", "DREAM_COMMANDS", "followed_addresses", "refusals"]
 
 log = logging.getLogger("earengine.worker")
 
 #: Registry namespaces the worker follows (``/loop/bars`` and the tempo set the loop length).
 DREAM_NAMESPACES = ("opt", "target", "reg", "grid")
 DREAM_EXTRA = ("/loop/bars", "/clock/bpm", "/clock/beats_per_bar")
+#: Commands only a running dream answers (:meth:`DreamSupervisor.handlers`).
+DREAM_COMMANDS = ("/opt/reset", "/reg/reference")
 
 
 def followed_addresses(registry) -> tuple[str, ...]:
     """The registry's parameters the worker follows: its namespaces, and the loop length."""
     return tuple(s.address for s in registry if s.address.split("/")[1] in DREAM_NAMESPACES) + DREAM_EXTRA
+
+
+def refusals() -> dict[str, Callable]:
+    """Handlers of :data:`DREAM_COMMANDS` for an engine that does not dream: each answers that
+    it needs one.
+
+    >>> refusals()["/opt/reset"](("noise",), ())
+    Traceback (most recent call last):
+    ...
+    earengine.errors.EarEngineError: /opt/reset needs a dreaming engine (earengine run --ear PATH)
+    """
+
+    def refuse(address: str) -> Callable:
+        def handler(args: tuple, sender: tuple) -> None:
+            raise EarEngineError(f"{address} needs a dreaming engine (earengine run --ear PATH)")
+
+        return handler
+
+    return {address: refuse(address) for address in DREAM_COMMANDS}
 
 
 def _acts_floats(shapes: Mapping[str, Any]) -> int:
@@ -178,6 +204,26 @@ class DreamSupervisor:
     def reference(self, samples: Optional[np.ndarray]) -> None:
         """The clip ``/reg/reference`` mixes the dream toward (None: none); kept across restarts."""
         self.send(Reference(samples))
+
+    def handlers(self, sr: int) -> dict[str, Callable]:
+        """Handlers of ``/opt/reset <kind> [path]`` and ``/reg/reference [path]`` for an OSC
+        router (``handler(args, sender)``); audio files are read at ``sr``."""
+
+        def reset(args: tuple, sender: tuple) -> None:
+            kind = args[0]
+            samples = None
+            if kind == "file":
+                if len(args) < 2:
+                    raise ParameterError("/opt/reset file needs a path")
+                samples = read_mono(args[1], sr=sr)
+            elif len(args) > 1:
+                raise ParameterError(f"/opt/reset {kind} takes no path")
+            self.reset(kind, samples)
+
+        def reference(args: tuple, sender: tuple) -> None:
+            self.reference(read_mono(args[0], sr=sr) if args else None)
+
+        return {"/opt/reset": reset, "/reg/reference": reference}
 
     def stream_activations(self, on: bool) -> None:
         """Ask the worker to publish every loop's activations (streams have destinations) or to

@@ -13,6 +13,7 @@ from earengine.errors import ConfigError
 from earengine.music import DIVISIONS, NOTE_NAMES, SCALES
 from earengine.params import default_registry
 from earengine.params.registry import check_choices
+from earengine.params.spec import row
 from earengine.sonify.mapping import CURVES, LOUDNESS, VOICINGS
 from earengine.sonify.timbre import WAVE_HARMONICS
 
@@ -68,5 +69,5 @@ def test_the_dream_starts_are_the_reset_kinds():
     from earengine.optvis.dream import STARTS
     from earengine.optvis.params import OPT_COMMANDS
 
-    kind = next(c for c in OPT_COMMANDS if c.address == "/opt/reset").args[0]
+    kind = row(OPT_COMMANDS, "/opt/reset").args[0]
     assert tuple(STARTS) == kind.choices
