@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import torch
 from torch import Tensor
 
-from earengine.errors import ParameterError
+from earengine.errors import ConfigError, ParameterError
+from earengine.optvis.targets import KINDS, Target, parse_one
 
 __all__ = [
     "View", "Objective", "Region", "Channels", "Neuron", "Layer", "Surprise", "Sum", "Scaled",
@@ -271,23 +272,25 @@ class Sum(Objective):
         return " + ".join(str(p) for p in self.parts)
 
 
-def build(target) -> Objective:
+#: The objective of each kind of target (:data:`earengine.optvis.targets.KINDS`), from the target.
+BUILDERS: dict[str, Callable[[Target], Objective]] = {
+    "surprise": lambda t: Surprise(),
+    "layer": lambda t: Layer(t.tap),
+    "neuron": lambda t: Neuron(t.tap, t.first, t.row),
+    "channels": lambda t: Channels(t.tap, t.first, t.last),
+}
+if set(BUILDERS) != set(KINDS):
+    raise ConfigError(f"objectives for target kinds {sorted(BUILDERS)}, but targets are {sorted(KINDS)}")
+
+
+def build(target: Target) -> Objective:
     """The objective for a parsed :class:`~earengine.optvis.targets.Target`."""
-    if target.kind == "surprise":
-        return Surprise()
-    if target.kind == "layer":
-        return Layer(target.tap)
-    if target.kind == "neuron":
-        return Neuron(target.tap, target.first, target.row)
-    return Channels(target.tap, target.first, target.last)
+    return BUILDERS[target.kind](target)
 
 
 def parse(spec: str, *, taps: Sequence[str], shapes: Optional[Mapping[str, tuple]] = None) -> Objective:
     """Turn the shorthand of :mod:`earengine.optvis.targets` into an objective.
-
     >>> str(parse("enc.5:0-31", taps=("enc.5",)))
     'enc.5:0-31'
     """
-    from earengine.optvis.targets import parse_one
-
     return build(parse_one(spec, taps=taps, shapes=shapes))

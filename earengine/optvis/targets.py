@@ -18,9 +18,13 @@ from typing import Callable, Mapping, Optional, Sequence
 from earengine.errors import ParameterError
 from earengine.params.registry import Registry
 
-__all__ = ["Target", "parse_one", "parse_many", "format_many", "command_handlers"]
+__all__ = ["KINDS", "Target", "parse_one", "parse_many", "format_many", "command_handlers"]
 
 _SPEC = re.compile(r"^(?P<tap>scaleogram|enc\.\d+|ar\.\d+)(?::(?P<a>\d+)(?:-(?P<b>\d+))?(?:@(?P<row>\d+))?)?$")
+
+
+#: What a target can be: a whole tap, a range of its channels, one neuron, or the ear's surprise.
+KINDS = ("layer", "channels", "neuron", "surprise")
 
 
 @dataclass(frozen=True)

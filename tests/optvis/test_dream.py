@@ -156,3 +156,14 @@ def test_penalties_are_rows_and_only_those_weighted_are_taken():
     assert R.active(s) == ()  # every weight 0 by default: no penalty is built
     s.update({"/reg/seam": 2.0, "/reg/denoise": 0.5})
     assert [w for w, _ in R.active(s)] == [0.5, 2.0]  # in the table's order
+
+
+def test_every_kind_of_target_has_an_objective():
+    from earengine.optvis.objectives import BUILDERS, parse
+    from earengine.optvis.targets import KINDS
+
+    assert set(BUILDERS) == set(KINDS)
+    examples = {"layer": "enc.5", "channels": "enc.5:0-3", "neuron": "enc.5:2@4", "surprise": "surprise"}
+    assert set(examples) == set(KINDS)
+    for kind, text in examples.items():
+        assert str(parse(text, taps=("enc.5",))) == text, kind
