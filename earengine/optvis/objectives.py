@@ -290,6 +290,7 @@ def build(target: Target) -> Objective:
 
 def parse(spec: str, *, taps: Sequence[str], shapes: Optional[Mapping[str, tuple]] = None) -> Objective:
     """Turn the shorthand of :mod:`earengine.optvis.targets` into an objective.
+
     >>> str(parse("enc.5:0-31", taps=("enc.5",)))
     'enc.5:0-31'
     """
