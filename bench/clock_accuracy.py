@@ -44,8 +44,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "integration"))
+sys.path.insert(0, str(ROOT))  # run as a script: earengine and tests.helpers from this checkout
 
 SR, PERIOD, PPQ = 44100, 256, 24
 
@@ -167,7 +166,7 @@ def stats(errors: np.ndarray) -> str:
 def start_loops(engine, probe, path: Path, *, bpm: float, loads: int) -> tuple[int, int]:
     """Load a click loop ``loads`` times, a bar and a quarter apart, so each click is a loop start
     on a bar line; returns the JACK frames between which the clicks were recorded."""
-    from test_midi_clock import click_loop
+    from tests.helpers.recordings import click_loop
 
     loop = click_loop(path, bpm=bpm, sr=SR)
     mark = probe.filled + probe.first_frame
@@ -186,8 +185,10 @@ def main() -> int:
     p.add_argument("--link-bpm", type=float, default=121.0)
     args = p.parse_args()
 
-    from test_link import CycleClock, Peer
-    from test_midi_clock import Engine, MidiClockSource, bar_frames, wait_until
+    from tests.helpers.engines import Engine
+    from tests.helpers.jack import CycleClock, MidiClockSource, wait_until
+    from tests.helpers.link import LinkPeer
+    from tests.helpers.recordings import bar_frames
 
     import jack
 
@@ -227,7 +228,7 @@ def main() -> int:
 
         # -- against a Link peer -------------------------------------------------------------
         print(f"Link: a peer at {args.link_bpm:g} BPM in another process, {args.loads} loop starts", flush=True)
-        peer = Peer(args.link_bpm)
+        peer = LinkPeer(args.link_bpm)
         time.sleep(1.0)
         engine.send("/loop/mute", 1)
         engine.send("/clock/source", "link")

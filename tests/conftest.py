@@ -16,13 +16,7 @@ if "EARENGINE_TEST_KEEP_HOME" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["EARENGINE_HOME"], True)
 
 
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
 import pytest  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).parent / "control"))  # oscutil: a real UDP peer
-sys.path.insert(0, str(Path(__file__).parent))  # offline: the offline pyo rig
 
 
 def make_tiny_ear():
@@ -79,7 +73,7 @@ def engine(tmp_path):
 @pytest.fixture
 def peer(engine):
     """A UDP peer talking to ``engine``."""
-    from oscutil import Peer
+    from tests.helpers.osc import Peer
 
     p = Peer(engine.osc.address)
     yield p

@@ -1,12 +1,8 @@
-import sys
-from pathlib import Path
+"""The control tests' shared fixture: a real UDP peer of a module's ``server``."""
 
-sys.path.insert(0, str(Path(__file__).parent))
+import pytest
 
-
-import pytest  # noqa: E402
-
-from oscutil import Peer  # noqa: E402
+from tests.helpers.osc import Peer
 
 
 @pytest.fixture

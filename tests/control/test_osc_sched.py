@@ -9,7 +9,7 @@ from earengine.control.jobs import JobQueue
 from earengine.control.osc import OscRouter, OscServer
 from earengine.control.params import FAIL_PER_S
 from earengine.params import default_registry
-from oscutil import Peer, wait_for
+from tests.helpers.osc import Peer, wait_for
 
 pytestmark = pytest.mark.integration
 

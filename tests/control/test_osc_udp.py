@@ -8,7 +8,7 @@ from earengine.osc.wire import encode_bundle, encode_message
 from earengine.control.jobs import JobQueue
 from earengine.control.osc import OscRouter, OscServer
 from earengine.params import default_registry
-from oscutil import Peer
+from tests.helpers.osc import Peer
 
 pytestmark = pytest.mark.integration
 

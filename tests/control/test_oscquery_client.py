@@ -11,7 +11,7 @@ import pytest
 
 from earengine.osc.wire import decode_packet, encode_message
 from earengine.engine import Engine, EngineConfig
-from oscutil import Peer
+from tests.helpers.osc import Peer
 
 pytestmark = pytest.mark.integration
 

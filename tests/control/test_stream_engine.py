@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from earengine.engine import Engine, EngineConfig
-from oscutil import Peer, wait_for
-from streamutil import Receiver, arrays, frames
+from tests.helpers.osc import Peer, wait_for
+from tests.helpers.streams import Receiver, arrays, frames
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

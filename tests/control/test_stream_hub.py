@@ -18,7 +18,7 @@ from earengine.errors import EarEngineError
 from earengine.params import default_registry
 from earengine.viz.frames import ActivationSet
 from earengine.viz.layout import NeuronLayout
-from streamutil import Receiver, arrays, frames
+from tests.helpers.streams import Receiver, arrays, frames
 
 SHAPES = {"scaleogram": (1, 216, 172), "enc.3": (16, 59, 86), "ar.8": (64, 1, 11)}
 

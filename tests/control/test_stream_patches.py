@@ -18,7 +18,7 @@ from earengine.params import default_registry
 from earengine.optvis.params import TAPS
 from earengine.viz.frames import ActivationSet
 from earengine.viz.layout import NeuronLayout
-from streamutil import Receiver, frames
+from tests.helpers.streams import Receiver, frames
 
 PATCHES = Path(__file__).resolve().parents[2] / "patches"
 ADDRESS = re.compile(r"(?<![\w.])/[a-z][a-z0-9_]*(?:/[a-z0-9_.<>]+)+(?:\.reply)?")

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from earengine.errors import EarEngineError
 from earengine.params import default_registry
 from earengine.params.presets import Preset, PresetStore
-from fuzzutil import fuzz, registry_is_valid
+from tests.helpers.fuzz import fuzz, registry_is_valid
 
 SOME_ADDRESSES = ["/clock/bpm", "/loop/gain", "/loop/mute", "/opt/algorithm", "/target/spec", "/son/scale",
                   "/midi/map", "/osc/sched_max", "/clock/peers", "/nope/nothing"]

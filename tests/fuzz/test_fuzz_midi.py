@@ -9,7 +9,7 @@ from earengine.midi.bindings import MapStore
 from earengine.midi.control import MidiControl
 from earengine.midi.wire import DATA_BYTES, SYSTEM_BYTES, MidiParser
 from earengine.params import default_registry
-from fuzzutil import fuzz, registry_is_valid
+from tests.helpers.fuzz import fuzz, registry_is_valid
 
 data_byte = st.integers(0, 127)
 

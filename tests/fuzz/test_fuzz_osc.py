@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from earengine.osc.wire import OscDecodeError, bundle_time, decode_packet, encode_message, peek_address
 from earengine.control.osc import OscRouter, OscServer
 from earengine.params import default_registry
-from fuzzutil import fuzz, osc_bundle, osc_message, osc_packets, registry_is_valid
+from tests.helpers.fuzz import fuzz, osc_bundle, osc_message, osc_packets, registry_is_valid
 
 SENDER = ("127.0.0.1", 5555)
 
@@ -64,7 +64,7 @@ def test_the_router_never_raises_keeps_every_value_valid_and_answers_every_refus
 @fuzz(100)
 @given(address=st.sampled_from([p.address for p in default_registry()]), data=st.data())
 def test_every_parameter_refuses_what_does_not_fit_and_keeps_its_value(router, address, data):
-    from fuzzutil import osc_args
+    from tests.helpers.fuzz import osc_args
 
     args = data.draw(osc_args)
     before = router.registry.get(address)

@@ -18,7 +18,7 @@ from earengine.streams.hub import StreamHub
 from earengine.streams.position import Position
 from earengine.streams.websocket import WebSocketStreams
 from earengine.params import default_registry
-from fuzzutil import ADDRESSES, fuzz, osc_packets, registry_is_valid
+from tests.helpers.fuzz import ADDRESSES, fuzz, osc_packets, registry_is_valid
 
 ATTRS = ["FULL_PATH", "CONTENTS", "TYPE", "ACCESS", "VALUE", "RANGE", "DESCRIPTION", "UNIT", "CLIPMODE",
          "HOST_INFO", "value", "NOPE", ""]

@@ -25,13 +25,13 @@ import numpy as np
 import pytest
 import soundfile
 
-import test_jack_engine as jack_helpers  # the OSC peer, recorder and loop measures of the engine tests
+from tests.helpers.engines import OscPeer, engine_process
+from tests.helpers.jack import Recorder
+from tests.helpers.recordings import CEILING, SR, loop_phase, seconds
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-SR = jack_helpers.SR
 BAR = SR  # one bar at 240 BPM in 4/4 is exactly one second
-CEILING = jack_helpers.CEILING
 REPO = Path(__file__).resolve().parents[2]
 # The waveform itself is dreamed here: mixing toward a reference clip (/reg/mix) and a new
 # worker that takes up the playing loop act on samples, not on the grid's notes.
@@ -57,14 +57,14 @@ class Status:
     loops: int
 
     @classmethod
-    def ask(cls, osc: jack_helpers.OscPeer) -> "Status":
+    def ask(cls, osc: OscPeer) -> "Status":
         osc.send("/status")
         reply = osc.wait_for("/status.reply", 3.0)
         assert reply is not None, "the engine does not answer /status"
         return cls(str(reply[0]), int(reply[1]), float(reply[2]), float(reply[3]), int(reply[4]))
 
 
-def poll(osc: jack_helpers.OscPeer, predicate, timeout_s: float, what: str) -> Status:
+def poll(osc: OscPeer, predicate, timeout_s: float, what: str) -> Status:
     """Ask /status every 20 ms until ``predicate(status)``; fail saying ``what`` was awaited."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -78,7 +78,7 @@ def poll(osc: jack_helpers.OscPeer, predicate, timeout_s: float, what: str) -> S
 @dataclass
 class DreamEngine:
     proc: subprocess.Popen
-    osc: jack_helpers.OscPeer
+    osc: OscPeer
     lines: list
 
     def output(self) -> str:
@@ -101,7 +101,7 @@ def dreaming_engine(jack, ear: Path):
     args = ["--ear", str(ear)]
     for item in SETS:
         args += ["--set", item]
-    return jack_helpers.engine_process(jack, args, duration_s=240, ready_s=60, wrap=DreamEngine)
+    return engine_process(jack, args, duration_s=240, ready_s=60, wrap=DreamEngine)
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def dream(jack_server, tiny_ear_dir) -> Iterator[DreamEngine]:
         assert eng.proc.poll() is None, f"the engine stopped:\n{eng.output()}"
 
 
-def wait_changed(osc: jack_helpers.OscPeer, address: str, timeout_s: float = 3.0) -> tuple:
+def wait_changed(osc: OscPeer, address: str, timeout_s: float = 3.0) -> tuple:
     """The value of the first ``/changed`` for ``address`` (we subscribed with ``/notify 1``)."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -143,16 +143,12 @@ def bar_changes(rec: np.ndarray) -> list[float]:
     return out
 
 
-def seconds(t_s: float) -> int:
-    return int(round(t_s * SR))
-
-
 # ---------------------------------------------------------------------------------------------
 # Tests (in this order, against one engine)
 # ---------------------------------------------------------------------------------------------
 def test_dreamed_loop_is_heard_and_evolves(dream, jack_server, tmp_path):
     loops_before = Status.ask(dream.osc).loops
-    rec = jack_helpers.Recorder(jack_server, tmp_path / "rec.wav", 5).finish()
+    rec = Recorder(jack_server, tmp_path / "rec.wav", 5).finish()
     loops_after = Status.ask(dream.osc).loops
     assert np.all(np.isfinite(rec))
     left = rec[:, 0]
@@ -193,25 +189,25 @@ def test_target_change_is_in_effect_by_the_next_step(dream):
     assert after[2].worker == "dreaming"
 
 
-def test_regularizer_change_is_heard_by_the_next_loop(dream, jack_server, tmp_path):
+def test_regularizer_change_is_heard_by_the_next_loop(dream, jack_server, jack_clock, tmp_path):
     osc = dream.osc
     clip = reference_clip()
     path = tmp_path / "reference.wav"
     soundfile.write(str(path), clip, SR, subtype="FLOAT")
     osc.send("/reg/reference", str(path))
     assert osc.wait_for("/done", 5.0) == ("/reg/reference",), osc.inbox
-    recorder = jack_helpers.Recorder(jack_server, tmp_path / "rec.wav", 7)
+    recorder = Recorder(jack_server, tmp_path / "rec.wav", 7, clock=jack_clock)
     recorder.sleep_until(2.0)
-    sent_s = time.monotonic() - recorder.started_s
+    sent_s = recorder.elapsed_s()
     osc.send("/reg/mix", 1.0)  # after each step the loop becomes the reference clip
     assert wait_changed(osc, "/reg/mix") == (1.0,)
     at_change = Status.ask(osc).step
     poll(osc, lambda s: s.step >= at_change + 2, 10.0, "a step after the change")
-    made_s = time.monotonic() - recorder.started_s
+    made_s = recorder.elapsed_s()
     rec = recorder.finish()[:, 0]
     # the loop made after the change is swapped in at the next bar line (one second at most)
     quarter = seconds(0.25)
-    r = [jack_helpers.loop_phase(rec, clip.astype(np.float64), start=a, stop=a + quarter)[1]
+    r = [loop_phase(rec, clip.astype(np.float64), start=a, stop=a + quarter)[1]
          for a in range(0, rec.size - quarter + 1, quarter)]
     heard = next((k for k, v in enumerate(r) if v > 0.99), None)
     print(f"/reg/mix sent at {sent_s:.2f} s, a loop made with it by {made_s:.2f} s, the reference heard from "
@@ -225,7 +221,7 @@ def test_regularizer_change_is_heard_by_the_next_loop(dream, jack_server, tmp_pa
     assert min(r[heard:]) > 0.99, r[heard:]
 
 
-def test_killed_worker_comes_back_and_the_sound_goes_on(dream, jack_server, tmp_path):
+def test_killed_worker_comes_back_and_the_sound_goes_on(dream, jack_server, jack_clock, tmp_path):
     osc = dream.osc
     path = tmp_path / "reference.wav"
     soundfile.write(str(path), reference_clip(), SR, subtype="FLOAT")
@@ -238,15 +234,15 @@ def test_killed_worker_comes_back_and_the_sound_goes_on(dream, jack_server, tmp_
     assert wait_changed(osc, "/reg/high_freq") == (2.0,)
     old = dream.worker_pid()
     before = poll(osc, lambda s: s.worker == "dreaming", 5.0, "dreaming")
-    recorder = jack_helpers.Recorder(jack_server, tmp_path / "rec.wav", 16)
+    recorder = Recorder(jack_server, tmp_path / "rec.wav", 16, clock=jack_clock)
     recorder.sleep_until(3.0)
     os.kill(old, signal.SIGKILL)
-    killed_s = time.monotonic() - recorder.started_s
+    killed_s = recorder.elapsed_s()
     # the supervisor notices, restarts, and the new worker's step count starts again
     poll(osc, lambda s: s.worker != "dreaming", 5.0, "the engine noticing the dead worker")
     back = poll(osc, lambda s: s.worker == "dreaming" and s.step < before.step, 60.0,
                 "the worker dreaming again with a fresh step count")
-    back_s = time.monotonic() - recorder.started_s
+    back_s = recorder.elapsed_s()
     later = poll(osc, lambda s: s.step > back.step + 2, 20.0, "the new worker's steps advancing")
     new = dream.worker_pid()
     assert new != old
@@ -268,10 +264,10 @@ def test_killed_worker_comes_back_and_the_sound_goes_on(dream, jack_server, tmp_
     assert wait_changed(osc, "/reg/mix") == (1.0,)
     at_change = Status.ask(osc).step
     poll(osc, lambda s: s.step >= at_change + 2, 10.0, "a step after the change")
-    time.sleep(1.2)  # the next bar line, and the crossfade
-    rec = jack_helpers.Recorder(jack_server, tmp_path / "ref.wav", 2).finish()[:, 0]
+    jack_clock.sleep_s(1.2)  # the next bar line, and the crossfade
+    rec = Recorder(jack_server, tmp_path / "ref.wav", 2).finish()[:, 0]
     quarter = seconds(0.25)
-    r = np.array([jack_helpers.loop_phase(rec, reference_clip().astype(np.float64), start=a, stop=a + quarter)[1]
+    r = np.array([loop_phase(rec, reference_clip().astype(np.float64), start=a, stop=a + quarter)[1]
                   for a in range(0, rec.size - quarter + 1, quarter)])
     print(f"after the restart, /reg/mix 1: correlation with the reference per quarter second {np.round(r, 3)}")
     assert r.min() > 0.99, "the restarted worker lost the reference clip"

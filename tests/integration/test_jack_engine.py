@@ -13,32 +13,21 @@ reads every table one sample per sample.
 from __future__ import annotations
 
 import math
-import socket
-import subprocess
-import time
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import pytest
 import soundfile
-from pythonosc.osc_message import OscMessage
-from pythonosc.osc_message_builder import OscMessageBuilder
-from scipy.signal import fftconvolve
 
-from earengine.errors import EarEngineError
-from earengine.process import EngineProcess
+from tests.helpers.engines import engine_process
+from tests.helpers.jack import Recorder
+from tests.helpers.recordings import CEILING, PERIOD, SR, aligned, circular_distance, level_db, loop_phase, seconds
 
 pytestmark = pytest.mark.integration
 
-SR = 44100
 BPM = 120.0
 BAR = int(round(4 * 60.0 / BPM * SR))  # 88200 samples
-PERIOD = 256  # the JACK period the conftest server runs with
-CEILING = 10.0 ** (-0.3 / 20.0)  # the engine's limiter ceiling, -0.3 dBFS, as amplitude
-REPO = Path(__file__).resolve().parents[2]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,183 +87,14 @@ def loops(tmp_path_factory: pytest.TempPathFactory) -> Loops:
 
 
 # ---------------------------------------------------------------------------------------------
-# Measuring a recording against a loop
+# The engine
 # ---------------------------------------------------------------------------------------------
-def loop_phase(rec: np.ndarray, loop: np.ndarray, *, start: int = 0, stop: Optional[int] = None) -> tuple[int, float]:
-    """Where ``loop`` (repeating) sits in ``rec[start:stop]``.
-
-    Returns ``(phase, r)``: the loop's first sample falls on recording indices ``phase + k·len(loop)``,
-    and ``r`` is the normalised cross-correlation between that stretch and the tiled loop at the
-    best lag (1 for a scaled copy).
-    """
-    x = rec[start:stop]
-    p, m = loop.size, x.size
-    tiled = np.tile(loop, -(-(m + p) // p))[: m + p]
-    num = fftconvolve(tiled, x[::-1], mode="valid")[:p]  # num[lag] = sum_n x[n] * tiled[n + lag]
-    energy = np.concatenate(([0.0], np.cumsum(tiled * tiled)))
-    den = math.sqrt(float(x @ x)) * np.sqrt(np.maximum(energy[m : m + p] - energy[:p], 1e-30))
-    r = num / den
-    lag = int(np.argmax(r))
-    return (start - lag) % p, float(r[lag])
-
-
-def aligned(loop: np.ndarray, phase: int, n: int) -> np.ndarray:
-    """The loop as it would sound in an ``n``-sample recording where it starts at ``phase``."""
-    return loop[(np.arange(n) - phase) % loop.size]
-
-
-def level_db(rec: np.ndarray, ref: np.ndarray, a: int, b: int) -> float:
-    """Level of ``rec[a:b]`` relative to the aligned file over the same samples, in dB."""
-    return 20.0 * math.log10(math.sqrt(np.mean(rec[a:b] ** 2)) / math.sqrt(np.mean(ref[a:b] ** 2)))
-
-
-def circular_distance(a: int, b: int, period: int) -> int:
-    d = (a - b) % period
-    return min(d, period - d)
-
-
-def seconds(t_s: float) -> int:
-    return int(round(t_s * SR))
-
-
-# ---------------------------------------------------------------------------------------------
-# The engine process, an OSC peer and the recorder
-# ---------------------------------------------------------------------------------------------
-class OscPeer:
-    """A UDP socket of the test's own, speaking python-osc's encoding (not the engine's)."""
-
-    def __init__(self, port: int) -> None:
-        self.dest = ("127.0.0.1", port)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.inbox: list[tuple[str, tuple]] = []
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def send(self, address: str, *args: object) -> None:
-        builder = OscMessageBuilder(address)
-        for arg in args:
-            builder.add_arg(arg)
-        self.sock.sendto(builder.build().dgram, self.dest)
-
-    def wait_for(self, address: str, timeout_s: float = 5.0) -> Optional[tuple]:
-        """Arguments of the first unread message at ``address`` (None on timeout)."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            for i, (addr, args) in enumerate(self.inbox):
-                if addr == address:
-                    del self.inbox[i]
-                    return args
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            self.sock.settimeout(left)
-            try:
-                data = self.sock.recv(65536)
-            except socket.timeout:
-                return None
-            msg = OscMessage(data)
-            self.inbox.append((msg.address, tuple(msg.params)))
-
-    def loops_started(self) -> int:
-        self.send("/status")
-        reply = self.wait_for("/status.reply", 2.0)
-        assert reply is not None, "the engine does not answer /status"
-        return int(reply[4])
-
-    def wait_loops(self, n: int, timeout_s: float = 6.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while self.loops_started() < n:
-            assert time.monotonic() < deadline, f"fewer than {n} loop(s) started within {timeout_s} s"
-            time.sleep(0.05)
-
-
-@dataclass
-class EngineRun:
-    proc: subprocess.Popen
-    osc: OscPeer
-    lines: list = field(default_factory=list)
-
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-
-@contextmanager
-def engine_process(jack, args: Sequence[str] = ("--no-dream",), *, duration_s: float = 60, ready_s: float = 30,
-                   wrap=None) -> Iterator[EngineRun]:
-    """``earengine run --audio jack <args>`` with OSC on a free port and an OSC peer; always stopped.
-
-    ``wrap`` builds the yielded object from ``(proc, osc, lines)`` (default: EngineRun).
-    """
-    args = ["--audio", "jack", "--duration", str(duration_s), "--status-every", "1", *map(str, args)]
-    eng = EngineProcess(args, env=jack.env, cwd=str(REPO), ready_s=ready_s)
-    try:
-        eng.start()
-    except EarEngineError as exc:
-        pytest.fail(str(exc))
-    osc = None
-    try:
-        osc = OscPeer(eng.port)
-        yield (wrap or EngineRun)(eng.proc, osc, eng.lines)
-    finally:
-        if osc is not None:
-            osc.close()
-        eng.close()
-
-
 def engine(jack, *, loop: Path, sets: tuple[str, ...] = ()):
     """The engine playing ``loop`` with no worker, with ``--set`` overrides."""
     args = ["--no-dream", "--loop", str(loop)]
     for item in sets:
         args += ["--set", item]
     return engine_process(jack, args)
-
-
-class Recorder:
-    """``jack_rec`` on both engine outputs for whole seconds, 32-bit PCM.
-
-    32-bit integers rather than 16: libsndfile does not clip when it converts floats to integers.
-    In 16-bit PCM a sample over full scale wraps round to an arbitrary value that could hide under
-    the ceiling; in 32-bit PCM it lands on full scale (-1.0), which the ceiling check cannot miss.
-    """
-
-    def __init__(self, jack, path: Path, duration_s: int) -> None:
-        self.path = path
-        self.duration_s = duration_s
-        self.proc = subprocess.Popen(
-            ["jack_rec", "-f", str(path), "-d", str(duration_s), "-b", "32", "-B", "262144",
-             "earengine:output_1", "earengine:output_2"],
-            env=jack.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        # Time runs from when jack_rec is connected to both outputs, which is at or after its
-        # first recorded sample: what happens t seconds later lands at t seconds or later in
-        # the recording, never earlier, so windows before an event stay clean.
-        deadline = time.monotonic() + 15.0
-        while "jackrec:" not in jack.run("jack_lsp", "-c", "earengine:output_2").stdout:
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.proc.kill()
-                out, _ = self.proc.communicate()
-                pytest.fail(f"jack_rec did not connect to the engine's outputs: {out}")
-            time.sleep(0.02)
-        self.started_s = time.monotonic()
-
-    def sleep_until(self, t_s: float) -> None:
-        """Sleep until ``t_s`` seconds after the recorder was connected."""
-        time.sleep(max(0.0, self.started_s + t_s - time.monotonic()))
-
-    def finish(self) -> np.ndarray:
-        try:
-            out, _ = self.proc.communicate(timeout=self.duration_s + 15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.communicate()
-            pytest.fail("jack_rec did not finish")
-        assert self.proc.returncode == 0, f"jack_rec failed: {out}"
-        assert "overrun" not in out, f"jack_rec lost frames, so sample positions are unreliable: {out}"
-        data, sr = soundfile.read(str(self.path), dtype="float64", always_2d=True)
-        assert sr == SR and data.shape == (self.duration_s * SR, 2), (sr, data.shape)
-        return data
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,10 +115,10 @@ def test_loaded_loop_is_heard(jack_server, loops, tmp_path):
     assert level_db(left, aligned(plucks, phase, left.size), 0, left.size) == pytest.approx(-3.0, abs=0.5)
 
 
-def test_second_loop_starts_on_a_bar_line(jack_server, loops, tmp_path):
+def test_second_loop_starts_on_a_bar_line(jack_server, jack_clock, loops, tmp_path):
     with engine(jack_server, loop=loops.plucks, sets=("/loop/xfade=0",)) as eng:
         eng.osc.wait_loops(1)
-        recorder = Recorder(jack_server, tmp_path / "rec.wav", 7)
+        recorder = Recorder(jack_server, tmp_path / "rec.wav", 7, clock=jack_clock)
         recorder.sleep_until(2.0)
         eng.osc.send("/loop/load", str(loops.bursts))
         done = eng.osc.wait_for("/done", 5.0)
@@ -325,10 +145,10 @@ def test_second_loop_starts_on_a_bar_line(jack_server, loops, tmp_path):
     assert abs(offset) <= PERIOD, f"loop 2 starts {offset:+d} samples off the bar line (allowed ±{PERIOD})"
 
 
-def test_gain_change_is_heard(jack_server, loops, tmp_path):
+def test_gain_change_is_heard(jack_server, jack_clock, loops, tmp_path):
     with engine(jack_server, loop=loops.plucks) as eng:
         eng.osc.wait_loops(1)
-        recorder = Recorder(jack_server, tmp_path / "rec.wav", 5)
+        recorder = Recorder(jack_server, tmp_path / "rec.wav", 5, clock=jack_clock)
         recorder.sleep_until(2.0)
         eng.osc.send("/loop/gain", -20.0)
         rec = recorder.finish()[:, 0]
@@ -344,13 +164,13 @@ def test_gain_change_is_heard(jack_server, loops, tmp_path):
     assert after - before == pytest.approx(-17.0, abs=2.0)
 
 
-def test_limiter_holds_a_full_scale_loop_at_plus_6_db(jack_server, loops, tmp_path):
+def test_limiter_holds_a_full_scale_loop_at_plus_6_db(jack_server, jack_clock, loops, tmp_path):
     with engine(jack_server, loop=loops.loud) as eng:
         eng.osc.wait_loops(1)
         eng.osc.send("/loop/gain", 6.0)
         eng.osc.send("/get", "/loop/gain")
         assert eng.osc.wait_for("/loop/gain", 2.0) == (6.0,)
-        time.sleep(0.2)  # past the 50 ms gain ramp
+        jack_clock.sleep_s(0.2)  # past the 50 ms gain ramp
         rec = Recorder(jack_server, tmp_path / "rec.wav", 4).finish()
     assert np.all(np.isfinite(rec))
     peak_dbfs = 20.0 * math.log10(np.abs(rec).max())
@@ -362,10 +182,10 @@ def test_limiter_holds_a_full_scale_loop_at_plus_6_db(jack_server, loops, tmp_pa
     assert r > 0.9, f"the limited output no longer resembles the loop (r={r:.3f})"
 
 
-def test_bad_input_is_refused_and_the_sound_goes_on(jack_server, loops, tmp_path):
+def test_bad_input_is_refused_and_the_sound_goes_on(jack_server, jack_clock, loops, tmp_path):
     with engine(jack_server, loop=loops.plucks) as eng:
         eng.osc.wait_loops(1)
-        recorder = Recorder(jack_server, tmp_path / "rec.wav", 5)
+        recorder = Recorder(jack_server, tmp_path / "rec.wav", 5, clock=jack_clock)
         recorder.sleep_until(2.0)
         eng.osc.send("/loop/load", str(tmp_path / "missing.wav"))
         eng.osc.send("/loop/load", str(loops.text))

@@ -13,9 +13,6 @@ own tempo, start and stop reach the peer.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import threading
 import time
 
 import numpy as np
@@ -26,120 +23,10 @@ pytestmark = pytest.mark.integration
 pytest.importorskip("aalink", reason="Ableton Link needs the aalink package: pip install aalink")
 jack = pytest.importorskip("jack", reason="the JACK-Client package is needed: pip install JACK-Client")
 
-from test_midi_clock import Engine, JackProbe, assert_on_the_bars, click_loop, wait_until  # noqa: E402
-
-PEER = r"""
-import asyncio, datetime, sys, time, aalink
-
-async def main():
-    link = aalink.Link(float(sys.argv[1]))
-    link.quantum = 4
-    link.start_stop_sync_enabled = True
-    link.enabled = True
-    loop = asyncio.get_running_loop()
-    commands = asyncio.Queue()
-    loop.add_reader(sys.stdin, lambda: commands.put_nowait(sys.stdin.readline()))
-    while True:
-        a = time.clock_gettime(time.CLOCK_MONOTONIC_RAW)
-        beat = link.beat
-        b = time.clock_gettime(time.CLOCK_MONOTONIC_RAW)
-        print(f"grid {0.5 * (a + b):.7f} {beat:.7f} {link.tempo:.6f} {link.num_peers} {int(link.playing)}", flush=True)
-        while not commands.empty():
-            words = commands.get_nowait().split()
-            if not words or words[0] == "quit":
-                link.enabled = False
-                return
-            if words[0] == "tempo":
-                link.tempo = float(words[1])
-            elif words[0] == "quantum":
-                link.quantum = float(words[1])
-            elif words[0] == "play":  # start, as a DAW does: its bar 0 on the session's next bar line
-                when = link.time + datetime.timedelta(seconds=float(words[1]))
-                link.set_is_playing_and_request_beat_at_time(True, when, 0.0)
-            elif words[0] == "stop":
-                link.playing = False
-        await asyncio.sleep(0.02)
-
-asyncio.run(main())
-"""
-
-
-class Peer:
-    """The other Link peer (start/stop sync on, stopped at first): its grid as printed
-    (CLOCK_MONOTONIC_RAW, beat, tempo, peers, playing), and ways to set its tempo, start and stop."""
-
-    def __init__(self, bpm: float) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-c", PEER, str(bpm)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self.grid: list[tuple[float, float, float, int, int]] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        assert wait_until(lambda: len(self.grid) > 3, 10.0), "the Link peer did not start"
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            words = line.split()
-            if words and words[0] == "grid":
-                self.grid.append((float(words[1]), float(words[2]), float(words[3]), int(words[4]), int(words[5])))
-
-    def _say(self, line: str) -> None:
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def set_tempo(self, bpm: float) -> None:
-        self._say(f"tempo {bpm}")
-
-    def set_quantum(self, beats: int) -> None:
-        """Its bar (the beats its phase counts); its printed beats line up with peers of the same quantum."""
-        self._say(f"quantum {beats}")
-
-    def play(self, after_s: float) -> None:
-        """Start the session on its first bar line at least ``after_s`` from now."""
-        self._say(f"play {after_s}")
-
-    def stop(self) -> None:
-        self._say("stop")
-
-    def beat_at(self, raw_s: float) -> float:
-        """The peer's beat at a CLOCK_MONOTONIC_RAW time (its grid samples nearest in time)."""
-        g = np.array(self.grid)
-        i = int(np.argmin(np.abs(g[:, 0] - raw_s)))
-        t, beat, bpm = g[i, 0], g[i, 1], g[i, 2]
-        return beat + (raw_s - t) * bpm / 60.0
-
-    def close(self) -> None:
-        try:
-            self.proc.stdin.write("quit\n")
-            self.proc.stdin.flush()
-            self.proc.wait(timeout=5)
-        except Exception:
-            self.proc.kill()
-            self.proc.wait()
-
-
-class CycleClock(JackProbe):
-    """The probe, also stamping every JACK cycle with CLOCK_MONOTONIC_RAW as its callback runs.
-
-    The stamp is taken back to the start of the cycle by JACK's own count of how far into the
-    cycle the callback runs (the probe runs after the engine it records, in the same cycle).
-    What is left can be late but never early, so the lowest stamp minus the cycle's frame (over
-    the cycles around it) is when the cycle started: that puts any recorded frame on Link's
-    clock.
-    """
-
-    def __init__(self, *args, **kwargs) -> None:
-        self.stamps: list[tuple[int, float]] = []
-        super().__init__(*args, **kwargs)
-
-    def _process(self, frames: int) -> None:
-        now = time.clock_gettime(time.CLOCK_MONOTONIC_RAW)
-        into = self.client.frames_since_cycle_start / self.sr
-        self.stamps.append((self.client.last_frame_time, now - into))
-        super()._process(frames)
-
-    def frame_to_raw(self, frame: float) -> float:
-        f, t = np.array(self.stamps).T
-        near = np.abs(f - frame) < 0.15 * self.sr  # near enough that no xrun is likely in between
-        return float(frame / self.sr + np.min(t[near] - f[near] / self.sr))
+from tests.helpers.engines import Engine  # noqa: E402
+from tests.helpers.jack import CycleClock, wait_until  # noqa: E402
+from tests.helpers.link import LinkPeer  # noqa: E402
+from tests.helpers.recordings import assert_on_the_bars, click_loop  # noqa: E402
 
 
 @pytest.fixture
@@ -151,7 +38,7 @@ def jack_env(jack_server, monkeypatch):
 
 def test_follows_a_link_peer_and_starts_loops_on_its_bars(jack_env, tmp_path):
     jack_server = jack_env
-    peer = Peer(97.0)
+    peer = LinkPeer(97.0)
     # Link keeps the older of two sessions that meet, and breaks a tie (founded within half a
     # second of each other) by session id: let the peer's be the established one
     time.sleep(1.0)
@@ -182,7 +69,7 @@ def test_follows_a_link_peer_and_starts_loops_on_its_bars(jack_env, tmp_path):
             """Load the loop ``loads`` times, 1.3 bars apart; the peer's beat at each loop start heard."""
             mark = probe.filled + (probe.first_frame or 0)
             xruns = probe.xruns
-            bar_s = beats_per_bar * 60.0 / 121.0
+            bar_s = beats_per_bar * 60.0 / 121.0  # Link's bars run on the wall clock, and so do these waits
             for _ in range(loads):
                 engine.send("/loop/load", str(loop))
                 time.sleep(1.3 * bar_s)
@@ -225,14 +112,14 @@ def pulse_bpm(probe: CycleClock, frames: np.ndarray) -> float:
     return 60.0 / (trim_mean(np.diff(t), 0.1) * 24)
 
 
-def test_start_stop_and_midi_clock_out_follow_a_link_peer(jack_env, tmp_path):
+def test_start_stop_and_midi_clock_out_follow_a_link_peer(jack_env, jack_clock, tmp_path):
     """Start/stop sync on: the peer starts and stops the session, the engine's loops start on
     the peer's first bar and stop with it; its MIDI clock out (read by a JACK client of the
     test's own) starts on that bar and runs at the session's tempo as the peer changes it. Then
     the engine sets the session's tempo, starts and stops it."""
     jack_server = jack_env
     bpm = 150.0  # a bar is 1.6 s
-    peer = Peer(bpm)
+    peer = LinkPeer(bpm)
     time.sleep(1.0)  # the peer's session is the older one
     probe = CycleClock("earengine-test-link-sync", audio_ports=1, midi=True, seconds=40.0)
     engine = None
@@ -245,7 +132,7 @@ def test_start_stop_and_midi_clock_out_follow_a_link_peer(jack_env, tmp_path):
         assert wait_until(lambda: engine.get("/clock/peers") == 1, 10.0), engine.output()
         assert wait_until(lambda: engine.get("/clock/playing") == 0, 3.0)  # the session is stopped
         engine.send("/loop/load", str(click_loop(tmp_path / "click.wav", bpm=bpm, sr=jack_server.sr, bars=1)))
-        time.sleep(0.6)
+        jack_clock.sleep_s(0.6)
         assert probe.clicks().size == 0 and not any(d == b"\xfa" for _, d in list(probe.midi))
 
         # start on the session's first bar line more than a bar from now: the engine is playing
@@ -270,7 +157,7 @@ def test_start_stop_and_midi_clock_out_follow_a_link_peer(jack_env, tmp_path):
         peer.set_tempo(120.0)  # the session's tempo moves: so do the engine and its clock out
         assert wait_until(lambda: abs(engine.get("/clock/bpm") - 120.0) < 0.01, 3.0)
         changed = probe.client.last_frame_time
-        time.sleep(1.5)
+        jack_clock.sleep_s(1.5)
         settled = changed + 0.1 * probe.sr
         pulses = np.array([f for f, d in list(probe.midi) if d == b"\xf8" and f >= settled], dtype=float)
         assert pulses.size >= 40 and abs(pulse_bpm(probe, pulses) - 120.0) < 0.2
@@ -278,9 +165,9 @@ def test_start_stop_and_midi_clock_out_follow_a_link_peer(jack_env, tmp_path):
         peer.stop()
         assert wait_until(lambda: engine.get("/clock/playing") == 0, 3.0)
         assert wait_until(lambda: list(probe.midi)[-1][1] == b"\xfc", 2.0)
-        time.sleep(0.1)
+        jack_clock.sleep_s(0.1)
         quiet_from = probe.filled
-        time.sleep(1.0)
+        jack_clock.sleep_s(1.0)
         assert np.max(np.abs(probe.audio[0, quiet_from: probe.filled])) < 1e-3
 
         # and the other way: the engine's tempo, start and stop go to the whole session

@@ -5,19 +5,16 @@ jitter option, run at once; the engine's MIDI input and clock estimator follow e
 real JACK MIDI port.
 
 Bars: ``earengine run --clock midi`` plays a one-bar click loop; a JACK client of the test's own
-(:class:`JackProbe`) records the engine's output and the clock pulses in the same JACK cycles,
-each with its frame number, so every click is measured against the pulse that opens its bar
-without any clock of ours in between. Start, stop and continue come from JACK transport; song
-position comes from a JACK timecode master (bars and beats, as a DAW on JACK provides them).
+(:class:`~tests.helpers.jack.JackProbe`) records the engine's output and the clock pulses in the
+same JACK cycles, each with its frame number, so every click is measured against the pulse that
+opens its bar without any clock of ours in between. Start, stop and continue come from JACK
+transport; song position comes from a JACK timecode master (bars and beats, as a DAW on JACK
+provides them). Waits for bars are on the JACK frame clock (``jack_clock``): they are the audio's.
 """
 
 from __future__ import annotations
 
 import shutil
-import signal
-import socket
-import subprocess
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,147 +23,19 @@ from typing import Callable, Iterator, Optional
 
 import numpy as np
 import pytest
-import soundfile
 
-from earengine.osc.wire import decode_packet, encode_message
-from earengine.process import EngineProcess
+from tests.helpers.engines import Engine
+from tests.helpers.jack import JackClock, JackProbe, MidiClockSource, wait_until
+from tests.helpers.recordings import PPQ, assert_on_the_bars, bar_frames, click_loop
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-PPQ = 24
 _INSTALL = "install Debian's jack-midi-clock (apt-get install jack-midi-clock)"
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float = 5.0, step_s: float = 0.02) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(step_s)
-    return check()
 
 
 # ---------------------------------------------------------------------------------------------
 # Real parts
 # ---------------------------------------------------------------------------------------------
-class JackProbe:
-    """A JACK client that records audio inputs and MIDI events, each with its JACK frame.
-
-    ``audio`` holds the samples from frame :attr:`first_frame` on; ``midi`` is a list of
-    ``(frame, bytes)``. Connect with :meth:`connect`. Also samples the JACK frame clock against
-    ``CLOCK_MONOTONIC_RAW`` (Link's clock) from a plain thread, so a frame can be put on a
-    Link peer's time line with JACK's own mapping.
-    """
-
-    def __init__(self, name: str, *, audio_ports: int = 1, midi: bool = True, seconds: float = 40.0) -> None:
-        import jack
-
-        self.client = jack.Client(name, no_start_server=True)
-        self.sr = self.client.samplerate
-        self.ins = [self.client.inports.register(f"in_{i + 1}") for i in range(audio_ports)]
-        self.midi_in = self.client.midi_inports.register("midi_in") if midi else None
-        self.audio = np.zeros((audio_ports, int(seconds * self.sr)), dtype=np.float32)
-        self.first_frame: Optional[int] = None
-        self.filled = 0
-        self.midi: list[tuple[int, bytes]] = []
-        self.clock_pairs: list[tuple[float, int]] = []
-        self._running = True
-        self.xruns = 0  # JACK's xruns while recording (a busy machine's dummy driver loses time)
-        self.client.set_xrun_callback(self._xrun)
-        self.client.set_process_callback(self._process)
-        self.client.activate()
-        self._sampler = threading.Thread(target=self._sample_clock, daemon=True)
-        self._sampler.start()
-
-    def _xrun(self, delay_usecs: float) -> None:
-        self.xruns += 1
-
-    def _process(self, frames: int) -> None:
-        f0 = self.client.last_frame_time
-        if self.first_frame is None:
-            self.first_frame = f0
-        i = f0 - self.first_frame
-        if i + frames <= self.audio.shape[1]:
-            for k, port in enumerate(self.ins):
-                self.audio[k, i:i + frames] = port.get_array()
-            self.filled = i + frames
-        if self.midi_in is not None:
-            for offset, data in self.midi_in.incoming_midi_events():
-                self.midi.append((f0 + offset, bytes(data)))
-
-    def _sample_clock(self) -> None:
-        while self._running:
-            a = time.clock_gettime(time.CLOCK_MONOTONIC_RAW)
-            frame = self.client.frame_time
-            b = time.clock_gettime(time.CLOCK_MONOTONIC_RAW)
-            self.clock_pairs.append((0.5 * (a + b), frame))
-            time.sleep(0.01)
-
-    def frame_to_raw(self, frame: float) -> float:
-        """JACK's own frame → CLOCK_MONOTONIC_RAW mapping (a line through the sampled pairs)."""
-        t, f = np.array(self.clock_pairs[-2000:]).T
-        slope, intercept = np.polyfit(f - f[0], t, 1)
-        return intercept + slope * (frame - f[0])
-
-    def connect(self, source: str, port) -> None:
-        self.client.connect(source, port)
-
-    def clicks(self, *, channel: int = 0, threshold: float = 0.1, min_gap: int = 4000) -> np.ndarray:
-        """Frames of the clicks recorded so far (peak of each)."""
-        x = np.abs(self.audio[channel, : self.filled])
-        above = np.flatnonzero(x > threshold)
-        peaks, last = [], -min_gap
-        for i in above:
-            if i - last >= min_gap:
-                seg = x[i: i + 64]
-                peaks.append(i + int(np.argmax(seg)))
-            last = i
-        return np.array(peaks, dtype=np.int64) + (self.first_frame or 0)
-
-    def close(self) -> None:
-        self._running = False
-        self.client.deactivate()
-        self.client.close()
-
-
-class MidiClockSource:
-    """``jack_midi_clock`` at a forced tempo, or following a JACK timecode master; its port name
-    is read from JACK."""
-
-    def __init__(self, jack_server, bpm: float, *, jitter_percent: int = 0, follow_master: bool = False,
-                 resync_s: int = 1) -> None:
-        before = set(jack_server.ports())
-        # -B ignores a JACK timecode master; following one, it also sends song position (then,
-        # ``resync_s`` later, continue)
-        args = ["jack_midi_clock", "-b", f"{bpm:g}"] + (["-d", str(resync_s)] if follow_master else ["-B"])
-        if jitter_percent:
-            args += ["-J", str(jitter_percent)]
-        self.proc = subprocess.Popen(args, env=jack_server.env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        self.jack_server = jack_server
-        self.port = ""
-        assert wait_until(lambda: bool(self._new(jack_server, before)), 10.0), "jack_midi_clock did not register its port"
-
-    def _new(self, jack_server, before: set) -> bool:
-        new = [p for p in set(jack_server.ports()) - before if p.endswith(":mclk_out")]
-        if new:
-            self.port = new[0]
-        return bool(new)
-
-    def close(self) -> None:
-        # SIGINT: jack_midi_clock leaves JACK cleanly only on it; killed otherwise, it leaves
-        # a client the synchronous server waits for, cycle after cycle
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-        # gone from JACK too, so the next source gets the same name (``jack_midi_clock``, not ``-01``)
-        wait_until(lambda: self.port not in self.jack_server.ports(), 5.0)
-
-
 class TimecodeMaster:
     """A JACK timebase master in this process: bars, beats and ticks of a steady 4/4 tempo from
     the transport frame, as a DAW on JACK transport provides them."""
@@ -223,7 +92,7 @@ def jack_env(jack_server, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 # Tempo
 # ---------------------------------------------------------------------------------------------
-def test_tempo_estimates_within_half_a_bpm_at_100_128_174_with_and_without_jitter(jack_env):
+def test_tempo_estimates_within_half_a_bpm_at_100_128_174_with_and_without_jitter(jack_env, jack_clock):
     from earengine.clock.midi_in import MidiClockIn
     from earengine.midi.service import MidiService
 
@@ -246,8 +115,8 @@ def test_tempo_estimates_within_half_a_bpm_at_100_128_174_with_and_without_jitte
         transport.transport_start()
         assert wait_until(lambda: all(c.counts["pulses"] > 2 * PPQ for c in clocks), 10.0)
         readings = {case: [] for case in cases}
-        for step in range(50):  # ten seconds, from two beats after the start
-            time.sleep(0.2)
+        for step in range(50):  # ten seconds of the clock, from two beats after the start
+            jack_clock.sleep_s(0.2)
             for case, clock in zip(cases, clocks):
                 if case[1] == 0 or step >= 40:  # a jittery clock is judged once it could be averaged
                     readings[case].append(clock.bpm)
@@ -266,68 +135,6 @@ def test_tempo_estimates_within_half_a_bpm_at_100_128_174_with_and_without_jitte
 # ---------------------------------------------------------------------------------------------
 # Bars, start, stop and continue, through the engine
 # ---------------------------------------------------------------------------------------------
-class Engine(EngineProcess):
-    """``earengine run --audio jack --no-dream`` as a process, with a UDP socket to ask it things over OSC."""
-
-    def __init__(self, env: dict, args: list[str]) -> None:
-        super().__init__(["--audio", "jack", "--no-dream", "--status-every", "1000", *args], env=env,
-                         cwd=str(REPO), ready_s=30.0)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        try:
-            self.start()
-        except BaseException:
-            self.sock.close()
-            raise
-
-    def send(self, address: str, *args) -> None:
-        self.sock.sendto(encode_message(address, args), self.address)
-
-    def get(self, address: str, timeout_s: float = 2.0):
-        self.send("/get", address)
-        self.sock.settimeout(timeout_s)
-        while True:
-            for _, got, params in decode_packet(self.sock.recv(65536)):
-                if got == address:
-                    return params[0]
-
-    def close(self) -> None:
-        super().close()
-        self.sock.close()
-
-
-def click_loop(path: Path, *, bpm: float, sr: int, bars: int = 4) -> Path:
-    """A click on the first sample, silence for the rest of ``bars`` bars."""
-    n = int(round(bars * 4 * 60.0 / bpm * sr))
-    x = np.zeros(n, dtype=np.float32)
-    x[0] = 0.9
-    soundfile.write(str(path), x, sr, subtype="FLOAT")
-    return path
-
-
-def bar_frames(midi: list[tuple[int, bytes]], *, after_frame: int = 0) -> np.ndarray:
-    """Frames of the bar lines: every 96th clock pulse after the last start."""
-    starts = [f for f, data in midi if data[:1] == b"\xfa" and f >= after_frame]
-    start = starts[-1]
-    pulses = np.array([f for f, data in midi if data[:1] == b"\xf8" and f >= start])
-    return pulses[:: 4 * PPQ]
-
-
-def assert_on_the_bars(errors_ms: np.ndarray, *, tight_ms: float, what: str) -> None:
-    """Loop starts on their bar lines: all but one within ``tight_ms`` and within 3 ms (Link's
-    own bar for being in time), and that one within 10 ms. The player puts a loop's first sample
-    on the line inside the audio buffer; a buffer edge alone would miss it by anything up to
-    2.9 ms at 256 frames, and seldom come this close this often. One start may be off by a cycle
-    that a busy machine stretched (the test's own engine, peer, JACK server and recorder share two
-    cores): the audio and the recorder each map JACK's time from when their callbacks run, and
-    see such a cycle at different moments. ``bench/clock_accuracy.py`` measures the distribution
-    (p99) on a quiet machine."""
-    errors = np.sort(np.abs(np.asarray(errors_ms)))
-    assert errors.size >= 2, f"{what}: only {errors.size} loop starts recorded"
-    good = errors[:-1]
-    assert np.all(good <= min(3.0, tight_ms)) and errors[-1] <= 10.0, f"{what} by {np.round(errors_ms, 2)} ms"
-
-
 @contextmanager
 def following(jack_env, bpm: float, probe_name: str, **source_options) -> Iterator[SimpleNamespace]:
     """A ``jack_midi_clock`` at ``bpm`` (:class:`MidiClockSource` options), a probe hearing it, and
@@ -365,18 +172,19 @@ def bar_frames_after_continue(midi: list[tuple[int, bytes]]) -> tuple[np.ndarray
     return pulses[position % (4 * PPQ) == 0], sixteenths
 
 
-def start_errors_ms(probe: JackProbe, engine: Engine, loop: Path, *, loads: int, after_frame: int = 0,
-                    bars: Optional[Callable[[], np.ndarray]] = None) -> np.ndarray:
+def start_errors_ms(clock: JackClock, probe: JackProbe, engine: Engine, loop: Path, *, loads: int,
+                    after_frame: int = 0, bars: Optional[Callable[[], np.ndarray]] = None) -> np.ndarray:
     """Load the loop ``loads`` times, each a bar and a quarter after the last, so every click is
     a loop starting on a bar line (a four-bar loop never gets round to its own start again);
-    returns each click's distance to the nearest bar line of the clock, in ms."""
+    returns each click's distance to the nearest bar line of the clock, in ms. Bars are waited
+    for on the JACK ``clock``: they are the audio's."""
     bar_s = 4 * 60.0 / engine.bpm
     mark = probe.filled + (probe.first_frame or 0)
     xruns = probe.xruns
     for _ in range(loads):
         engine.send("/loop/load", str(loop))
-        time.sleep(1.25 * bar_s)
-    time.sleep(0.5 * bar_s)
+        clock.sleep_s(1.25 * bar_s)
+    clock.sleep_s(0.5 * bar_s)
     bars = bar_frames(probe.midi, after_frame=after_frame) if bars is None else bars()
     clicks = probe.clicks()
     clicks = clicks[clicks >= mark]
@@ -387,17 +195,17 @@ def start_errors_ms(probe: JackProbe, engine: Engine, loop: Path, *, loads: int,
     return np.array([(c - bars[np.argmin(np.abs(bars - c))]) / probe.sr * 1000.0 for c in clicks])
 
 
-def test_loops_start_on_the_clocks_bars_and_transport_is_honoured(jack_env, tmp_path):
+def test_loops_start_on_the_clocks_bars_and_transport_is_honoured(jack_env, jack_clock, tmp_path):
     jack_server, transport = jack_env
     bpm = 174.0  # a bar is 237.6 JACK periods: bar lines fall anywhere in a period
     loop = click_loop(tmp_path / "click.wav", bpm=bpm, sr=jack_server.sr)
     with following(jack_env, bpm, "earengine-test-probe") as rig:
         probe, engine = rig.probe, rig.engine
         transport.transport_start()
-        time.sleep(1.5)
+        jack_clock.sleep_s(1.5)
         assert abs(engine.get("/clock/bpm") - bpm) <= 0.5  # from the 120 it started with
         assert engine.get("/clock/playing") == 1
-        errors_ms = start_errors_ms(probe, engine, loop, loads=4)
+        errors_ms = start_errors_ms(jack_clock, probe, engine, loop, loads=4)
         # measured in JACK frames with no other clock in between: what is left is the clock
         # estimate's error
         assert_on_the_bars(errors_ms, tight_ms=0.5, what="loop starts off the bars")
@@ -405,9 +213,9 @@ def test_loops_start_on_the_clocks_bars_and_transport_is_honoured(jack_env, tmp_
         transport.transport_stop()  # stop: the loop falls silent, the transport says stopped
         assert wait_until(lambda: engine.get("/clock/playing") == 0, 3.0)
         assert engine.get("/loop/mute") == 1
-        time.sleep(0.3)
+        jack_clock.sleep_s(0.3)
         quiet_from = probe.filled
-        time.sleep(0.8)
+        jack_clock.sleep_s(0.8)
         assert np.max(np.abs(probe.audio[0, quiet_from: probe.filled])) < 1e-3
 
         mark = probe.client.last_frame_time
@@ -416,24 +224,24 @@ def test_loops_start_on_the_clocks_bars_and_transport_is_honoured(jack_env, tmp_
         transport.transport_start()  # from the top: jack_midi_clock sends start, bars count from it
         assert wait_until(lambda: engine.get("/clock/playing") == 1, 3.0)
         assert engine.get("/loop/mute") == 0
-        time.sleep(1.0)
-        errors_ms = start_errors_ms(probe, engine, loop, loads=3, after_frame=mark)
+        jack_clock.sleep_s(1.0)
+        errors_ms = start_errors_ms(jack_clock, probe, engine, loop, loads=3, after_frame=mark)
         assert_on_the_bars(errors_ms, tight_ms=0.5, what="after a restart, loop starts off the bars")
 
         transport.transport_stop()  # stop, then roll on from where it stopped: continue
         assert wait_until(lambda: engine.get("/clock/playing") == 0, 3.0)
-        time.sleep(0.5)
+        jack_clock.sleep_s(0.5)
         transport.transport_start()
         assert wait_until(lambda: any(d == b"\xfb" for _, d in list(probe.midi)), 3.0)  # continue sent
         assert wait_until(lambda: engine.get("/clock/playing") == 1, 3.0)
         assert engine.get("/loop/mute") == 0
-        time.sleep(1.0)
+        jack_clock.sleep_s(1.0)
         # the pulses go on counting from the start before: its bar lines are still the bar lines
-        errors_ms = start_errors_ms(probe, engine, loop, loads=3, after_frame=mark)
+        errors_ms = start_errors_ms(jack_clock, probe, engine, loop, loads=3, after_frame=mark)
         assert_on_the_bars(errors_ms, tight_ms=0.5, what="after a continue, loop starts off the bars")
 
 
-def test_a_clock_source_that_goes_and_comes_back(jack_env, tmp_path):
+def test_a_clock_source_that_goes_and_comes_back(jack_env, jack_clock, tmp_path):
     """The clock source quits mid-song (its port disappears) and starts again: the engine keeps
     time on its grid meanwhile, says so, reconnects, and counts the pulses that come back from
     where its grid says they are, so loops keep the song's bar lines throughout."""
@@ -458,8 +266,8 @@ def test_a_clock_source_that_goes_and_comes_back(jack_env, tmp_path):
         probe, engine = rig.probe, rig.engine
         transport.transport_start()
         assert wait_until(lambda: engine.get("/clock/playing") == 1, 3.0), engine.output()
-        time.sleep(1.5)
-        assert_on_the_bars(start_errors_ms(probe, engine, loop, loads=3, bars=song_bars),
+        jack_clock.sleep_s(1.5)
+        assert_on_the_bars(start_errors_ms(jack_clock, probe, engine, loop, loads=3, bars=song_bars),
                            tight_ms=0.5, what="loop starts off the bars")
 
         port = rig.source.port
@@ -469,7 +277,7 @@ def test_a_clock_source_that_goes_and_comes_back(jack_env, tmp_path):
         assert engine.get("/clock/playing") == 1 and abs(engine.get("/clock/bpm") - bpm) <= 0.5
         # on its own grid meanwhile: the song's bar lines are where the pulses would have been
         bar = 4 * PPQ * period
-        errors_ms = start_errors_ms(probe, engine, loop, loads=3,
+        errors_ms = start_errors_ms(jack_clock, probe, engine, loop, loads=3,
                                     bars=lambda: song_bars()[-1] + bar * np.arange(12))
         # with no clock to go by, the engine keeps time by the wall clock, and the song (JACK
         # transport) by JACK's frames: the two part only where JACK lost time (an xrun of the
@@ -481,8 +289,8 @@ def test_a_clock_source_that_goes_and_comes_back(jack_env, tmp_path):
         assert rig.source.port == port
         probe.connect(port, probe.midi_in)
         assert wait_until(lambda: engine.output().count(f"connected to {port}") >= 2, 5.0), engine.output()
-        time.sleep(1.0)
-        errors_ms = start_errors_ms(probe, engine, loop, loads=3, bars=song_bars)
+        jack_clock.sleep_s(1.0)
+        errors_ms = start_errors_ms(jack_clock, probe, engine, loop, loads=3, bars=song_bars)
         if probe.xruns == xruns:
             assert_on_the_bars(errors_ms, tight_ms=0.5, what="after the source came back, loop starts off the bars")
         else:  # pulses that come back are numbered by where the grid says they are: by the wall
@@ -495,7 +303,7 @@ def test_a_clock_source_that_goes_and_comes_back(jack_env, tmp_path):
         assert abs(engine.get("/clock/bpm") - bpm) <= 0.5
 
 
-def test_song_position_from_a_timecode_master_places_the_bars(jack_env, tmp_path):
+def test_song_position_from_a_timecode_master_places_the_bars(jack_env, jack_clock, tmp_path):
     """A DAW on JACK transport, located mid-bar and started: ``jack_midi_clock`` (following its
     bars and beats) sends a song position pointer, clock, and a second later continue. The loops
     then start on the bars that song position counts, not on bars counted from the continue."""
@@ -514,8 +322,8 @@ def test_song_position_from_a_timecode_master_places_the_bars(jack_env, tmp_path
             bars, sixteenths = bar_frames_after_continue(probe.midi)
             # where the song continues is not a bar line: bars counted from the continue would be wrong
             assert sixteenths % 16 != 0, f"jack_midi_clock continued from {sixteenths} sixteenths, a bar line"
-            time.sleep(1.0)
-            errors_ms = start_errors_ms(probe, engine, loop, loads=3,
+            jack_clock.sleep_s(1.0)
+            errors_ms = start_errors_ms(jack_clock, probe, engine, loop, loads=3,
                                         bars=lambda: bar_frames_after_continue(probe.midi)[0])
             assert_on_the_bars(errors_ms, tight_ms=0.5, what="after a song position, loop starts off its bars")
             assert abs(engine.get("/clock/bpm") - bpm) <= 0.5
@@ -523,7 +331,7 @@ def test_song_position_from_a_timecode_master_places_the_bars(jack_env, tmp_path
         master.close()
 
 
-def test_clock_out_keeps_the_engines_bars_and_tempo(jack_env, tmp_path):
+def test_clock_out_keeps_the_engines_bars_and_tempo(jack_env, jack_clock, tmp_path):
     """The engine as the master: its MIDI clock starts on a bar line, runs at its tempo, and its
     bar lines (every 96th pulse after start) are where its loops start."""
     jack_server, _ = jack_env
@@ -541,8 +349,8 @@ def test_clock_out_keeps_the_engines_bars_and_tempo(jack_env, tmp_path):
         assert wait_until(lambda: probe.midi_in.number_of_connections > 0, 5.0), engine.output()
         engine.send("/clock/midi_out", 1)
         assert wait_until(lambda: any(d == b"\xfa" for _, d in list(probe.midi)), 5.0), engine.output()
-        time.sleep(1.0)
-        errors_ms = start_errors_ms(probe, engine, loop, loads=3)
+        jack_clock.sleep_s(1.0)
+        errors_ms = start_errors_ms(jack_clock, probe, engine, loop, loads=3)
         assert_on_the_bars(errors_ms, tight_ms=0.5, what="loop starts off the clock sent")
         pulses = np.array([f for f, d in probe.midi if d == b"\xf8"], dtype=float)
         k = np.arange(pulses.size)

@@ -141,7 +141,7 @@ def test_learn_binds_and_fourteen_bits_resolve(rig):
     assert off_grid(lsb) > 0.4 / 127  # a value 7 bits cannot say
 
 
-def test_takeover_and_feedback_on_the_output_port(rig):
+def test_takeover_and_feedback_on_the_output_port(rig, jack_clock):
     ctl, reg, control, service, _ = rig
     reg.set("/midi/map", '[{"address": "/loop/gain", "cc": 81}]')
     reg.set("/midi/takeover", "pickup")
@@ -151,13 +151,13 @@ def test_takeover_and_feedback_on_the_output_port(rig):
     assert wait_until(lambda: (0xB0, 81, here) in ctl.drain())
     ctl.send(0xB0, 81, 20)  # far below: no jump
     ctl.send(0xB0, 81, 30)
-    time.sleep(0.1)
+    jack_clock.sleep_s(0.1)
     assert reg.get("/loop/gain") == 0.0
     ctl.send(0xB0, 81, here + 2)  # crossed the value: from now on it follows
     ctl.send(0xB0, 81, 100)
     assert wait_until(lambda: reg.get("/loop/gain") == pytest.approx(reg.spec("/loop/gain").from_unit(100 / 127)))
     ctl.received.clear()
-    time.sleep(0.05)
+    jack_clock.sleep_s(0.05)
     assert (0xB0, 81, 100) not in ctl.drain()  # the fader that moved is not echoed
 
 
@@ -185,7 +185,7 @@ def test_notes_on_the_engines_jack_input_select_the_target_and_the_root(jack_ser
     target channel (a range of keys across the channels), the target layer (one key, one value)
     and the sonification root (pitch class), a key toggles the loop's mute and lights; all read
     back from the engine over OSC."""
-    from test_midi_clock import Engine
+    from tests.helpers.engines import Engine
 
     for key in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER"):
         monkeypatch.setenv(key, jack_server.env[key])

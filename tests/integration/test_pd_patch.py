@@ -15,7 +15,7 @@ import pytest
 from earengine.engine import Engine, EngineConfig
 from earengine.synth.player import Loop
 from earengine.viz.frames import ActivationSet
-from oscutil import wait_for
+from tests.helpers.osc import wait_for
 
 pytestmark = pytest.mark.integration
 PATCH = Path(__file__).resolve().parents[2] / "patches" / "puredata" / "earengine.pd"

@@ -19,13 +19,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import test_jack_engine as jack_helpers  # the same peer and recorder the engine tests use
+from tests.helpers import engines
+from tests.helpers.jack import Recorder
+from tests.helpers.recordings import CEILING, SR
 
 pytestmark = pytest.mark.integration
 pytest.importorskip("pyo")
 pytest.importorskip("soundfile")
 
-SR = jack_helpers.SR
 REPO = Path(__file__).resolve().parents[2]
 LOW_HZ, HIGH_HZ = 220.0, 220.0 * 2**1.5
 
@@ -58,7 +59,7 @@ TRAINER = textwrap.dedent("""
 
 def engine_process(jack):
     """The engine with no worker: the gradient voices are what is heard."""
-    return jack_helpers.engine_process(jack, ("--no-dream",))
+    return engines.engine_process(jack, ("--no-dream",))
 
 
 def trainer(jack, script: Path, port: int, run: str, norm: float, steps: int, rate: float, go: Path) -> subprocess.Popen:
@@ -73,7 +74,7 @@ def level(x: np.ndarray, f_hz: float, width_hz: float = 6.0) -> float:
     return float(spec[np.abs(freqs - f_hz) < width_hz].max())
 
 
-def test_two_training_processes_are_heard_and_told_apart(jack_server, tmp_path):
+def test_two_training_processes_are_heard_and_told_apart(jack_server, jack_clock, tmp_path):
     script = tmp_path / "train.py"
     script.write_text(TRAINER)
     with engine_process(jack_server) as eng:
@@ -101,7 +102,7 @@ def test_two_training_processes_are_heard_and_told_apart(jack_server, tmp_path):
                 break
             assert time.monotonic() < deadline and low.poll() is None and high.poll() is None, (runs, eng.output())
             time.sleep(0.1)
-        recorder = jack_helpers.Recorder(jack_server, tmp_path / "rec.wav", 6)
+        recorder = Recorder(jack_server, tmp_path / "rec.wav", 6, clock=jack_clock)
         recorder.sleep_until(1.0)  # one second of silence first
         go.touch()
         recorder.sleep_until(3.5)
@@ -112,7 +113,7 @@ def test_two_training_processes_are_heard_and_told_apart(jack_server, tmp_path):
         assert eng.proc.poll() is None, eng.output()
         eng.osc.send("/status")
         status = eng.osc.wait_for("/status.reply", 3.0)
-    assert np.all(np.isfinite(rec)) and np.abs(rec).max() <= jack_helpers.CEILING + 1e-6
+    assert np.all(np.isfinite(rec)) and np.abs(rec).max() <= CEILING + 1e-6
     print("rms per quarter second:", [round(float(np.sqrt(np.mean(rec[i:i + SR // 4] ** 2))), 3)
                                       for i in range(0, rec.size, SR // 4)])
     before = rec[int(0.1 * SR) : int(0.9 * SR)]

@@ -2,17 +2,13 @@
 
 import os
 import signal
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "control"))
-from oscutil import Peer  # noqa: E402
-
-from earengine.engine import Engine, EngineConfig  # noqa: E402
+from earengine.engine import Engine, EngineConfig
+from tests.helpers.osc import Peer
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SR = 44100

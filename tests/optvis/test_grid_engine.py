@@ -82,13 +82,8 @@ def test_a_division_that_does_not_divide_the_bar_fails(engine, peer):
 
 @pytest.mark.slow
 def test_dreamed_grid_loops_bring_their_notes_and_bad_input_leaves_the_dream_going(tiny_ear_dir, tmp_path):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parents[1] / "control"))
-    from oscutil import Peer
-
     from earengine.engine import Engine, EngineConfig
+    from tests.helpers.osc import Peer
 
     values = {"/loop/bars": 1, "/clock/bpm": 240.0, "/target/layer": "enc.2", "/target/channel_width": 1.0}
     with Engine(EngineConfig(audio="offline", osc_port=0, ear=tiny_ear_dir, overrides=values, preset_dir=tmp_path),

@@ -9,7 +9,7 @@ import torch
 
 from earengine.sonify.capture import GradientSonifier
 from earengine.sonify.sinks import OscSink, encode_frame
-from oscutil import wait_for
+from tests.helpers.osc import wait_for
 
 pytestmark = pytest.mark.integration
 SR = 44100

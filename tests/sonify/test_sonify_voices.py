@@ -12,7 +12,7 @@ from earengine.sonify.timbre import CUE_NOTE_S, CUE_NOTES_HZ
 from earengine.synth.server import AudioServer
 from earengine.synth.voices import GradientVoices
 from earengine.units import db_to_amp
-from offline import OfflineRig, rig_maker
+from tests.helpers.offline import OfflineRig, rig_maker
 
 pytest.importorskip("pyo")
 

@@ -7,7 +7,7 @@ from earengine.errors import ParameterError
 from earengine.synth.params import LIMITER_CEILING_DBFS
 from earengine.synth.player import Loop, LoopPlayer, fit_bars
 from earengine.units import db_to_amp
-from offline import OfflineRig, rig_maker
+from tests.helpers.offline import OfflineRig, rig_maker
 
 SR = 44100
 

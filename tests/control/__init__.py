@@ -1,0 +1,1 @@
+"""Tests of OSC, OSCQuery, streams, the clock and MIDI control."""

@@ -1,0 +1,1 @@
+"""Fuzz tests: every boundary decoder given well-formed, cut-short and garbage input (Hypothesis)."""

@@ -1,0 +1,1 @@
+"""Tests of real parts: a JACK dummy server, engine processes, recorders."""

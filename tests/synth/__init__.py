@@ -1,0 +1,1 @@
+"""Tests of the synth: loop player and voices."""
