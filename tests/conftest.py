@@ -78,3 +78,14 @@ def peer(engine):
     p = Peer(engine.osc.address)
     yield p
     p.close()
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    """A small synthetic corpus (16 tracks of 8 s), rendered once per module."""
+    from earengine.corpus.synthetic import SyntheticCorpus
+
+    c = SyntheticCorpus(n_tracks=16, seed=0, track_duration_s=8.0)
+    for t in range(c.n_tracks):
+        c.track(t)
+    return c

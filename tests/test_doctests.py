@@ -1,4 +1,5 @@
-"""The examples in every module's docstrings run (they are documentation, so they must stay true).
+"""The examples in every module's docstrings run, earengine's and the test helpers' (they are
+documentation, so they must stay true).
 
 Modules are found by walking the package, so a new module is covered the day it lands; one whose
 examples fail, or that cannot be imported, fails here. Adapters for a framework that is not
@@ -23,10 +24,13 @@ OPTIONAL = {
 
 
 def _modules() -> list[str]:
-    names = ["earengine"]
-    for info in pkgutil.walk_packages(earengine.__path__, prefix="earengine."):
-        if info.name != "earengine.__main__":  # running it is `earengine` itself
-            names.append(info.name)
+    import tests.helpers
+
+    names = ["earengine", "tests.helpers"]
+    for package in (earengine, tests.helpers):
+        for info in pkgutil.walk_packages(package.__path__, prefix=package.__name__ + "."):
+            if info.name != "earengine.__main__":  # running it is `earengine` itself
+                names.append(info.name)
     return sorted(names)
 
 

@@ -11,20 +11,9 @@ from earengine.corpus.synthetic import SyntheticCorpus
 from earengine.corpus.track_plan import MODES, TrackSpec
 from earengine.errors import ConfigError, ParameterError
 
+from tests.helpers.errors import one_line
+
 SR = 44100
-
-
-@pytest.fixture(scope="module")
-def corpus() -> SyntheticCorpus:
-    c = SyntheticCorpus(n_tracks=16, seed=0, track_duration_s=8.0)
-    for t in range(c.n_tracks):
-        c.track(t)
-    return c
-
-
-def _one_line(exc: BaseException) -> bool:
-    text = str(exc)
-    return bool(text) and "\n" not in text
 
 
 def test_same_seed_gives_bit_identical_audio_and_another_seed_does_not():
@@ -144,10 +133,10 @@ def test_clip_has_the_asked_duration_and_is_zero_past_the_end(corpus):
 @pytest.mark.parametrize(
     "args", [(16, 0.0, 1.0), (-1, 0.0, 1.0), (0, -1.0, 1.0), (0, 0.0, 0.0), (0, float("nan"), 1.0), (1.5, 0, 1)]
 )
-def test_bad_clip_arguments_fail_with_one_line(corpus, args):
+def test_bad_clip_arguments_fail_withone_line(corpus, args):
     with pytest.raises(ParameterError) as err:
         corpus.clip(*args)
-    assert _one_line(err.value)
+    assert one_line(err.value)
 
 
 @pytest.mark.parametrize(
@@ -155,7 +144,7 @@ def test_bad_clip_arguments_fail_with_one_line(corpus, args):
     [{"n_tracks": 0}, {"seed": -1}, {"track_duration_s": 0.1}, {"sr": 0}, {"sr": 44100.5}, {"sr": "fast"},
      {"section_variety": 1.5}, {"section_variety": "all"}],
 )
-def test_corpus_settings_that_make_no_sense_fail_with_one_line(kwargs):
+def test_corpus_settings_that_make_no_sense_fail_withone_line(kwargs):
     with pytest.raises(ConfigError) as err:
         SyntheticCorpus(**kwargs)
-    assert _one_line(err.value)
+    assert one_line(err.value)

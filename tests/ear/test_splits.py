@@ -10,18 +10,7 @@ from earengine.corpus.synthetic import SyntheticCorpus
 from earengine.ear.splits import Split, sample_batch, split_grid, track_bounds
 from earengine.errors import ConfigError
 
-
-@pytest.fixture(scope="module")
-def corpus() -> SyntheticCorpus:
-    c = SyntheticCorpus(n_tracks=16, seed=0, track_duration_s=8.0)
-    for t in range(c.n_tracks):
-        c.track(t)
-    return c
-
-
-def _one_line(exc: BaseException) -> bool:
-    text = str(exc)
-    return bool(text) and "\n" not in text
+from tests.helpers.errors import one_line
 
 
 class _Recorder:
@@ -80,7 +69,7 @@ def test_sample_batch_refuses_clips_longer_than_the_part():
     c = SyntheticCorpus(n_tracks=2, seed=0, track_duration_s=5.0)
     with pytest.raises(ConfigError) as err:
         sample_batch(c, batch_size=2, duration_s=2.0, split="heldout", rng=np.random.default_rng(0))
-    assert _one_line(err.value) and "heldout" in str(err.value)
+    assert one_line(err.value) and "heldout" in str(err.value)
 
 
 @pytest.mark.parametrize(
@@ -92,7 +81,7 @@ def test_sample_batch_bad_arguments(corpus, kwargs):
     args.update(kwargs)
     with pytest.raises(ConfigError) as err:
         sample_batch(corpus, **args)
-    assert _one_line(err.value)
+    assert one_line(err.value)
 
 
 def test_split_round_trips_and_validates():

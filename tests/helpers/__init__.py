@@ -7,5 +7,6 @@
 - :mod:`tests.helpers.jack`: the JACK dummy server, its frame clock, probes, MIDI clock, recorder;
 - :mod:`tests.helpers.engines`: ``earengine run --audio jack`` as a process, and its OSC peers;
 - :mod:`tests.helpers.recordings`: measures on recordings (loop phase, level, bar lines);
-- :mod:`tests.helpers.link`: an Ableton Link peer in a process of its own.
+- :mod:`tests.helpers.link`: an Ableton Link peer in a process of its own;
+- :mod:`tests.helpers.errors`: how errors read (one plain line).
 """

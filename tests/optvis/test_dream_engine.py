@@ -61,7 +61,7 @@ def test_dreamed_loops_play_and_survive_sigkill(tiny_ear_dir, tmp_path):
             assert wait(lambda: engine.player.current.samples.size == int(0.8 * SR)
                         and engine.player.current.source == "dream", 60, engine)
             # kill the worker: the loop keeps playing, the worker comes back with the same parameters
-            old_pid, before = engine.dream.pid, engine.player.current
+            old_pid = engine.dream.pid
             os.kill(old_pid, signal.SIGKILL)
             assert wait(lambda: engine.dream.restarts == 1, 10, engine)
             assert engine.player.current is not None  # still sounding
