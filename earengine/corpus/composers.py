@@ -191,9 +191,11 @@ def _scores(composer: str) -> list:
         key = p.with_suffix("").as_posix()
         if key not in by_stem or p.suffix == ".mxl":
             by_stem[key] = p
-    chosen = sorted(by_stem.values(), key=lambda p: _hash(p.as_posix()))
     # Names as music21 gives them: the path under its corpus folder, e.g. "bach/bwv66.6.mxl".
-    return [(p, "/".join(p.parts[len(p.parts) - p.parts[::-1].index("corpus"):])) for p in chosen]
+    named = [(p, "/".join(p.parts[len(p.parts) - p.parts[::-1].index("corpus"):])) for p in by_stem.values()]
+    # A seeded order of the names, not of the paths: the same scores on every machine, wherever
+    # music21 is installed.
+    return sorted(named, key=lambda pn: _hash(pn[1]))
 
 
 def build_composers(
@@ -235,7 +237,8 @@ def build_composers(
         scores = _scores(composer)
         with Progress(len(scores), f"corpus: {composer}", stream=stream) as progress:
             for path, name in scores:
-                if have >= 60 * minutes:
+                # enough music, and at least two works, so that one can be held out
+                if have >= 60 * minutes and len(_works(manifest, composer)) >= 2:
                     break
                 if not manifest.decided(source, name):
                     have += _add_render(manifest, folder, composer, path, name, soundfont, score_limit_s, stream)
@@ -275,6 +278,10 @@ def _add_render(manifest: Manifest, folder: Path, composer: str, path, name: str
     })
     manifest.save(folder)
     return len(x) / SR
+
+
+def _works(manifest: Manifest, composer: str) -> set:
+    return {t["work"] for t in manifest.tracks if t["label"] == composer}
 
 
 def _assign_splits(manifest: Manifest) -> None:

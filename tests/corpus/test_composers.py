@@ -65,3 +65,19 @@ def test_a_small_composer_corpus_is_labelled_and_split_by_work(tmp_path):
         assert info.samplerate == 44100 and info.channels == 1 and t["work"].startswith("bach/")
         assert "public domain" in t["license"]
     assert "corpus: composers:" in lines.getvalue().splitlines()[-1]
+
+
+def test_the_scores_chosen_do_not_depend_on_where_music21_is_installed(monkeypatch):
+    from pathlib import Path
+
+    pytest.importorskip("music21")
+    from music21 import corpus
+
+    from earengine.corpus import composers
+
+    names = [f"bach/bwv{n}.mxl" for n in range(20, 40)]
+    orders = []
+    for root in ("/usr/lib/python3/dist-packages/music21/corpus", "/home/someone/venv/music21/corpus"):
+        monkeypatch.setattr(corpus, "getComposer", lambda composer, root=root: [Path(root) / n for n in names])
+        orders.append([name for _, name in composers._scores("bach")])
+    assert orders[0] == orders[1] and sorted(orders[0]) == sorted(names)
