@@ -8,18 +8,41 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import IO, Any, Callable, Optional
 
+from earengine.clock.control import ClockControl
 from earengine.control.jobs import JobQueue
 from earengine.control.osc import OscRouter, OscServer
-from earengine.errors import EarEngineError, ParameterError
-from earengine.params import Registry, default_registry
-from earengine.params.presets import PresetStore
+from earengine.control.oscquery import OscQueryServer
 from earengine.engine.config import EngineConfig
+from earengine.errors import EarEngineError, ParameterError
+from earengine.files import user_dir
+from earengine.midi.bindings import MapStore
+from earengine.midi.control import MidiControl
+from earengine.midi.handlers import command_handlers as midi_handlers, loop_handlers
+from earengine.midi.notes import NoteOut
+from earengine.midi.service import MidiService
+from earengine.optvis.params import install_checks, TAPS
+from earengine.optvis.targets import command_handlers as target_handlers, format_many, parse_many
+from earengine.params import default_registry, Registry
+from earengine.params.presets import PresetStore
+from earengine.sonify.receiver import SonReceiver
+from earengine.streams.hub import StreamHub
+from earengine.streams.position import PlayerTracker
+from earengine.streams.websocket import WebSocketStreams
+from earengine.synth.bus import OutputBus
+from earengine.synth.handlers import command_handlers as loop_file_handlers, load_loop
+from earengine.synth.player import Loop, LoopPlayer
+from earengine.synth.server import AudioServer
+from earengine.synth.voices import GradientVoices
+from earengine.viz.layout import read_cached_layout
+from earengine.worker.supervisor import DreamSupervisor, refusals
 
 __all__ = ["Engine", "default_preset_dir"]
 
@@ -28,7 +51,6 @@ log = logging.getLogger("earengine.engine")
 
 def default_preset_dir() -> Path:
     """``$EARENGINE_HOME/presets``, else ``~/.local/share/earengine/presets``."""
-    from earengine.files import user_dir
 
     return user_dir("presets")
 
@@ -36,7 +58,6 @@ def default_preset_dir() -> Path:
 def _layout_child() -> None:
     """In the layout process, before it runs: a low priority, and deaf to the Ctrl-C (or SIGTERM)
     sent to the whole process group (the engine stops it in order)."""
-    import signal
 
     os.nice(10)
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -108,9 +129,6 @@ class Engine:
                 raise
 
     def start(self) -> None:
-        from earengine.synth.bus import OutputBus
-        from earengine.synth.player import LoopPlayer
-        from earengine.synth.server import AudioServer
 
         self.audio = AudioServer(self.config.audio)
         self.say(self.audio.reason)
@@ -154,15 +172,12 @@ class Engine:
     # -- dreaming ----------------------------------------------------------------------------
     def _start_dream(self) -> None:
         """The worker process that dreams loops through the ear (see earengine.worker)."""
-        from earengine.optvis.targets import parse_many, format_many
-        from earengine.optvis.params import TAPS
 
         def check_targets(text: str) -> str:
             shapes = self.dream.info.get("shapes") if self.dream is not None else None
             return format_many(parse_many(text, taps=TAPS, shapes=shapes))
 
         self.registry.add_check("/target/spec", check_targets)
-        from earengine.optvis.params import install_checks
 
         install_checks(self.registry)  # a grid division must divide the bar
         if self.config.ear is None:
@@ -170,8 +185,6 @@ class Engine:
         if not (self.config.ear / "config.json").is_file():
             self.say(f"dream: no ear at {self.config.ear} (train one with 'earengine train'); playing loops only")
             return
-        from earengine.synth.player import Loop
-        from earengine.worker.supervisor import DreamSupervisor
 
         def deliver(samples, stats) -> None:
             pattern = stats.get("pattern")  # the loop's notes, with /opt/param grid
@@ -196,8 +209,6 @@ class Engine:
     # -- sonification ------------------------------------------------------------------------
     def _start_sonify(self) -> None:
         """Gradient voices on the bar clock, and the /son/* frame handlers (see earengine.sonify)."""
-        from earengine.sonify.receiver import SonReceiver
-        from earengine.synth.voices import GradientVoices
 
         self.voices = GradientVoices(self.audio, self.registry, clock=self.player.clock, out=False)
         self._closers.append(self.voices.close)
@@ -218,10 +229,6 @@ class Engine:
     # -- tempo and MIDI ----------------------------------------------------------------------
     def _start_clock_midi(self) -> None:
         """Clock sources (internal, Link, MIDI clock), MIDI ports and controls (see earengine.control)."""
-        from earengine.clock.control import ClockControl
-        from earengine.midi.bindings import MapStore
-        from earengine.midi.control import MidiControl
-        from earengine.midi.service import MidiService
 
         self.midi_maps = MapStore()
         if self.config.midi_in or self.config.midi_out is not None:
@@ -237,7 +244,6 @@ class Engine:
         self.clock.start()
         self._closers.append(self.clock.close)
         if send is not None:
-            from earengine.midi.notes import NoteOut
 
             player = self.player
             self.notes_out = NoteOut(lambda: player.clock.timeline, send, origin_bar=lambda: player.origin_bar,
@@ -285,9 +291,6 @@ class Engine:
     def _start_streams(self) -> None:
         """Activation streams to visualizers, timed by the player, fed by the worker
         (see earengine.streams)."""
-        from earengine.streams.hub import StreamHub
-        from earengine.streams.position import PlayerTracker
-        from earengine.streams.websocket import WebSocketStreams
 
         self.tracker = PlayerTracker(self.player, self.audio)
         self._closers.append(self.tracker.close)
@@ -314,7 +317,6 @@ class Engine:
         child process (torch stays out of this one), on a thread of its own."""
         if self._layout_job is not None or self.streams.layout is not None:
             return
-        from earengine.viz.layout import read_cached_layout
 
         try:
             layout = read_cached_layout(self.config.ear)
@@ -327,7 +329,6 @@ class Engine:
             return
 
         def job() -> None:
-            import subprocess
 
             self.say(f"layout: laying out the neurons of {self.config.ear.name} once; it is cached beside the ear")
             cmd = [sys.executable, "-m", "earengine", "layout", "--model", str(self.config.ear), "--threads", "1"]
@@ -359,7 +360,6 @@ class Engine:
         """OSCQuery from the registry (see earengine.control.oscquery)."""
         if self.config.oscquery_port is None:
             return
-        from earengine.control.oscquery import OscQueryServer
 
         try:
             self.oscquery = OscQueryServer(self.registry, host=self.config.osc_host, port=self.config.oscquery_port,
@@ -376,10 +376,6 @@ class Engine:
     # -- commands ----------------------------------------------------------------------------
     def command_handlers(self) -> dict[str, Callable]:
         """Every command's handler, from the subsystem that owns it."""
-        from earengine.midi.handlers import loop_handlers
-        from earengine.optvis.targets import command_handlers as target_handlers
-        from earengine.synth.handlers import command_handlers as loop_file_handlers
-        from earengine.worker.supervisor import refusals
 
         handlers = {
             **loop_file_handlers(self.player, sr=self.audio.sr, on_loaded=self._loop_loaded),
@@ -393,14 +389,12 @@ class Engine:
         if self.streams is not None:
             handlers.update(self.streams.handlers(self.router.reply_dest))
         if self.midi_control is not None:
-            from earengine.midi.handlers import command_handlers as midi_handlers
 
             handlers.update(midi_handlers(self.midi_control, self.midi_maps, self.midi))
         return handlers
 
     def load_loop(self, path: str) -> None:
         """Read an audio file and play it from the next bar line (any thread but audio)."""
-        from earengine.synth.handlers import load_loop
 
         load_loop(self.player, path, sr=self.audio.sr, on_loaded=self._loop_loaded)
 
