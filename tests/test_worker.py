@@ -1,6 +1,6 @@
 """The worker's shared memory and messages: loops, the seqlock under them (no torch, no processes)."""
 
-import pickle
+import multiprocessing
 
 import numpy as np
 import pytest
@@ -96,8 +96,10 @@ def test_a_block_closed_by_its_creator_is_gone():
 def test_messages_are_frozen_and_cross_processes():
     msgs = [Settings({"/opt/lr": 0.1}), Reset("file", np.ones(3, np.float32)), Stop(),
             Ready(("scaleogram", "enc.0"), {"enc.0": [8, 4, 2]}), Notes(3, {"notes": []}), WorkerError("x", fatal=True)]
+    queue = multiprocessing.get_context("spawn").Queue()  # the kind the worker's messages travel on
     for msg in msgs:
-        back = pickle.loads(pickle.dumps(msg))
+        queue.put(msg)
+        back = queue.get(timeout=10)
         assert type(back) is type(msg)
         with pytest.raises(AttributeError):
             msg.__setattr__(next(iter(msg.__dataclass_fields__), "x"), None)

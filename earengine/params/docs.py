@@ -38,7 +38,9 @@ def markdown(registry: Registry) -> str:
     lines = [
         "# earengine OSC reference",
         "",
-        "Generated from the parameter registry by `earengine params --markdown`; do not edit by hand.",
+        "Generated from the parameter registry by `make docs` (or `earengine params --markdown`); do not",
+        "edit by hand. Each feature declares its rows in its own `params.py`; `earengine/params/catalog.py`",
+        "gathers them.",
         "",
         "Send to UDP 127.0.0.1:9000 by default. Setting a parameter is silent on success; every rejected",
         "message is answered `/fail <address> <reason>` and changes nothing. `/get <address>` answers with",
