@@ -42,7 +42,7 @@ from earengine.errors import EarEngineError
 from earengine.osc.wire import decode_packet, encode_message
 from earengine.params.registry import Change, Registry
 from earengine.params.spec import CommandSpec, ParamSpec
-from earengine.streams.websocket import websocket_log
+from earengine.streams.websocket import cut_off, websocket_log
 
 __all__ = ["namespace", "node", "host_info", "OscQueryServer", "ATTRIBUTES", "EXTENSIONS"]
 
@@ -170,10 +170,7 @@ class _Listener:
         """Stop sending; a send blocked on a client that never reads is cut off too."""
         self.closed = True
         self._ready.set()
-        try:
-            self.conn.socket.shutdown(socket.SHUT_RDWR)
-        except (OSError, AttributeError):
-            pass
+        cut_off(self.conn)
 
     def pump(self) -> None:
         while True:

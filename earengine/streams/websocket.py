@@ -22,7 +22,7 @@ from earengine.errors import EarEngineError
 if TYPE_CHECKING:
     from earengine.streams.hub import StreamHub
 
-__all__ = ["WebSocketStreams", "websocket_log", "WS_FRAMES", "WS_NOTICES"]
+__all__ = ["WebSocketStreams", "websocket_log", "cut_off", "WS_FRAMES", "WS_NOTICES"]
 
 #: Frames waiting for one WebSocket receiver; a slower one loses its oldest (counted).
 WS_FRAMES = 8
@@ -38,6 +38,15 @@ class _Quiet(logging.LoggerAdapter):
 def websocket_log() -> logging.LoggerAdapter:
     """The logger to give ``websockets.sync.server.serve(logger=...)``."""
     return _Quiet(logging.getLogger("earengine.websocket"), {})
+
+
+def cut_off(conn) -> None:
+    """Shut a WebSocket connection's socket, so that a send blocked on a peer that never reads
+    returns at once (with an error its sending thread expects); harmless on a closed one."""
+    try:
+        conn.socket.shutdown(socket.SHUT_RDWR)
+    except (OSError, AttributeError):
+        pass
 
 
 class _WsClient:
@@ -80,10 +89,7 @@ class _WsClient:
         with self._cv:
             self.closed = True
             self._cv.notify()
-        try:
-            self.conn.socket.shutdown(socket.SHUT_RDWR)
-        except (OSError, AttributeError):
-            pass
+        cut_off(self.conn)
 
 
 class WebSocketStreams:
