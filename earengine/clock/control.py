@@ -36,7 +36,8 @@ class _Source:
     """What the clock control does for one choice of ``/clock/source``.
 
     ``grid()`` is what the bar clock follows (None: its own tempo); ``enter()`` readies it before
-    the clock follows it and raises when it cannot (the internal clock is kept then); ``play`` and
+    the clock follows it and raises when it cannot (the internal clock is kept then); ``after()``
+    runs once the clock follows it (a held transport is applied then); ``play`` and
     ``tempo`` take a user's ``/clock/playing`` and ``/clock/bpm`` while it is followed; ``said`` is
     the status line on choosing it. ``master``: the engine keeps time, so it may send MIDI clock;
     ``grid_transport``: start and stop are read from the grid (MIDI's come by callback).
@@ -44,6 +45,7 @@ class _Source:
 
     grid: Callable[[], Optional[object]]
     enter: Callable[[], None] = _nothing
+    after: Callable[[], None] = _nothing
     play: Callable[[bool], None] = _nothing
     tempo: Callable[[float, Optional[str]], None] = _nothing
     said: str = ""
@@ -111,7 +113,7 @@ class ClockControl(ThreadService):
         self.clock_out: Optional[MidiClockOut] = None
         self.source = "internal"
         self.sources: dict[str, _Source] = registry.choice_table("/clock/source", {
-            "internal": _Source(grid=lambda: None, enter=self._hold_if_stopped, play=self._play_internal),
+            "internal": _Source(grid=lambda: None, after=self._hold_if_stopped, play=self._play_internal),
             "link": _Source(grid=lambda: self.link, enter=self._join_link, play=self._play_link,
                             tempo=self._propose_tempo, said="clock: following the Ableton Link session",
                             grid_transport=True),
@@ -138,8 +140,6 @@ class ClockControl(ThreadService):
         })
         self._select(self.registry.get("/clock/source"))
         self._midi_out(self.registry.get("/clock/midi_out"))
-        if not self._playing and self.source == "internal":
-            self.clock.stop()
         self._start_thread()
 
     def close(self) -> None:
@@ -173,13 +173,14 @@ class ClockControl(ThreadService):
                 return
             self.source = source
             self.clock.follow(entry.grid())
+            entry.after()
             if entry.said:
                 self.say(entry.said)
             if self.clock_out is not None or self.registry.get("/clock/midi_out"):
                 self._midi_out(self.registry.get("/clock/midi_out"))
 
     def _hold_if_stopped(self) -> None:
-        # a pending stop survives follow(): the clock holds from its next buffer
+        # after follow(), which sets the clock playing: the clock holds from its next buffer
         if not self.registry.get("/clock/playing"):
             self.clock.stop()
 
