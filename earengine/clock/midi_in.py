@@ -15,15 +15,14 @@ from collections import deque
 from typing import Any, Callable, Optional
 
 from earengine.clock.grid import Timeline
+from earengine.midi.wire import CLOCK, CONTINUE, SONG_POSITION, START, STOP
 
-__all__ = ["PulseTempo", "MidiClockIn", "PPQ", "CLOCK", "START", "CONTINUE", "STOP", "SONG_POSITION"]
+__all__ = ["PulseTempo", "MidiClockIn", "PPQ"]
 
 log = logging.getLogger("earengine.clock")
 
 #: MIDI clock pulses per quarter note.
 PPQ = 24
-#: MIDI realtime and system common status bytes of the clock.
-CLOCK, START, CONTINUE, STOP, SONG_POSITION = 0xF8, 0xFA, 0xFB, 0xFC, 0xF2
 
 
 class PulseTempo:

@@ -13,7 +13,8 @@ import time
 from typing import Callable, Optional
 
 from earengine.clock.grid import Timeline
-from earengine.clock.midi_in import CLOCK, PPQ, START, STOP
+from earengine.clock.midi_in import PPQ
+from earengine.midi.wire import CLOCK, START, STOP
 from earengine.service import ThreadService
 
 __all__ = ["MidiClockOut"]

@@ -33,6 +33,7 @@ import time
 from typing import Callable, Optional
 
 from earengine.clock.grid import Timeline
+from earengine.midi.wire import NOTE_OFF, NOTE_ON
 from earengine.pattern import Pattern
 from earengine.service import ThreadService
 
@@ -102,7 +103,7 @@ class NoteOut(ThreadService):
         for off_beat, channel, note in sorted(self._held):
             if before_beat is None or off_beat <= before_beat:
                 due = self._now() if grid is None or before_beat is None else grid.time_at(off_beat)
-                self._emit(bytes([0x80 | (channel - 1), note, 0]), due, "off")
+                self._emit(bytes([NOTE_OFF | (channel - 1), note, 0]), due, "off")
             else:
                 keep.append((off_beat, channel, note))
         self._held = keep
@@ -158,7 +159,7 @@ class NoteOut(ThreadService):
         due = grid.time_at(beat)
         for n in p.notes:
             if n.step == step:
-                self._emit(bytes([0x90 | (n.channel - 1), n.note, n.velocity]), due, "on")
+                self._emit(bytes([NOTE_ON | (n.channel - 1), n.note, n.velocity]), due, "on")
                 self._held.append((beat + n.length_steps * p.step_beats, n.channel, n.note))
 
     def _run(self) -> None:

@@ -17,10 +17,12 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-__all__ = ["MidiParser", "CLOCK_STATUSES", "DATA_BYTES", "SYSTEM_BYTES", "CC", "NOTE_ON", "NOTE_OFF"]
+__all__ = ["MidiParser", "CLOCK", "START", "CONTINUE", "STOP", "SONG_POSITION", "CLOCK_STATUSES", "DATA_BYTES", "SYSTEM_BYTES", "CC", "NOTE_ON", "NOTE_OFF"]
 
-#: System messages that belong to the clock: clock, start, continue, stop, song position.
-CLOCK_STATUSES = frozenset((0xF8, 0xFA, 0xFB, 0xFC, 0xF2))
+#: System messages of the clock: clock (24 per quarter note), start, continue, stop, song position.
+CLOCK, START, CONTINUE, STOP, SONG_POSITION = 0xF8, 0xFA, 0xFB, 0xFC, 0xF2
+#: System messages that belong to the clock.
+CLOCK_STATUSES = frozenset((CLOCK, START, CONTINUE, STOP, SONG_POSITION))
 #: Status nibbles of channel messages.
 CC, NOTE_ON, NOTE_OFF = 0xB0, 0x90, 0x80
 #: Data bytes after each channel message's status nibble.
