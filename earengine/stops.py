@@ -16,10 +16,21 @@ import sys
 import threading
 from typing import Iterator
 
-__all__ = ["STOP_SIGNALS", "stop_signals", "quiet_stdout"]
+__all__ = ["STOP_SIGNALS", "stop_signals", "ignore_stop_signals", "quiet_stdout"]
 
 #: The signals that ask a command to stop.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def ignore_stop_signals() -> None:
+    """In a child the engine stops in order (the worker, the layout process): ignore Ctrl-C and
+    SIGTERM sent to the whole process group, for good, and unblock them (a child may be started
+    with them blocked). Does nothing outside the main thread (a test running the child's body)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def _stop(signum: int, frame: object) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from earengine.optvis.targets import command_handlers as target_handlers, format
 from earengine.params import default_registry, Registry
 from earengine.params.presets import PresetStore
 from earengine.sonify.receiver import SonReceiver
+from earengine.stops import ignore_stop_signals
 from earengine.streams.hub import StreamHub
 from earengine.streams.position import PlayerTracker
 from earengine.streams.websocket import WebSocketStreams
@@ -58,10 +58,8 @@ def default_preset_dir() -> Path:
 def _layout_child() -> None:
     """In the layout process, before it runs: a low priority, and deaf to the Ctrl-C (or SIGTERM)
     sent to the whole process group (the engine stops it in order)."""
-
     os.nice(10)
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
+    ignore_stop_signals()
 
 
 class Engine:
@@ -129,7 +127,6 @@ class Engine:
                 raise
 
     def start(self) -> None:
-
         self.audio = AudioServer(self.config.audio)
         self.say(self.audio.reason)
         self.audio.start()
@@ -209,7 +206,6 @@ class Engine:
     # -- sonification ------------------------------------------------------------------------
     def _start_sonify(self) -> None:
         """Gradient voices on the bar clock, and the /son/* frame handlers (see earengine.sonify)."""
-
         self.voices = GradientVoices(self.audio, self.registry, clock=self.player.clock, out=False)
         self._closers.append(self.voices.close)
         self.sonify = SonReceiver(self.registry, self.voices, notify=self._to_listeners, send=self._to_sender)
@@ -228,7 +224,8 @@ class Engine:
 
     # -- tempo and MIDI ----------------------------------------------------------------------
     def _start_clock_midi(self) -> None:
-        """Clock sources (internal, Link, MIDI clock), MIDI ports and controls (see earengine.control)."""
+        """Clock sources (internal, Link, MIDI clock), MIDI ports and controls (see earengine.clock
+        and earengine.midi)."""
 
         self.midi_maps = MapStore()
         if self.config.midi_in or self.config.midi_out is not None:
@@ -244,7 +241,6 @@ class Engine:
         self.clock.start()
         self._closers.append(self.clock.close)
         if send is not None:
-
             player = self.player
             self.notes_out = NoteOut(lambda: player.clock.timeline, send, origin_bar=lambda: player.origin_bar,
                                      beats_per_bar=lambda: player.clock.beats_per_bar,
@@ -329,7 +325,6 @@ class Engine:
             return
 
         def job() -> None:
-
             self.say(f"layout: laying out the neurons of {self.config.ear.name} once; it is cached beside the ear")
             cmd = [sys.executable, "-m", "earengine", "layout", "--model", str(self.config.ear), "--threads", "1"]
             try:
@@ -376,7 +371,6 @@ class Engine:
     # -- commands ----------------------------------------------------------------------------
     def command_handlers(self) -> dict[str, Callable]:
         """Every command's handler, from the subsystem that owns it."""
-
         handlers = {
             **loop_file_handlers(self.player, sr=self.audio.sr, on_loaded=self._loop_loaded),
             **loop_handlers(self.player),
@@ -389,13 +383,11 @@ class Engine:
         if self.streams is not None:
             handlers.update(self.streams.handlers(self.router.reply_dest))
         if self.midi_control is not None:
-
             handlers.update(midi_handlers(self.midi_control, self.midi_maps, self.midi))
         return handlers
 
     def load_loop(self, path: str) -> None:
         """Read an audio file and play it from the next bar line (any thread but audio)."""
-
         load_loop(self.player, path, sr=self.audio.sr, on_loaded=self._loop_loaded)
 
     def _loop_loaded(self, samples) -> None:

@@ -26,7 +26,6 @@ Only numpy here, so the engine process can use it; the two functions that run th
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Optional, Sequence
 
@@ -195,7 +194,7 @@ def frame_size(shape: Sequence[int], mode: str) -> int:
 # ---------------------------------------------------------------------------------------------
 # Shared memory: the worker writes, the engine process reads; nobody waits
 # ---------------------------------------------------------------------------------------------
-_SLOT_HEAD = 8  # float64: step, loss, n_entries, floats used, time written, -, -, -
+_SLOT_HEAD = 4  # float64: step, loss, n_entries, floats used
 _MAX_ENTRIES = 64  # taps (18) plus their masks, with room to spare
 _ENTRY = 6  # float64: tap index, kind (0 activation, 1 mask), channels, freq, time, offset
 
@@ -258,7 +257,7 @@ class ActivationBuffer(OnSeqlock):
                 table[entry] = (index[tap], kind, c, f, t, offset)
                 data[offset:offset + a.size] = a.reshape(-1)
                 offset += a.size
-            slot["head"][:5] = (step, loss, len(items), offset, time.time())
+            slot["head"][:] = (step, loss, len(items), offset)
         return True
 
     def read(self, step: Optional[int] = None, *, taps: Sequence[str], key: int = 0) -> Optional[ActivationSet]:

@@ -18,6 +18,7 @@ __all__ = ["LoopBuffer"]
 #: The float64 statistics written with each loop, in order.
 STATS = ("n", "step", "loss", "target", "steps_per_s", "bars", "time", "sr")
 _TIME = STATS.index("time")
+_INTS = ("step", "bars", "sr")  # stored as float64, read back as int
 
 
 class LoopBuffer(OnSeqlock):
@@ -67,8 +68,8 @@ class LoopBuffer(OnSeqlock):
         if got is None:
             return None
         seq, (head, samples) = got
-        stats = {"step": int(head[1]), "loss": float(head[2]), "target": float(head[3]),
-                 "steps_per_s": float(head[4]), "bars": int(head[5]), "time": float(head[6]), "sr": int(head[7])}
+        values = dict(zip(STATS, head.tolist()))
+        stats = {k: int(values[k]) if k in _INTS else values[k] for k in STATS[1:]}
         return seq, samples, stats
 
     @property

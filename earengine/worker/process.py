@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import os
 import queue
-import signal
-import threading
 import time
 from typing import Optional
 
 import numpy as np
 
+from earengine.stops import ignore_stop_signals
 from earengine.viz.frames import ActivationPublisher
 from earengine.worker.loops import LoopBuffer
 from earengine.worker.messages import (
@@ -35,10 +34,7 @@ from earengine.worker.messages import (
     WorkerError,
 )
 
-__all__ = ["worker_main", "STOP_SIGNALS"]
-
-#: Signals the engine acts on; the worker ignores them (see :func:`worker_main`).
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+__all__ = ["worker_main"]
 
 
 def worker_main(model: str, settings: dict, shm_name: str, inbox, outbox, device: str = "cpu",
@@ -49,7 +45,7 @@ def worker_main(model: str, settings: dict, shm_name: str, inbox, outbox, device
 
     Ctrl-C and SIGTERM sent to the whole process group are the engine's to act on: the worker
     ignores them and is stopped by its supervisor (or ends by itself when the engine is gone)."""
-    _ignore_stop_signals()
+    ignore_stop_signals()  # they arrive blocked, see the supervisor
     parent = os.getppid()
     import torch
 
@@ -67,8 +63,7 @@ def worker_main(model: str, settings: dict, shm_name: str, inbox, outbox, device
         # start from quiet noise: from exact silence the ear hears nothing to follow for a while
         dreamer.reset("noise")
         n = dreamer.n
-        shapes = {k: list(v) for k, v in loaded.ear.tap_shapes(n).items()}
-        outbox.put(Ready(tuple(loaded.ear.tap_names()), shapes))
+        outbox.put(Ready(tuple(loaded.ear.tap_names()), loaded.ear.tap_shapes(n)))
     except Exception as exc:
         outbox.put(WorkerError(f"worker cannot start: {exc}".splitlines()[0], fatal=True))
         buf.close()
@@ -155,15 +150,6 @@ class _Inbox:
             self.publisher = ActivationPublisher(msg.buffer) if msg.buffer else None
         except FileNotFoundError:  # replaced by a larger one meanwhile: its name is on the way
             self.publisher = None
-
-
-def _ignore_stop_signals() -> None:
-    """In the worker: ignore Ctrl-C and SIGTERM for good (they arrive blocked, see the supervisor)."""
-    if threading.current_thread() is not threading.main_thread():  # run in a thread (a test): not ours
-        return
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
 def _publish_activations(publisher: ActivationPublisher, dreamer, stats, outbox) -> None:

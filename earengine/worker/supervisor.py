@@ -26,6 +26,7 @@ import numpy as np
 from earengine.audiofile import read_mono
 from earengine.errors import EarEngineError, ParameterError
 from earengine.pattern import Pattern
+from earengine.stops import STOP_SIGNALS
 from earengine.viz.frames import ActivationBuffer
 from earengine.worker.loops import LoopBuffer
 from earengine.worker.messages import (
@@ -41,7 +42,7 @@ from earengine.worker.messages import (
     ToWorker,
     WorkerError,
 )
-from earengine.worker.process import STOP_SIGNALS, worker_main
+from earengine.worker.process import worker_main
 
 __all__ = ["DreamSupervisor", "DREAM_NAMESPACES", "DREAM_EXTRA", "DREAM_COMMANDS", "followed_addresses", "refusals"]
 
@@ -190,8 +191,6 @@ class DreamSupervisor:
 
     def send(self, msg: ToWorker) -> None:
         """Hand a message to the worker without ever blocking (dropped, and said, if it is stuck)."""
-        if isinstance(msg, Reference):
-            self._reference = msg.samples
         try:
             self._inbox.put_nowait(msg)
         except (queue.Full, AttributeError, ValueError):
@@ -203,6 +202,7 @@ class DreamSupervisor:
 
     def reference(self, samples: Optional[np.ndarray]) -> None:
         """The clip ``/reg/reference`` mixes the dream toward (None: none); kept across restarts."""
+        self._reference = samples
         self.send(Reference(samples))
 
     def handlers(self, sr: int) -> dict[str, Callable]:
