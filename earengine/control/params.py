@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from earengine.params.spec import ArgSpec, CommandSpec, ParamSpec
 
-__all__ = ["OSC_PARAMS", "OSC_COMMANDS", "FAIL_PER_S", "SCHED_MAX_BYTES"]
+__all__ = ["OSC_PARAMS", "OSC_COMMANDS", "COUNTS_COMMANDS", "FAIL_PER_S", "SCHED_MAX_BYTES"]
 
 #: Most ``/fail #bundle`` answers sent per second (the rest are counted, not answered).
 FAIL_PER_S = 10
@@ -45,6 +45,10 @@ OSC_COMMANDS: tuple[CommandSpec, ...] = (
                 doc="Answers /synced <id> once every message before it has been handled."),
     CommandSpec("/reply/port", (ArgSpec("port", "int"),),
                 doc="Send replies for this sender's address to this UDP port (0: back to the sending port)."),
+)
+
+#: ``/counts``: the engine's counters, listed after every other command.
+COUNTS_COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("/counts", (), reply="/counts.reply",
                 doc="Answers /counts.reply <name> <value> … : datagrams received and dropped, bundles late and refused, "
                     "stream frames dropped for slow receivers, worker restarts, xruns."),

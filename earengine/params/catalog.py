@@ -9,7 +9,7 @@ table. A new parameter is a row in its feature's module; a new feature adds its 
 from __future__ import annotations
 
 from earengine.clock.params import CLOCK_PARAMS
-from earengine.control.params import OSC_COMMANDS, OSC_PARAMS
+from earengine.control.params import COUNTS_COMMANDS, OSC_COMMANDS, OSC_PARAMS
 from earengine.midi.params import MIDI_COMMANDS, MIDI_PARAMS
 from earengine.optvis.params import DREAM_PARAMS, GRID_COMMANDS, GRID_PARAMS, OPT_COMMANDS, OPT_PARAMS
 from earengine.params.spec import ArgSpec, CommandSpec, ParamSpec
@@ -37,6 +37,6 @@ PARAMS: tuple[ParamSpec, ...] = (
 )
 
 COMMANDS: tuple[CommandSpec, ...] = (
-    OPT_COMMANDS + LOOP_COMMANDS + PRESET_COMMANDS + OSC_COMMANDS[:-1] + SON_COMMANDS
-    + MIDI_COMMANDS + STREAM_COMMANDS + GRID_COMMANDS + OSC_COMMANDS[-1:]
+    OPT_COMMANDS + LOOP_COMMANDS + PRESET_COMMANDS + OSC_COMMANDS + SON_COMMANDS
+    + MIDI_COMMANDS + STREAM_COMMANDS + GRID_COMMANDS + COUNTS_COMMANDS
 )

@@ -16,21 +16,24 @@ from earengine.params.registry import Registry
 __all__ = ["markdown", "as_json", "plain_lines", "param_table", "fill_readme"]
 
 
-def _range(spec) -> str:
+def _range(spec, unit: str = "") -> str:
+    """The row's choices or range, with ``unit`` after the numbers when given."""
     if spec.type == "enum":
         return ", ".join(spec.choices)
     if spec.type == "bool":
         return "0 or 1"
     if spec.min is None and spec.max is None:
         return ""
-    return f"{spec.min:g} … {spec.max:g}" + (" (log)" if spec.scale == "log" else "")
+    return f"{spec.min:g} … {spec.max:g}" + (f" {unit}" if unit else "") + (" (log)" if spec.scale == "log" else "")
 
 
-def _default(spec) -> str:
+def _default(spec, unit: str = "") -> str:
+    """The row's default as sent over OSC, with ``unit`` after a number when given."""
     value = spec.default
     if spec.type == "bool":
         return str(int(value))
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{text} {unit}" if unit and text and spec.type in ("int", "float") else text
 
 
 def markdown(registry: Registry) -> str:
@@ -93,14 +96,6 @@ def plain_lines(registry: Registry) -> list[str]:
     return out
 
 
-def _with_unit(spec, text: str) -> str:
-    if not (spec.unit and text and spec.type not in ("enum", "bool")):
-        return text
-    if text.endswith(" (log)"):
-        return f"{text[:-6]} {spec.unit} (log)"
-    return f"{text} {spec.unit}"
-
-
 def param_table(registry: Registry, prefixes: "tuple[str, ...] | list[str]") -> str:
     """A Markdown table of the parameters whose address starts with one of ``prefixes``.
 
@@ -114,9 +109,9 @@ def param_table(registry: Registry, prefixes: "tuple[str, ...] | list[str]") -> 
     lines = ["| parameter | default | range | what it does |", "|---|---|---|---|"]
     for s in registry:
         if any(s.address.startswith(p) for p in prefixes):
-            default = _with_unit(s, _default(s))
+            default = _default(s, s.unit)
             default = f"`{default}`" if s.type in ("enum", "str") and default else default
-            lines.append(f"| `{s.address}` | {default} | {_with_unit(s, _range(s))} | {s.doc} |")
+            lines.append(f"| `{s.address}` | {default} | {_range(s, s.unit)} | {s.doc} |")
     return "\n".join(lines)
 
 
