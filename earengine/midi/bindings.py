@@ -246,20 +246,14 @@ class MapStore:
                                     list_command="/midi/maps",
                                     shape=f'an object with "earengine_midi_map": {MAP_FORMAT}')
 
-    def check_name(self, name: str) -> str:
-        return self.files.check_name(name)
-
     def names(self) -> list[str]:
         return self.files.names()
-
-    def path(self, name: str) -> Path:
-        return self.files.path(name)
 
     def read(self, name: str) -> dict:
         """The map file's object (not yet validated against a registry)."""
         data = self.files.read(name)
         if data.get("earengine_midi_map") != MAP_FORMAT:
-            raise PresetError(f"MIDI map {name!r} ({self.path(name)}) must be {self.files.shape}")
+            raise PresetError(f"MIDI map {name!r} ({self.files.path(name)}) must be {self.files.shape}")
         return data
 
     def load(self, name: str, registry: Registry) -> tuple[Binding, ...]:
@@ -270,6 +264,5 @@ class MapStore:
             raise PresetError(f"MIDI map {name!r}: {exc}") from None
 
     def save(self, name: str, bindings: Sequence[Binding], *, controller: str = "") -> Path:
-        self.check_name(name)
         return self.files.write(name, {"earengine_midi_map": MAP_FORMAT, "name": name, "controller": controller,
                                        "bindings": [b.to_dict() for b in bindings]})
