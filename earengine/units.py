@@ -4,15 +4,11 @@
 0.5012
 >>> db_to_amp(-80.0), db_to_amp(-120.0)
 (0.0, 0.0)
->>> round(amp_to_db(0.5), 2)
--6.02
 """
 
 from __future__ import annotations
 
-import math
-
-__all__ = ["SILENCE_DB", "db_to_amp", "amp_to_db", "db_to_gain"]
+__all__ = ["SILENCE_DB", "db_to_amp", "db_to_gain"]
 
 #: Gains at or below this many dB are silence (the floor of every gain row).
 SILENCE_DB = -80.0
@@ -31,7 +27,3 @@ def db_to_amp(gain_db: float) -> float:
     """Decibels to linear amplitude; :data:`SILENCE_DB` and below is silence (a fader's bottom)."""
     return 0.0 if gain_db <= SILENCE_DB else db_to_gain(gain_db)
 
-
-def amp_to_db(amp: float) -> float:
-    """Linear amplitude to decibels; silence is ``-inf``."""
-    return 20.0 * math.log10(amp) if amp > 0.0 else -math.inf

@@ -22,6 +22,7 @@ from earengine.control.params import FAIL_PER_S, OSC_PARAMS, SCHED_MAX_BYTES
 from earengine.errors import UnknownAddressError
 from earengine.osc.wire import Address
 from earengine.params.registry import Registry
+from earengine.params.spec import row
 
 __all__ = ["Scheduler", "FutureBundles"]
 
@@ -44,13 +45,13 @@ class Scheduler:
     ['now', 'late']
     """
 
-    def __init__(self, name: str = "earengine-osc-sched") -> None:
+    def __init__(self) -> None:
         self._heap: list[tuple[float, int, int, Callable[[], None]]] = []
         self._cv = threading.Condition()
         self._seq = itertools.count()
         self._bytes = 0
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread = threading.Thread(target=self._run, name="earengine-osc-sched", daemon=True)
         self._thread.start()
 
     def __len__(self) -> int:
@@ -147,7 +148,7 @@ class FutureBundles:
         try:
             return self.registry.get(address)
         except UnknownAddressError:
-            return next(p.default for p in OSC_PARAMS if p.address == address)
+            return row(OSC_PARAMS, address).default
 
     def refusal(self, ahead_s: float) -> Optional[str]:
         """Why a bundle due ``ahead_s`` from now cannot wait (counted), or None: it can, for all

@@ -20,6 +20,10 @@ __all__ = ["JobQueue"]
 log = logging.getLogger("earengine.osc")
 
 
+#: Most slow commands waiting at once.
+MAX_JOBS = 1024
+
+
 class JobQueue:
     """One worker thread that runs slow commands (file I/O) in order, off the receive path.
 
@@ -30,9 +34,9 @@ class JobQueue:
     ----------
     name : str
         The worker thread's name.
-    maxsize : int > 0
-        Most jobs waiting; one more is refused with :class:`~earengine.errors.EarEngineError`
-        (``busy``), which the router answers ``/fail``.
+
+    At most :data:`MAX_JOBS` wait; one more is refused with :class:`~earengine.errors.EarEngineError`
+    (``busy``), which the router answers ``/fail``.
 
     >>> done = []
     >>> with JobQueue() as jobs:
@@ -43,8 +47,8 @@ class JobQueue:
     [1, 2]
     """
 
-    def __init__(self, name: str = "earengine-jobs", *, maxsize: int = 1024) -> None:
-        self._queue: "queue.Queue[Optional[Callable[[], None]]]" = queue.Queue(maxsize=maxsize)
+    def __init__(self, name: str = "earengine-jobs") -> None:
+        self._queue: "queue.Queue[Optional[Callable[[], None]]]" = queue.Queue(maxsize=MAX_JOBS)
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 

@@ -372,7 +372,7 @@ class Engine:
     def command_handlers(self) -> dict[str, Callable]:
         """Every command's handler, from the subsystem that owns it."""
         handlers = {
-            **loop_file_handlers(self.player, sr=self.audio.sr, on_loaded=self._loop_loaded),
+            **loop_file_handlers(self.player, on_loaded=self._loop_loaded),
             **loop_handlers(self.player),
             **self.presets.handlers(self.registry),
             **target_handlers(self.registry),
@@ -388,7 +388,7 @@ class Engine:
 
     def load_loop(self, path: str) -> None:
         """Read an audio file and play it from the next bar line (any thread but audio)."""
-        load_loop(self.player, path, sr=self.audio.sr, on_loaded=self._loop_loaded)
+        load_loop(self.player, path, on_loaded=self._loop_loaded)
 
     def _loop_loaded(self, samples) -> None:
         if self.dream is not None:  # the dream goes on from the loaded loop

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 from earengine.errors import ParameterError
 from earengine.music import DIVISIONS, NOTE_NAMES, SCALES  # one table of scales, shared with the dream's grid
 from earengine.params.spec import ArgSpec, CommandSpec, ParamSpec
+from earengine.units import SILENCE_DB
 
 __all__ = [
     "SON_PARAMS",
@@ -79,7 +80,7 @@ SON_PARAMS: tuple[ParamSpec, ...] = (
        doc="On steps with no new frame, repeat the last one (1) or stay silent (0)."),
     _P("/son/wave", "enum", "sine", choices=WAVES,
        doc="Timbre of the first run; further runs take the next waves in the list."),
-    _P("/son/gain", "float", -12.0, min=-80.0, max=0.0, unit="dB", ramp_ms=50.0,
+    _P("/son/gain", "float", -12.0, min=SILENCE_DB, max=0.0, unit="dB", ramp_ms=50.0,
        doc="Level of the sonification (all layers of a run together never exceed it)."),
     _P("/son/ramp", "float", 4.0, min=0.5, max=50.0, unit="ms",
        doc="Attack, release and glide time of every tone (no clicks)."),

@@ -35,7 +35,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from earengine.audiofile import write_wav
-from earengine.osc.wire import ArrayChunks, OscDecodeError, decode_packet, encode_floats, encode_message, osc_string
+from earengine.osc.wire import ArrayChunks, OscDecodeError, decode_packet, encode_floats, encode_message
 from earengine.errors import EarEngineError, ParameterError
 from earengine.sonify.frame import GradientFrame, check_run_name
 from earengine.sonify.mapping import Settings
@@ -77,12 +77,12 @@ def encode_frame(run: str, step: int, norms: Sequence[float], *, max_datagram: i
     whole = encode_floats("/son/frame", head, values)
     if len(whole) <= max_datagram:
         return [whole]
-    fixed = len(osc_string(b"/son/part")) + len(osc_string(run.encode("utf-8"))) + 12
-    # each norm costs 4 bytes of data and 1 byte of type tag; the tag string is padded to 4
-    per = (max_datagram - fixed - 12) // 5
+    parts = ArrayChunks("/son/part", head)
+    # each norm costs 4 bytes of data and 1 byte of type tag; 4 more bytes keep room for the tag
+    # string's padding (a rule a little stricter than ArrayChunks.fit, kept so chunks stay as they are)
+    per = (max_datagram - parts.size(0) - 4) // 5
     if per < 1:
         raise ParameterError(f"max_datagram={max_datagram} is too small for a frame of run {run!r}")
-    parts = ArrayChunks("/son/part", head)
     return [parts.encode(start, values[start : start + per]) for start in range(0, values.size, per)]
 
 

@@ -101,7 +101,6 @@ class Destination:
 
     def __init__(self, text: str, sockaddr: tuple, family: int, owner: Optional[tuple]) -> None:
         self.text = text
-        self.sockaddr = sockaddr
         self.owner = owner
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         self.sock.setblocking(False)

@@ -321,7 +321,7 @@ class StreamHub:
         return packer.finish()
 
     def _queue_layout(self, dest: Destination) -> None:
-        dest.backlog.extend(self._layout_datagrams(self.frame, int(self.registry.get("/stream/max_bytes"))))
+        dest.backlog.extend(self._layout_datagrams(self.frame, self.settings().max_bytes))
 
     def frame_messages(self, frame: int, when_s: float, period_s: float, layers: Sequence[str], reduce: str,
                        *packers: BundlePacker) -> None:

@@ -18,28 +18,28 @@ from earengine.synth.player import LoopPlayer
 __all__ = ["command_handlers", "load_loop"]
 
 
-def load_loop(player: LoopPlayer, path: str, *, sr: int,
+def load_loop(player: LoopPlayer, path: str, *,
               on_loaded: Optional[Callable[[np.ndarray], None]] = None) -> None:
-    """Read an audio file at ``sr`` and play it from the next bar line (any thread but audio);
+    """Read an audio file at the player's rate and play it from the next bar line (any thread but audio);
     ``on_loaded(samples)`` is then called with what was read (the engine restarts its dream
     from it)."""
-    samples = read_mono(path, sr=sr)
-    player.queue(player.make_loop(samples, sr=sr, source=str(path)))
+    samples = read_mono(path, sr=player.sr)
+    player.queue(player.make_loop(samples, sr=player.sr, source=str(path)))
     if on_loaded is not None:
         on_loaded(samples)
 
 
-def command_handlers(player: LoopPlayer, *, sr: int,
+def command_handlers(player: LoopPlayer, *,
                      on_loaded: Optional[Callable[[np.ndarray], None]] = None) -> dict[str, Callable]:
     """Handlers of ``/loop/load`` and ``/loop/save`` for an OSC router (``handler(args, sender)``)."""
 
     def load(args: tuple, sender: tuple) -> None:
-        load_loop(player, args[0], sr=sr, on_loaded=on_loaded)
+        load_loop(player, args[0], on_loaded=on_loaded)
 
     def save(args: tuple, sender: tuple) -> None:
         heard = player.heard()
         if heard is None:
             raise EarEngineError("no loop is playing; load one with /loop/load first")
-        write_wav(args[0], heard, sr=sr)
+        write_wav(args[0], heard, sr=player.sr)
 
     return {"/loop/load": load, "/loop/save": save}

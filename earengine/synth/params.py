@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from earengine.params.spec import ArgSpec, CommandSpec, ParamSpec
+from earengine.units import SILENCE_DB
 
 __all__ = ["LOOP_PARAMS", "LOOP_COMMANDS", "LIMITER_CEILING_DBFS"]
 
@@ -20,7 +21,7 @@ LOOP_PARAMS: tuple[ParamSpec, ...] = (
               doc="Length of dreamed loops in bars; loaded loops keep their own whole number of bars."),
     ParamSpec("/loop/xfade", "float", 50.0, min=0.0, max=4000.0, unit="ms",
               doc="Crossfade from the playing loop to the next one, starting on the bar line."),
-    ParamSpec("/loop/gain", "float", -3.0, min=-80.0, max=6.0, unit="dB", ramp_ms=50.0,
+    ParamSpec("/loop/gain", "float", -3.0, min=SILENCE_DB, max=6.0, unit="dB", ramp_ms=50.0,
               doc="Level of the loop player before the final limiter."),
     ParamSpec("/loop/mute", "bool", False, ramp_ms=20.0,
               doc="Silences the loop player (it keeps its place in the bar)."),
