@@ -53,6 +53,7 @@ def test_every_module_is_collected():
 
 
 def test_import_is_light():
-    code = "import sys, earengine, earengine.cli; print('torch' in sys.modules, 'pyo' in sys.modules)"
+    code = ("import sys, earengine, earengine.cli, earengine.sonify, earengine.sonify.commands, "
+            "earengine.params.catalog; print('torch' in sys.modules, 'pyo' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

@@ -19,31 +19,22 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import pytest
 import soundfile
+
+from tests.helpers.waits import wait_until
 
 JACK_SR = 44100
 JACK_PERIOD = 256
 INSTALL = ("install the Debian package jackd2 (apt-get install jackd2); releases that package the "
            "JACK tools apart also need jack-example-tools for jack_lsp and jack_rec")
 _WRAP = 1 << 32  # JACK's frame counter is a 32-bit unsigned integer
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float = 5.0, step_s: float = 0.02) -> bool:
-    """Poll ``check()`` every ``step_s`` until it is true (True) or ``timeout_s`` pass (False)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(step_s)
-    return check()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,9 +182,7 @@ class JackProbe:
     """A JACK client that records audio inputs and MIDI events, each with its JACK frame.
 
     ``audio`` holds the samples from frame :attr:`first_frame` on; ``midi`` is a list of
-    ``(frame, bytes)``. Connect with :meth:`connect`. Also samples the JACK frame clock against
-    ``CLOCK_MONOTONIC_RAW`` (Link's clock) from a plain thread, so a frame can be put on a
-    Link peer's time line with JACK's own mapping.
+    ``(frame, bytes)``. Connect with :meth:`connect`.
     """
 
     def __init__(self, name: str, *, audio_ports: int = 1, midi: bool = True, seconds: float = 40.0) -> None:
@@ -207,14 +196,10 @@ class JackProbe:
         self.first_frame: Optional[int] = None
         self.filled = 0
         self.midi: list[tuple[int, bytes]] = []
-        self.clock_pairs: list[tuple[float, int]] = []
-        self._running = True
         self.xruns = 0  # JACK's xruns while recording (a busy machine's dummy driver loses time)
         self.client.set_xrun_callback(self._xrun)
         self.client.set_process_callback(self._process)
         self.client.activate()
-        self._sampler = threading.Thread(target=self._sample_clock, daemon=True)
-        self._sampler.start()
 
     def _xrun(self, delay_usecs: float) -> None:
         self.xruns += 1
@@ -232,20 +217,6 @@ class JackProbe:
             for offset, data in self.midi_in.incoming_midi_events():
                 self.midi.append((f0 + offset, bytes(data)))
 
-    def _sample_clock(self) -> None:
-        while self._running:
-            a = time.clock_gettime(time.CLOCK_MONOTONIC_RAW)
-            frame = self.client.frame_time
-            b = time.clock_gettime(time.CLOCK_MONOTONIC_RAW)
-            self.clock_pairs.append((0.5 * (a + b), frame))
-            time.sleep(0.01)
-
-    def frame_to_raw(self, frame: float) -> float:
-        """JACK's own frame → CLOCK_MONOTONIC_RAW mapping (a line through the sampled pairs)."""
-        t, f = np.array(self.clock_pairs[-2000:]).T
-        slope, intercept = np.polyfit(f - f[0], t, 1)
-        return intercept + slope * (frame - f[0])
-
     def connect(self, source: str, port) -> None:
         self.client.connect(source, port)
 
@@ -262,7 +233,6 @@ class JackProbe:
         return np.array(peaks, dtype=np.int64) + (self.first_frame or 0)
 
     def close(self) -> None:
-        self._running = False
         self.client.deactivate()
         self.client.close()
 

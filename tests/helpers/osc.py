@@ -4,6 +4,9 @@ import socket
 import time
 
 from earengine.osc.wire import decode_packet, encode_message
+from tests.helpers.waits import wait_until as wait_for
+
+__all__ = ["Peer", "wait_for"]
 
 
 class Peer:
@@ -46,13 +49,3 @@ class Peer:
 
     def close(self):
         self.sock.close()
-
-
-def wait_for(predicate, seconds=5.0, *, every_s=0.02):
-    """Poll ``predicate()`` until it is true (True) or ``seconds`` pass (False)."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(every_s)
-    return bool(predicate())

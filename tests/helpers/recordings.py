@@ -15,9 +15,13 @@ import numpy as np
 import soundfile
 from scipy.signal import fftconvolve
 
-SR = 44100
-PERIOD = 256  # the JACK period the test server runs with
-CEILING = 10.0 ** (-0.3 / 20.0)  # the engine's limiter ceiling, -0.3 dBFS, as amplitude
+from earengine.synth.params import LIMITER_CEILING_DBFS
+from earengine.units import db_to_gain
+from tests.helpers.jack import JACK_PERIOD, JACK_SR
+
+SR = JACK_SR
+PERIOD = JACK_PERIOD  # the JACK period the test server runs with
+CEILING = db_to_gain(LIMITER_CEILING_DBFS)  # the engine's limiter ceiling as amplitude
 PPQ = 24  # MIDI clock pulses per quarter note
 
 

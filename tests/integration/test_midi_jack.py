@@ -20,6 +20,7 @@ import pytest
 from earengine.midi.control import MidiControl
 from earengine.midi.service import MidiService
 from earengine.params import default_registry
+from tests.helpers.waits import wait_until as _wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -27,12 +28,8 @@ jack = pytest.importorskip("jack", reason="the JACK-Client package is needed: pi
 
 
 def wait_until(check: Callable[[], bool], timeout_s: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.01)
-    return check()
+    """The shared poll, every 10 ms and 3 s by default here."""
+    return _wait_until(check, timeout_s, step_s=0.01)
 
 
 class Controller:

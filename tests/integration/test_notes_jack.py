@@ -21,6 +21,7 @@ from earengine.clock.grid import Timeline
 from earengine.midi.notes import NoteOut
 from earengine.midi.service import MidiService
 from earengine.pattern import Note, Pattern
+from tests.helpers.waits import wait_until as _wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -28,12 +29,8 @@ pytest.importorskip("jack", reason="the JACK-Client package is needed: pip insta
 
 
 def wait_until(check, timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.01)
-    return check()
+    """The shared poll, every 10 ms here."""
+    return _wait_until(check, timeout_s, step_s=0.01)
 
 
 @pytest.fixture

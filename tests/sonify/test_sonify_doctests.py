@@ -1,23 +1,17 @@
-"""Importing the sonification package stays light; its adapters need their frameworks.
+"""The sonification adapters need their frameworks.
 
-Its docstring examples run with every module's, in tests/test_doctests.py."""
+Its docstring examples run with every module's, and its light import is checked, in
+tests/test_doctests.py."""
 
 import importlib
-import subprocess
-import sys
 
 import pytest
 
-def test_the_package_and_its_rows_import_without_torch_or_pyo():
-    code = ("import sys, earengine.sonify, earengine.sonify.commands, earengine.params.catalog; "
-            "print('torch' in sys.modules, 'pyo' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["False", "False"]
+from tests.test_doctests import OPTIONAL
 
 
 def test_adapters_import_only_where_their_framework_is():
-    for module, framework in (("earengine.sonify.lightning", "lightning"),
-                              ("earengine.sonify.huggingface", "transformers")):
+    for module, framework in OPTIONAL.items():
         try:
             importlib.import_module(framework)
         except ImportError:
