@@ -42,7 +42,7 @@ from earengine.errors import EarEngineError
 from earengine.osc.wire import decode_packet, encode_message
 from earengine.params.registry import Change, Registry
 from earengine.params.spec import CommandSpec, ParamSpec
-from earengine.streams.websocket import cut_off, websocket_log
+from earengine.wsio import cut_off, websocket_log
 
 __all__ = ["namespace", "node", "host_info", "OscQueryServer", "ATTRIBUTES", "EXTENSIONS"]
 

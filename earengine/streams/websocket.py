@@ -2,51 +2,28 @@
 
 :class:`WebSocketStreams` serves every frame of a :class:`~earengine.streams.hub.StreamHub` as one
 binary message (an OSC bundle whose arrays are whole), each receiver with its own short queue
-and its own sending thread. :func:`websocket_log` is where the WebSocket servers' own messages
-go (this one's and OSCQuery's): to debug, on ``earengine.websocket``. The websockets library
-logs a client that vanishes in the middle of a frame (a closed browser tab, a killed
-visualizer) as an internal error, with a traceback; for the engine that is a receiver leaving,
-which it handles: the console stays plain, and debug logging still shows it.
+and its own sending thread (the WebSocket plumbing it shares with OSCQuery is in
+:mod:`earengine.wsio`).
 """
 
 from __future__ import annotations
 
-import logging
-import socket
 import threading
 from collections import deque
 from typing import TYPE_CHECKING, Optional, Sequence
 
 from earengine.errors import EarEngineError
+from earengine.wsio import cut_off, websocket_log
 
 if TYPE_CHECKING:
     from earengine.streams.hub import StreamHub
 
-__all__ = ["WebSocketStreams", "websocket_log", "cut_off", "WS_FRAMES", "WS_NOTICES"]
+__all__ = ["WebSocketStreams", "WS_FRAMES", "WS_NOTICES"]
 
 #: Frames waiting for one WebSocket receiver; a slower one loses its oldest (counted).
 WS_FRAMES = 8
 #: Announcements and layouts waiting for one WebSocket receiver (a few per tap).
 WS_NOTICES = 256
-
-
-class _Quiet(logging.LoggerAdapter):
-    def log(self, level: int, msg: object, *args: object, **kwargs: object) -> None:
-        self.logger.log(logging.DEBUG, msg, *args, **kwargs)  # type: ignore[arg-type]
-
-
-def websocket_log() -> logging.LoggerAdapter:
-    """The logger to give ``websockets.sync.server.serve(logger=...)``."""
-    return _Quiet(logging.getLogger("earengine.websocket"), {})
-
-
-def cut_off(conn) -> None:
-    """Shut a WebSocket connection's socket, so that a send blocked on a peer that never reads
-    returns at once (with an error its sending thread expects); harmless on a closed one."""
-    try:
-        conn.socket.shutdown(socket.SHUT_RDWR)
-    except (OSError, AttributeError):
-        pass
 
 
 class _WsClient:
