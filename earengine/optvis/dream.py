@@ -33,14 +33,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from earengine.errors import ConfigError, ParameterError
+from earengine.errors import ParameterError
 from earengine.optvis import regularizers as R
 from earengine.optvis import transforms as T
 from earengine.optvis.objectives import Objective, Region, View, build
 from earengine.optvis.param import FACTORIES, Parameterization, make
 from earengine.optvis.params import OPT_COMMANDS, OPT_PARAMS
 from earengine.optvis.targets import parse_many
-from earengine.params.registry import check_choices
+from earengine.params.registry import check_choices, check_table
 from earengine.params.spec import row
 
 __all__ = ["Dreamer", "StepStats", "loop_samples", "parse_target_spec", "OPTIMIZERS", "STARTS"]
@@ -341,10 +341,8 @@ def _samples(dreamer: Dreamer, kind: str, n: int, samples: Optional[np.ndarray])
 
 #: ``/opt/reset`` kind -> ``start(dreamer, kind, n, samples)``, the waveform a dream starts from
 #: (checked against the command's choices).
-STARTS = {"silence": _silence, "noise": _noise, "file": _samples, "current": _samples}
-_RESET = row(OPT_COMMANDS, "/opt/reset").args[0]
-if tuple(STARTS) != _RESET.choices:  # pragma: no cover - fails at import, and so in every test
-    raise ConfigError(f"/opt/reset kinds {_RESET.choices} and the dream's starts {tuple(STARTS)} differ")
+STARTS = check_table("/opt/reset kind", row(OPT_COMMANDS, "/opt/reset").args[0].choices,
+                     {"silence": _silence, "noise": _noise, "file": _samples, "current": _samples})
 
 
 def _resample(x: Tensor, n: int) -> Tensor:

@@ -22,8 +22,9 @@ from typing import Callable, Mapping, Optional, Sequence
 import torch
 from torch import Tensor
 
-from earengine.errors import ConfigError, ParameterError
+from earengine.errors import ParameterError
 from earengine.optvis.targets import KINDS, Target, parse_one
+from earengine.params.registry import check_table
 
 __all__ = [
     "View", "Objective", "Region", "Channels", "Neuron", "Layer", "Surprise", "Sum", "Scaled",
@@ -273,14 +274,12 @@ class Sum(Objective):
 
 
 #: The objective of each kind of target (:data:`earengine.optvis.targets.KINDS`), from the target.
-BUILDERS: dict[str, Callable[[Target], Objective]] = {
+BUILDERS: dict[str, Callable[[Target], Objective]] = check_table("target kind", KINDS, {
     "surprise": lambda t: Surprise(),
     "layer": lambda t: Layer(t.tap),
     "neuron": lambda t: Neuron(t.tap, t.first, t.row),
     "channels": lambda t: Channels(t.tap, t.first, t.last),
-}
-if set(BUILDERS) != set(KINDS):
-    raise ConfigError(f"objectives for target kinds {sorted(BUILDERS)}, but targets are {sorted(KINDS)}")
+})
 
 
 def build(target: Target) -> Objective:

@@ -16,7 +16,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 from earengine.errors import ConfigError, ParameterError, UnknownAddressError
 from earengine.params.spec import CommandSpec, ParamSpec
 
-__all__ = ["Registry", "Change", "Subscription", "check_choices", "parse_text"]
+__all__ = ["Registry", "Change", "Subscription", "check_choices", "check_table", "parse_text"]
 
 log = logging.getLogger("earengine.params")
 
@@ -64,12 +64,24 @@ def check_choices(spec: ParamSpec, table: Mapping[str, Any]) -> dict[str, Any]:
     """
     if not spec.choices:
         raise ConfigError(f"{spec.address} has no choices to dispatch on")
-    missing = [c for c in spec.choices if c not in table]
-    extra = [k for k in table if k not in spec.choices]
+    return check_table(spec.address, spec.choices, table)
+
+
+def check_table(label: str, choices: Sequence[str], table: Mapping[str, Any]) -> dict[str, Any]:
+    """``table`` as a dict, after checking it has exactly one entry per one of ``choices`` (of a
+    command's argument, or a parser's kinds); ``label`` names them in the error.
+
+    >>> check_table("target kind", ("layer", "neuron"), {"layer": 1})
+    Traceback (most recent call last):
+    ...
+    earengine.errors.ConfigError: target kind: no entry for choice neuron
+    """
+    missing = [c for c in choices if c not in table]
+    extra = [k for k in table if k not in choices]
     if missing:
-        raise ConfigError(f"{spec.address}: no entry for choice {', '.join(missing)}")
+        raise ConfigError(f"{label}: no entry for choice {', '.join(missing)}")
     if extra:
-        raise ConfigError(f"{spec.address}: {', '.join(map(str, extra))} is not a choice")
+        raise ConfigError(f"{label}: {', '.join(map(str, extra))} is not a choice")
     return dict(table)
 
 
