@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from earengine.ear.card import write_card  # noqa: E402
+from earengine.ear.card import write_card
 
 
 def main() -> int:

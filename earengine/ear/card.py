@@ -7,12 +7,13 @@ card and the ear never disagree (``scripts/ear_card.py`` writes the shipped ears
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 from typing import Mapping, Optional
 
+from earengine.ear.checkpoint import WEIGHTS_FILE, read_config
 from earengine.ear.probe import format_probe_table
+from earengine.files import atomic_write_bytes
 
 __all__ = ["music_heard", "render_card", "write_card"]
 
@@ -58,9 +59,9 @@ def render_card(path: Path, *, name: str, commands: list, manifest: Optional[Map
                 notes: Optional[list] = None) -> str:
     """The card of the checkpoint in ``path`` as Markdown text (see :func:`write_card`)."""
     path = Path(path)
-    config = json.loads((path / "config.json").read_text())
+    config = read_config(path)
     ear, training = config["ear"], config.get("training", {})
-    weights = path / "model.safetensors"
+    weights = path / WEIGHTS_FILE
     lines = [
         f"# {name}",
         "",
@@ -70,7 +71,7 @@ def render_card(path: Path, *, name: str, commands: list, manifest: Optional[Map
         "",
         "| | |",
         "|---|---|",
-        f"| weights | `model.safetensors`, {weights.stat().st_size / 1e6:.1f} MB, "
+        f"| weights | `{WEIGHTS_FILE}`, {weights.stat().st_size / 1e6:.1f} MB, "
         f"{config.get('n_parameters', 0):,} parameters (ear + CPC predictors) |",
         f"| weights_sha256 | `{config.get('weights_sha256', '')}` |",
         f"| earengine | {config.get('earengine_version', '?')} (checkpoint format {config.get('format_version')}) |",
@@ -123,8 +124,6 @@ def render_card(path: Path, *, name: str, commands: list, manifest: Optional[Map
 
 def write_card(path: Path, **kwargs) -> Path:
     """Write :func:`render_card`'s text to ``path/README.md``."""
-    from earengine.files import atomic_write_bytes
-
     out = Path(path) / "README.md"
     atomic_write_bytes(out, render_card(path, **kwargs).encode())
     return out
