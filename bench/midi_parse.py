@@ -106,9 +106,11 @@ def main(argv=None) -> int:
           f"{sum(map(len, plain))} written plain")
     results = {}
     for stream_name, pieces in (("controller", controller), ("plain", plain)):
-        for name, fn in (("earengine", ours), ("mido", theirs(mido, True)), ("mido, no tuples", theirs(mido, False))):
+        runners = (("earengine", ours, False), ("mido", theirs(mido, True), False),
+                   ("mido, no tuples", theirs(mido, False), True))
+        for name, fn, messages in runners:
             us, out = best_us(fn, pieces, n, args.repeats)
-            got = recovered(out if name != "mido, no tuples" else [tuple(m.bytes()) for m in out], sent)
+            got = recovered([tuple(m.bytes()) for m in out] if messages else out, sent)
             results[stream_name, name] = (us, got)
             print(f"{stream_name:>10}  {name:<16} {us:7.2f} µs/message  {got:6d}/{n} messages recovered")
     (ours_us, _), (mido_us, _) = results["plain", "earengine"], results["plain", "mido"]
