@@ -33,6 +33,10 @@ def _describe(value: Any) -> str:
     return str(value)
 
 
+#: The range of an OSC ``i`` argument: every int the engine takes must be one it can send back.
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+
+
 def _coerce(kind: str, value: Any, name: str, choices: Sequence[str] = ()) -> Any:
     """Turn one raw argument into a value of ``kind``, or raise a one-line ParameterError."""
     if kind == "float":
@@ -50,9 +54,10 @@ def _coerce(kind: str, value: Any, name: str, choices: Sequence[str] = ()) -> An
                 raise ParameterError(f"{name}={_describe(value)} must be finite")
             if value != int(value):
                 raise ParameterError(f"{name}={_describe(value)} must be a whole number")
-            return int(value)
-        if not isinstance(value, int):
+        elif not isinstance(value, int):
             raise ParameterError(f"{name}={_describe(value)} must be an integer")
+        if not INT_MIN <= value <= INT_MAX:  # what an OSC int (and the answer that echoes it) holds
+            raise ParameterError(f"{name}={_describe(value)} must fit in 32 bits ({INT_MIN} … {INT_MAX})")
         return int(value)
     if kind == "bool":
         if isinstance(value, bool):

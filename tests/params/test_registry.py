@@ -153,3 +153,14 @@ def test_concurrent_sets_are_consistent():
         t.join()
     versions = [c.version for c in seen]
     assert len(set(versions)) == len(versions) == reg.version
+
+
+def test_an_int_that_an_osc_answer_could_not_carry_is_refused_at_the_boundary():
+    """/sync 2147483648.0 (a whole float beyond 32 bits) used to be taken, and its /synced answer
+    could not be encoded: every int argument must fit in an OSC int."""
+    from earengine.control.osc import OscRouter
+
+    router = OscRouter(default_registry())
+    (reply,) = router.handle("/sync", (2147483648.0,), ("127.0.0.1", 1))
+    assert reply.address == "/fail" and "32 bits" in reply.args[1]
+    assert router.handle("/sync", (2147483647,), ("127.0.0.1", 1))[0].args == (2147483647,)
