@@ -1,1 +1,1 @@
-"""Tests of OSC, OSCQuery, streams, the clock and MIDI control."""
+"""Tests of OSC, OSCQuery and control: the router, the UDP server, scheduled bundles, the patches."""

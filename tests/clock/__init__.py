@@ -1,0 +1,1 @@
+"""Tests of the clock: the grid, tempo from pulses, and its sources."""

@@ -1,0 +1,1 @@
+"""Tests of MIDI: control maps, the parser, note output and MIDI files."""
