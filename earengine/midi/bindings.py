@@ -12,21 +12,83 @@ import json
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from earengine.errors import ParameterError, PresetError
 from earengine.files import NamedJsonStore, user_dir
 from earengine.params.registry import Registry
+from earengine.params.spec import ParamSpec
 from earengine.resources import MIDI_MAPS
 
-__all__ = ["MODES", "Binding", "check_binding", "parse_map", "map_json", "same_control", "MapStore",
+__all__ = ["MODES", "Mode", "DEFAULT_MODES", "Binding", "check_binding", "parse_map", "map_json", "same_control", "MapStore",
            "SHIPPED_MAPS", "MAP_FORMAT", "default_map_dir"]
 
 #: Maps shipped with earengine (read-only).
 SHIPPED_MAPS = MIDI_MAPS
 MAP_FORMAT = 1
-#: How a control acts on its address (see :class:`Binding`).
-MODES = ("absolute", "toggle", "momentary", "trigger", "range", "pitch_class")
+
+
+def _has_range(b: "Binding", spec: ParamSpec) -> Optional[str]:
+    if spec.type == "str" or (spec.numeric and (spec.min is None or spec.max is None)):
+        return f"{b.address} has no range for a control to move through"
+    return None
+
+
+def _is_switch(b: "Binding", spec: ParamSpec) -> Optional[str]:
+    if spec.type != "bool":
+        return f"mode={b.mode} needs a switch (a bool parameter); {b.address} is {spec.type}"
+    return None
+
+
+def _has_choices(b: "Binding", spec: ParamSpec) -> Optional[str]:
+    if spec.type != "enum":
+        return f"mode={b.mode} needs an enum parameter; {b.address} is {spec.type}"
+    return None
+
+
+def _sets_its_value(b: "Binding", spec: ParamSpec) -> Optional[str]:
+    if b.value is None:
+        return f"mode={b.mode} on a parameter needs the value it sets"
+    spec.validate((b.value,))  # says itself what is wrong with the value
+    return None
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How a control acts on its address: one row of :data:`MODES`.
+
+    Parameters
+    ----------
+    controls : tuple of {'cc', 'key', 'keys'}
+        The controls that may carry it: a CC, one key, a range of keys (``note_high``).
+    needs : callable(binding, spec) -> str or None
+        What it needs of the parameter it moves: the reason it cannot move ``spec``, or None.
+    commands : bool
+        Whether it may fire a command.
+    doc : str
+    """
+
+    controls: tuple
+    needs: Callable[["Binding", ParamSpec], Optional[str]]
+    commands: bool = False
+    doc: str = ""
+
+
+#: How a control acts on its address, by the name a binding's ``mode`` gives; what each does
+#: with a message is :data:`earengine.midi.control.WAYS`, checked against these rows at import.
+MODES: dict[str, Mode] = {
+    "absolute": Mode(("cc",), _has_range, doc="a CC's position sets the value, through the row's scale"),
+    "toggle": Mode(("cc", "key"), _is_switch, doc="each press flips a switch"),
+    "momentary": Mode(("cc", "key"), _is_switch, doc="a switch is on while the control is held"),
+    "trigger": Mode(("cc", "key"), _sets_its_value, commands=True,
+                    doc="a press runs a command, or sets the binding's value"),
+    "range": Mode(("keys",), _has_range, doc="a key's place in the range sets the value"),
+    "pitch_class": Mode(("keys",), _has_choices,
+                        doc="a key's pitch class picks one of an enum's choices (as /son/root)"),
+}
+#: The mode a binding gets when it names none, by its control.
+DEFAULT_MODES = {"cc": "absolute", "key": "trigger", "keys": "range"}
+_CONTROL_WORDS = {"cc": "a CC", "key": "a key", "keys": "a range of keys (note_high)"}
 
 
 @dataclass(frozen=True)
@@ -77,8 +139,14 @@ class Binding:
         if isinstance(self.value, list):
             object.__setattr__(self, "value", tuple(self.value))
         if not self.mode:
-            mode = "absolute" if self.cc is not None else ("range" if self.note_high is not None else "trigger")
-            object.__setattr__(self, "mode", mode)
+            object.__setattr__(self, "mode", DEFAULT_MODES[self.kind])
+
+    @property
+    def kind(self) -> str:
+        """Which control it is: ``cc``, ``key`` (one note) or ``keys`` (a range of notes)."""
+        if self.cc is not None:
+            return "cc"
+        return "keys" if self.note_high is not None else "key"
 
     @property
     def control(self) -> str:
@@ -144,38 +212,32 @@ def check_binding(b: Binding, registry: Registry) -> Binding:
         raise ParameterError(f"{where}: give either cc or note")
     if b.bits not in (7, 14):
         raise ParameterError(f"{where}: bits={b.bits!r} must be 7 or 14")
-    if b.mode not in MODES:
+    mode = MODES.get(b.mode) if isinstance(b.mode, str) else None
+    if mode is None:
         raise ParameterError(f"{where}: mode={b.mode!r} must be one of {', '.join(MODES)}")
     if b.cc is not None:
         _int_in(f"{where}: cc", b.cc, 0, 31 if b.bits == 14 else 127)
-        if b.note_high is not None or b.mode in ("range", "pitch_class"):
-            raise ParameterError(f"{where}: mode={b.mode} and note_high are for notes, not a cc")
+        if b.note_high is not None:
+            raise ParameterError(f"{where}: note_high is for a range of keys, not a cc")
     else:
         _int_in(f"{where}: note", b.note, 0, 127)
-        if b.bits != 7 or b.mode == "absolute":
-            raise ParameterError(f"{where}: a note cannot be mode=absolute or 14-bit; use trigger, toggle, momentary, range or pitch_class")
+        if b.bits != 7:
+            raise ParameterError(f"{where}: a note cannot be 14-bit")
         if b.note_high is not None:
             _int_in(f"{where}: note_high", b.note_high, b.note, 127)
-        if (b.mode in ("range", "pitch_class")) != (b.note_high is not None):
-            raise ParameterError(f"{where}: mode={b.mode} needs note_high (a range of keys) exactly when range or pitch_class")
+    if b.kind not in mode.controls:
+        fits = [name for name, m in MODES.items() if b.kind in m.controls]
+        raise ParameterError(f"{where}: mode={b.mode} is for {' or '.join(_CONTROL_WORDS[c] for c in mode.controls)}, "
+                             f"not {_CONTROL_WORDS[b.kind]}; use {', '.join(fits)}")
     if b.address in registry.commands:
-        if b.mode != "trigger":
-            raise ParameterError(f"{where}: a command can only be triggered (mode=trigger)")
-        args = b.args
-        registry.commands[b.address].validate(args)
+        if not mode.commands:
+            raise ParameterError(f"{where}: a command can only be fired by a mode that fires "
+                                 f"({', '.join(name for name, m in MODES.items() if m.commands)})")
+        registry.commands[b.address].validate(b.args)
         return b
-    spec = registry.spec(b.address)
-    if b.mode in ("toggle", "momentary") and spec.type != "bool":
-        raise ParameterError(f"{where}: mode={b.mode} needs a switch (a bool parameter); {b.address} is {spec.type}")
-    if b.mode == "trigger":
-        if b.value is None:
-            raise ParameterError(f"{where}: mode=trigger on a parameter needs the value it sets")
-        spec.validate((b.value,))
-    if b.mode == "pitch_class" and spec.type != "enum":
-        raise ParameterError(f"{where}: mode=pitch_class needs an enum parameter; {b.address} is {spec.type}")
-    if b.mode in ("absolute", "range"):
-        if spec.type == "str" or (spec.numeric and (spec.min is None or spec.max is None)):
-            raise ParameterError(f"{where}: {b.address} has no range for a control to move through")
+    why = mode.needs(b, registry.spec(b.address))
+    if why is not None:
+        raise ParameterError(f"{where}: {why}")
     return b
 
 

@@ -17,13 +17,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
-from earengine.errors import EarEngineError, ParameterError
-from earengine.midi.bindings import Binding, map_json, parse_map, same_control
+from earengine.errors import ConfigError, EarEngineError, ParameterError
+from earengine.midi.bindings import MODES, Binding, map_json, parse_map, same_control
 from earengine.midi.wire import CC, NOTE_OFF, NOTE_ON
-from earengine.params.registry import Change, Registry, parse_text
+from earengine.params.registry import Change, Registry, check_table, parse_text
 from earengine.params.spec import ParamSpec
 
-__all__ = ["MidiControl"]
+__all__ = ["MidiControl", "Way", "WAYS"]
 
 log = logging.getLogger("earengine.midi")
 
@@ -37,6 +37,137 @@ class _State:
     msb: int = 0
     pressed: bool = False
     sent: Optional[tuple] = None  # the last feedback sent, to send nothing twice
+
+
+def _pressed(state: _State, on: bool) -> bool:
+    """Whether the control went down now (it was up): a button's press, not its hold."""
+    was, state.pressed = state.pressed, on
+    return on and not was
+
+
+# -- what each mode does with a CC: ``raw`` of ``top`` (127, or 16383 for a 14-bit pair) -------------
+def _cc_absolute(ctl: "MidiControl", b: Binding, state: _State, raw: int, top: int) -> None:
+    pos = raw / top
+    ctl._move(b, state, 1.0 - pos if b.invert else pos)
+
+
+def _cc_toggle(ctl: "MidiControl", b: Binding, state: _State, raw: int, top: int) -> None:
+    if _pressed(state, raw * 2 > top):
+        ctl._set(b, not ctl.registry.get(b.address))
+
+
+def _cc_momentary(ctl: "MidiControl", b: Binding, state: _State, raw: int, top: int) -> None:
+    ctl._set(b, raw * 2 > top)
+
+
+def _cc_trigger(ctl: "MidiControl", b: Binding, state: _State, raw: int, top: int) -> None:
+    if _pressed(state, raw * 2 > top):
+        ctl._fire(b)
+
+
+# -- what each mode does with a key: ``velocity`` 0 is its release -----------------------------------
+def _key_toggle(ctl: "MidiControl", b: Binding, note: int, velocity: int) -> None:
+    if velocity:
+        ctl._set(b, not ctl.registry.get(b.address))
+
+
+def _key_momentary(ctl: "MidiControl", b: Binding, note: int, velocity: int) -> None:
+    ctl._set(b, velocity > 0)
+
+
+def _key_trigger(ctl: "MidiControl", b: Binding, note: int, velocity: int) -> None:
+    if velocity:
+        ctl._fire(b)
+
+
+def _key_range(ctl: "MidiControl", b: Binding, note: int, velocity: int) -> None:
+    if velocity:
+        width = b.note_high - b.note
+        ctl._set(b, ctl.registry.spec(b.address).from_unit((note - b.note) / width if width else 0.0))
+
+
+def _key_pitch_class(ctl: "MidiControl", b: Binding, note: int, velocity: int) -> None:
+    if velocity:
+        choices = ctl.registry.spec(b.address).choices
+        ctl._set(b, choices[(note - b.note) % len(choices)])
+
+
+# -- what each mode sends back to its control when the value is ``value`` ----------------------------
+def _show_switch(b: Binding, spec: ParamSpec, value: Any) -> list[tuple]:
+    if b.cc is not None:
+        return [(CC | (b.channel - 1), b.cc, 127 if value else 0)]
+    return [(NOTE_ON | (b.channel - 1), b.note, 127 if value else 0)]
+
+
+def _show_position(b: Binding, spec: ParamSpec, value: Any) -> list[tuple]:
+    ch = b.channel - 1
+    pos = min(1.0, max(0.0, spec.to_unit(value)))
+    if b.invert:
+        pos = 1.0 - pos
+    if b.bits == 14:
+        raw = int(round(pos * 16383))
+        return [(CC | ch, b.cc, raw >> 7), (CC | ch, b.cc + 32, raw & 0x7F)]
+    return [(CC | ch, b.cc, int(round(pos * 127)))]
+
+
+def _show_nothing(b: Binding, spec: ParamSpec, value: Any) -> list[tuple]:
+    return []  # a button that fires lights nothing: its light is the host's to set
+
+
+def _light(b: Binding, lit: Optional[int]) -> list[tuple]:
+    """The keys of a range, ``lit`` on and every other off."""
+    return [(NOTE_ON | (b.channel - 1), n, 127 if n == lit else 0) for n in range(b.note, b.note_high + 1)]
+
+
+def _show_range(b: Binding, spec: ParamSpec, value: Any) -> list[tuple]:
+    width = b.note_high - b.note
+    pos = spec.to_unit(value) if width else 0.0
+    return _light(b, b.note + int(round(pos * width)))
+
+
+def _show_pitch_class(b: Binding, spec: ParamSpec, value: Any) -> list[tuple]:
+    try:
+        index = spec.choices.index(value)
+    except ValueError:
+        return _light(b, None)
+    keys = [n for n in range(b.note, b.note_high + 1) if (n - b.note) % len(spec.choices) == index]
+    return _light(b, keys[0] if keys else None)
+
+
+@dataclass(frozen=True)
+class Way:
+    """What one binding mode does: with a CC, with a key, and what it sends back.
+
+    ``cc(control, binding, state, raw, top)``, ``key(control, binding, note, velocity)`` (None
+    where the mode takes no such control) and ``show(binding, spec, value) -> messages``.
+    """
+
+    show: Callable[[Binding, ParamSpec, Any], list]
+    cc: Optional[Callable[..., None]] = None
+    key: Optional[Callable[..., None]] = None
+
+
+def _check_ways(table: dict) -> dict[str, Way]:
+    """``table`` after checking it has one way per mode of :data:`~earengine.midi.bindings.MODES`,
+    and that each way takes the controls its mode's row allows, no more and no fewer."""
+    ways = check_table("MIDI binding mode", tuple(MODES), table)
+    for name, way in ways.items():
+        controls = MODES[name].controls
+        if (way.cc is not None) != ("cc" in controls) or (way.key is not None) != bool({"key", "keys"} & set(controls)):
+            raise ConfigError(f"MIDI binding mode {name}: its way takes other controls than its row's {', '.join(controls)}")
+    return ways
+
+
+#: How each binding mode acts, by its name: checked at import against the rows in
+#: :data:`~earengine.midi.bindings.MODES`, so a mode without its code fails there.
+WAYS: dict[str, Way] = _check_ways({
+    "absolute": Way(_show_position, cc=_cc_absolute),
+    "toggle": Way(_show_switch, cc=_cc_toggle, key=_key_toggle),
+    "momentary": Way(_show_switch, cc=_cc_momentary, key=_key_momentary),
+    "trigger": Way(_show_nothing, cc=_cc_trigger, key=_key_trigger),
+    "range": Way(_show_range, key=_key_range),
+    "pitch_class": Way(_show_pitch_class, key=_key_pitch_class),
+})
 
 
 class MidiControl:
@@ -204,26 +335,7 @@ class MidiControl:
     def _feedback(self, b: Binding, value: Any, *, force: bool = False) -> None:
         if self.send is None or b.address not in self.registry.specs:
             return
-        spec = self.registry.spec(b.address)
-        ch = b.channel - 1
-        messages: list[tuple] = []
-        if b.cc is not None:
-            if b.mode in ("toggle", "momentary"):
-                messages = [(CC | ch, b.cc, 127 if value else 0)]
-            elif b.mode == "absolute":
-                pos = min(1.0, max(0.0, spec.to_unit(value)))
-                if b.invert:
-                    pos = 1.0 - pos
-                if b.bits == 14:
-                    raw = int(round(pos * 16383))
-                    messages = [(CC | ch, b.cc, raw >> 7), (CC | ch, b.cc + 32, raw & 0x7F)]
-                else:
-                    messages = [(CC | ch, b.cc, int(round(pos * 127)))]
-        elif b.mode in ("toggle", "momentary"):
-            messages = [(NOTE_ON | ch, b.note, 127 if value else 0)]
-        elif b.mode in ("range", "pitch_class"):
-            lit = self._note_for(b, spec, value)
-            messages = [(NOTE_ON | ch, n, 127 if n == lit else 0) for n in range(b.note, b.note_high + 1)]
+        messages = WAYS[b.mode].show(b, self.registry.spec(b.address), value)
         state = self._state.get(b)
         key = tuple(messages)
         if not messages or (state is not None and state.sent == key and not force):
@@ -238,21 +350,6 @@ class MidiControl:
                 except Exception:
                     log.debug("MIDI feedback failed", exc_info=True)
                     return
-
-    @staticmethod
-    def _note_for(b: Binding, spec, value: Any) -> Optional[int]:
-        if b.mode == "pitch_class":
-            try:
-                index = spec.choices.index(value)
-            except ValueError:
-                return None
-            for n in range(b.note, b.note_high + 1):
-                if (n - b.note) % len(spec.choices) == index:
-                    return n
-            return None
-        width = b.note_high - b.note
-        pos = spec.to_unit(value) if width else 0.0
-        return b.note + int(round(pos * width))
 
     # -- controller → registry ------------------------------------------------------------------
     def handle(self, message: Sequence[int], time_s: float = 0.0) -> None:
@@ -292,21 +389,7 @@ class MidiControl:
             else:
                 raw, top = value, 127
             self.counts["handled"] += 1
-            if b.mode == "trigger":
-                on = raw * 2 > top
-                if on and not state.pressed:
-                    self._fire(b)
-                state.pressed = on
-            elif b.mode == "toggle":
-                on = raw * 2 > top
-                if on and not state.pressed:
-                    self._set(b, not self.registry.get(b.address))
-                state.pressed = on
-            elif b.mode == "momentary":
-                self._set(b, raw * 2 > top)
-            else:
-                pos = raw / top
-                self._move(b, state, 1.0 - pos if b.invert else pos)
+            WAYS[b.mode].cc(self, b, state, raw, top)
 
     def _move(self, b: Binding, state: _State, pos: float) -> None:
         spec = self.registry.spec(b.address)
@@ -367,21 +450,7 @@ class MidiControl:
             return
         for b in targets:
             self.counts["handled"] += 1
-            if b.mode == "momentary":
-                self._set(b, velocity > 0)
-            elif not velocity:
-                continue
-            elif b.mode == "trigger":
-                self._fire(b)
-            elif b.mode == "toggle":
-                self._set(b, not self.registry.get(b.address))
-            elif b.mode == "range":
-                spec = self.registry.spec(b.address)
-                width = b.note_high - b.note
-                self._set(b, spec.from_unit((note - b.note) / width if width else 0.0))
-            elif b.mode == "pitch_class":
-                spec = self.registry.spec(b.address)
-                self._set(b, spec.choices[(note - b.note) % len(spec.choices)])
+            WAYS[b.mode].key(self, b, note, velocity)
 
     # -- learning ---------------------------------------------------------------------------------
     def _learn_cc(self, ch: int, number: int, value: int, previous: Optional[int]) -> bool:

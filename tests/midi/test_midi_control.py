@@ -357,3 +357,33 @@ def test_port_patterns():
     assert match_port("bcf", names) == names[1]
     assert match_port("*capture_?", names) == names[0]
     assert match_port("Launch Control", names) is None
+
+
+def test_every_binding_mode_has_its_way_and_a_mode_without_one_fails():
+    from dataclasses import replace
+
+    from earengine.errors import ConfigError
+    from earengine.midi.bindings import MODES
+    from earengine.midi.control import WAYS, _check_ways
+
+    assert set(WAYS) == set(MODES)
+    with pytest.raises(ConfigError, match="glide is not a choice"):
+        _check_ways({**WAYS, "glide": WAYS["absolute"]})
+    with pytest.raises(ConfigError, match="no entry for choice range"):
+        _check_ways({k: v for k, v in WAYS.items() if k != "range"})
+    with pytest.raises(ConfigError, match="range: its way takes other controls"):
+        _check_ways({**WAYS, "range": replace(WAYS["range"], cc=WAYS["absolute"].cc)})
+
+
+def test_a_mode_on_a_control_it_is_not_for_is_refused_naming_the_ones_that_fit():
+    reg, _, _, _ = control([])
+    for bad, words in (
+        ('[{"address": "/loop/gain", "cc": 1, "mode": "range"}]', "mode=range is for a range of keys .* use absolute, toggle"),
+        ('[{"address": "/loop/gain", "note": 3, "mode": "absolute"}]', "mode=absolute is for a CC, not a key; use toggle"),
+        ('[{"address": "/loop/mute", "note": 3, "note_high": 9, "mode": "toggle"}]', "not a range of keys"),
+        ('[{"address": "/target/clear", "cc": 3, "mode": "toggle"}]', "fires \\(trigger\\)"),
+        ('[{"address": "/loop/gain", "cc": 3, "mode": "glide"}]', "must be one of absolute"),
+        ('[{"address": "/loop/gain", "note": 3, "note_high": 9, "mode": "pitch_class"}]', "needs an enum"),
+    ):
+        with pytest.raises(ParameterError, match=words):
+            reg.set("/midi/map", bad)
