@@ -39,7 +39,7 @@ def main() -> int:
     import torch
 
     from earengine.corpus.manifest import corpus_home
-    from earengine.ear.sources import open_source
+    from earengine.corpus.sources import open_source
     from earengine.ear.model import EarConfig
     from earengine.ear.probe import ProbeConfig, run_probe
     from earengine.ear.probe_data import composer_set, track_set

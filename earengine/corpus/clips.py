@@ -3,7 +3,7 @@
 A clip source (:class:`ClipSource`) hands out mono float32 clips at a sample rate ``sr`` (44.1 kHz
 by default), addressed by track index and start time; past the end of a track a clip is zero. The
 synthetic corpus (:class:`earengine.corpus.synthetic.SyntheticCorpus`) and folders of audio files
-(:class:`earengine.ear.audio_folder.AudioFolder`) are the two kinds; the ear trains and is probed
+(:class:`earengine.corpus.audio_folder.AudioFolder`) are the two kinds; the ear trains and is probed
 on either.
 
 Examples

@@ -1,7 +1,7 @@
 """A corpus folder and its manifest: what every track is, where it came from, under which license.
 
 A corpus is a folder of mono FLAC files at 44.1 kHz (one subfolder per package or composer), read
-by :class:`earengine.ear.audio_folder.AudioFolder` like any folder of music, plus ``manifest.json``::
+by :class:`earengine.corpus.audio_folder.AudioFolder` like any folder of music, plus ``manifest.json``::
 
     {"format": "earengine-corpus", "format_version": 1, "kind": "soundtracks" | "composers",
      "sr": 44100, "sources": {name: {...}}, "tracks": [{...}], "skipped": [{...}]}

@@ -3,7 +3,7 @@
 The pool holds links, not copies: ``pool/soundtracks/...`` and ``pool/composers/...`` point into
 the two corpora, and ``manifest.json`` lists what each link is. Held-out composer works stay out,
 so the composer probe tests the ear on music it never heard; the soundtracks go in whole, and
-training itself keeps off the last 20 % of every track (see :class:`earengine.ear.splits.Split`).
+training itself keeps off the last 20 % of every track (see :class:`earengine.corpus.splits.Split`).
 """
 
 from __future__ import annotations

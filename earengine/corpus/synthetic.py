@@ -2,7 +2,7 @@
 
 :class:`SyntheticCorpus` is a :class:`~earengine.corpus.clips.ClipSource` that needs no download,
 so that training the ear, its probe and the tests work offline. ``earengine train --data
-synthetic:N`` trains on it (see :func:`earengine.ear.sources.open_source`).
+synthetic:N`` trains on it (see :func:`earengine.corpus.sources.open_source`).
 
 Design
 ------

@@ -140,7 +140,7 @@ def _probe(args: argparse.Namespace) -> int:
     from earengine.ear.checkpoint import load_ear
     from earengine.ear.probe import ProbeConfig, format_probe_table, run_probe, write_probe
     from earengine.ear.probe_data import composer_set, track_set
-    from earengine.ear.sources import open_source
+    from earengine.corpus.sources import open_source
 
     _set_threads(args.threads)
     loaded = load_ear(args.model, device=args.device)

@@ -45,9 +45,9 @@ from typing import Mapping
 import numpy as np
 import torch
 
+from earengine.corpus.sources import from_description
 from earengine.ear.checkpoint import CONFIG_FILE, read_config
 from earengine.ear.probe_data import cached, track_set
-from earengine.ear.sources import from_description
 from earengine.ear.train import build_ear
 from earengine.errors import ConfigError, check_config_keys
 from earengine.files import atomic_write_json

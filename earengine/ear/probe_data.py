@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from earengine.corpus.audio_folder import AudioFolder
 from earengine.corpus.clips import n_samples
 from earengine.corpus.manifest import Manifest
-from earengine.ear.audio_folder import AudioFolder
-from earengine.ear.splits import track_bounds
+from earengine.corpus.splits import track_bounds
 from earengine.errors import ConfigError
 from earengine.files import user_dir
 

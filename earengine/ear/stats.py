@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from earengine.corpus.clips import n_samples
-from earengine.ear.splits import sample_batch
+from earengine.corpus.splits import sample_batch
 
 __all__ = ["ChannelStats", "channel_stats", "ear_statistics", "stats_to_json", "stats_from_json"]
 

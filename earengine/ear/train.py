@@ -46,12 +46,12 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save
 
 from earengine import __version__
+from earengine.corpus.sources import open_source
+from earengine.corpus.splits import sample_batch, track_bounds
 from earengine.ear.checkpoint import ear_state, save_ear
 from earengine.ear.cpc import CPCHead
 from earengine.ear.model import Ear
 from earengine.ear.scaleogram import kernel_lengths
-from earengine.ear.sources import open_source
-from earengine.ear.splits import sample_batch, track_bounds
 from earengine.ear.stats import ear_statistics, stats_to_json
 from earengine.errors import CheckpointError, ConfigError, check_config_keys
 from earengine.files import atomic_write_bytes, atomic_write_json

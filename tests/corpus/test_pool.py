@@ -5,9 +5,9 @@ import io
 import numpy as np
 import pytest
 
+from earengine.corpus.audio_folder import AudioFolder
 from earengine.corpus.manifest import Manifest, write_flac
 from earengine.corpus.pool import build_pool
-from earengine.ear.audio_folder import AudioFolder
 from earengine.errors import ConfigError
 
 

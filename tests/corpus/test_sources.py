@@ -9,10 +9,10 @@ import pytest
 import soundfile as sf
 from scipy import signal
 
+from earengine.corpus.audio_folder import AudioFolder
 from earengine.corpus.clips import ClipSource, n_samples
+from earengine.corpus.sources import from_description, open_source
 from earengine.corpus.synthetic import SyntheticCorpus
-from earengine.ear.audio_folder import AudioFolder
-from earengine.ear.sources import from_description, open_source
 from earengine.errors import AudioFileError, ConfigError, EarEngineError
 
 SR = 44100
@@ -53,7 +53,7 @@ def _peak_hz(x: np.ndarray, sr: int) -> float:
 
 
 def test_folder_loads_good_files_as_mono_44k_and_skips_the_bad_one_with_one_warning(folder, caplog):
-    with caplog.at_level(logging.WARNING, logger="earengine.ear.audio_folder"):
+    with caplog.at_level(logging.WARNING, logger="earengine.corpus.audio_folder"):
         source = AudioFolder(folder)
     assert isinstance(source, ClipSource)
     assert source.sr == SR and source.n_tracks == 3

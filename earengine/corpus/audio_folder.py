@@ -60,7 +60,7 @@ class AudioFolder:
     Files are found recursively (hidden files and folders skipped) and sorted by their path inside
     the folder, which is also the track's name. Files whose ending is not in
     :data:`AUDIO_EXTENSIONS` are ignored; files with such an ending that libsndfile cannot read are
-    skipped with one logged warning each (logger ``earengine.ear.audio_folder``) and listed in
+    skipped with one logged warning each (logger ``earengine.corpus.audio_folder``) and listed in
     :attr:`skipped`.
 
     Channels are averaged to mono; other sample rates are converted with

@@ -2,10 +2,10 @@
 
 Two kinds of :class:`~earengine.corpus.clips.ClipSource` feed the ear: the seeded synthetic corpus
 (:class:`~earengine.corpus.synthetic.SyntheticCorpus`, so that training, the probe and the tests
-work offline) and a folder of audio files (:class:`~earengine.ear.audio_folder.AudioFolder`).
+work offline) and a folder of audio files (:class:`~earengine.corpus.audio_folder.AudioFolder`).
 :func:`open_source` turns a spec (``"synthetic"``, ``"synthetic:N"``, ``"synthetic:N:V"`` or a
 folder) into one; :func:`from_description` turns the dict that a source's ``describe()`` wrote
-into a checkpoint back into one. :mod:`earengine.ear.splits` draws clips from either.
+into a checkpoint back into one. :mod:`earengine.corpus.splits` draws clips from either.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from earengine.corpus.audio_folder import AudioFolder
 from earengine.corpus.clips import SR, ClipSource
 from earengine.corpus.synthetic import GENERATOR_VERSION, SyntheticCorpus
-from earengine.ear.audio_folder import AudioFolder
 from earengine.errors import AudioFileError, ConfigError
 
 __all__ = ["open_source", "from_description"]

@@ -7,7 +7,7 @@ import pytest
 
 from earengine.corpus.clips import ClipSource, n_samples
 from earengine.corpus.synthetic import SyntheticCorpus
-from earengine.ear.splits import Split, sample_batch, split_grid, track_bounds
+from earengine.corpus.splits import Split, sample_batch, split_grid, track_bounds
 from earengine.errors import ConfigError
 
 from tests.helpers.errors import one_line
