@@ -1,6 +1,6 @@
 """Benchmark: what a dream sounds like — raw, spectral and grid on the same ear, targets and seeds.
 
-Run: ``.venv/bin/python bench/dream_quality.py [--model earengine/data/ears/ear-default] [--quick] [--steps N]
+Run: ``.venv/bin/python bench/dream_quality.py [--model models/ear-default] [--quick] [--steps N]
 [--seeds N] [--tap enc.5] [--threads N]``
 
 Each parameterization (``/opt/param`` raw, spectral, grid) dreams the same 8 targets (8 disjoint
@@ -161,7 +161,7 @@ def dream(loaded, settings: dict, steps: int, snapshots: int = 1):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(REPO / "earengine" / "data" / "ears" / "ear-default"))
+    ap.add_argument("--model", default=str(REPO / "models" / "ear-default"))
     ap.add_argument("--steps", type=int, default=None, help="steps per dream (default 60; --quick 15)")
     ap.add_argument("--seeds", type=int, default=None, help="seeds per target (default 3; --quick 2)")
     ap.add_argument("--tap", default="enc.5", help="tap whose 8 channel blocks are the targets")

@@ -1,6 +1,6 @@
 """Benchmark: dream optimizer steps per second, ours against a plain fixed-kernel implementation.
 
-Run: ``.venv/bin/python bench/dream_step.py [--model earengine/data/ears/ear-default] [--repeats 5]
+Run: ``.venv/bin/python bench/dream_step.py [--model models/ear-default] [--repeats 5]
 [--paper-repeats 3] [--target ar.8] [--threads N] [--device cpu|cuda] [--no-paper]``
 
 One dream step as the worker runs it: a 2-bar loop at 120 BPM (4 s, 176,400 samples), a seamless
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None,
                         help="the default ear's checkpoint folder "
-                             "(default: earengine/data/ears/ear-default, else a random small-preset ear)")
+                             "(default: models/ear-default, else a random small-preset ear)")
     parser.add_argument("--repeats", type=int, default=5, help="timed steps per method, default ear")
     parser.add_argument("--paper-repeats", type=int, default=3, help="timed steps per method, paper-size ear")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: as the worker)")
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{SETTINGS['/opt/context']}, target {args.target or 'the default region of enc.5'}; torch "
           f"{torch.__version__} on {args.device}, {torch.get_num_threads()} threads, {cores} cores, "
           f"load average {load}")
-    model = Path(args.model or REPO / "earengine" / "data" / "ears" / "ear-default")
+    model = Path(args.model or REPO / "models" / "ear-default")
     if args.model and not (model / "config.json").is_file():
         parser.error(f"--model={args.model} must be an ear checkpoint folder (with config.json)")
     if (model / "config.json").is_file():

@@ -2,7 +2,7 @@
 
 Batch 1, the waveform requires grad, the loss is taken at the deepest tap (``ar.8``), so the
 gradient runs through the autoregressive model, the encoder and the scaleogram back to the
-samples. Measured for the shipped default ear (``earengine/data/ears/ear-default``, or its configuration
+samples. Measured for the shipped default ear (``models/ear-default``, or its configuration
 when the folder is absent) and for the paper-size ear (width 1), in eval mode, in one run.
 The last line is the ratio: how many times longer a paper-size step takes.
 
@@ -26,7 +26,7 @@ from earengine.ear.model import Ear, EarConfig  # noqa: E402
 
 
 def default_ear(device: str) -> tuple[Ear, str]:
-    path = REPO / "earengine" / "data" / "ears" / "ear-default"
+    path = REPO / "models" / "ear-default"
     if (path / "model.safetensors").is_file():
         from earengine.ear.checkpoint import load_ear
 

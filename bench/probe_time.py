@@ -7,7 +7,7 @@ cached (``$EARENGINE_HOME/cache/probe``), so a second probe — another ear of t
 architecture, another checkpoint of the same run — only runs the ears and the classifiers.
 Both runs must print the same table (checked here). The last line is the ratio.
 
-Usage: ``python bench/probe_time.py [--model earengine/data/ears/ear-default] [--task tracks|composers]
+Usage: ``python bench/probe_time.py [--model models/ear-default] [--task tracks|composers]
 [--data DIR] [--threads 1]``
 """
 
@@ -41,7 +41,7 @@ def probe(args, cache_home: str) -> tuple[float, str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(REPO / "earengine" / "data" / "ears" / "ear-default"))
+    ap.add_argument("--model", default=str(REPO / "models" / "ear-default"))
     ap.add_argument("--task", default="tracks", choices=("tracks", "composers"))
     ap.add_argument("--data", default=None)
     ap.add_argument("--threads", type=int, default=1)

@@ -241,7 +241,7 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=20.0, help="how long to soak (default 20)")
     ap.add_argument("--audio", choices=("jack", "null"), default="jack" if shutil.which("jackd") else "null")
     ap.add_argument("--rate", type=float, default=1000.0, help="OSC control messages a second (default 1000)")
-    ap.add_argument("--ear", default=str(REPO / "earengine" / "data" / "ears" / "ear-default"))
+    ap.add_argument("--ear", default=str(REPO / "models" / "ear-default"))
     ap.add_argument("--every-s", type=float, default=60.0, help="seconds between lines (default 60)")
     args = ap.parse_args()
 

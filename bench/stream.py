@@ -1,6 +1,6 @@
 """Benchmark: activation stream frame rate and lag behind the sound, all taps of the default ear.
 
-Run: ``.venv/bin/python bench/stream.py [--seconds 5] [--fps 60] [--model earengine/data/ears/ear-default]``
+Run: ``.venv/bin/python bench/stream.py [--seconds 5] [--fps 60] [--model models/ear-default]``
 
 A :class:`~earengine.streams.hub.StreamHub` streams every tap of the ear (shapes of a 2-bar loop
 at 120 BPM, values random) at ``--fps`` to a receiver on loopback UDP, with no lookahead, so each
@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     from earengine.viz.frames import ActivationSet
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default=str(ROOT / "earengine" / "data" / "ears" / "ear-default"))
+    ap.add_argument("--model", default=str(ROOT / "models" / "ear-default"))
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--fps", type=float, default=60.0)
     args = ap.parse_args(argv)

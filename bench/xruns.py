@@ -1,6 +1,6 @@
 """Benchmark: JACK xruns while the dream worker runs flat out, against the engine without a worker.
 
-Run: ``.venv/bin/python bench/xruns.py [--seconds 60] [--model earengine/data/ears/ear-default] [--no-realtime]``
+Run: ``.venv/bin/python bench/xruns.py [--seconds 60] [--model models/ear-default] [--no-realtime]``
 
 Starts its own JACK server with the dummy driver — 44.1 kHz, 256-sample periods (5.8 ms), in
 JACK's normal asynchronous mode, where a client that misses its period is an xrun rather than a
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="measured seconds per run (default 60)")
     parser.add_argument("--model", default=None,
                         help="ear checkpoint folder the worker dreams with "
-                             "(default: earengine/data/ears/ear-default, else a random small-preset ear)")
+                             "(default: models/ear-default, else a random small-preset ear)")
     parser.add_argument("--no-realtime", action="store_true", help="run jackd without real-time scheduling")
     parser.add_argument("--device", default="cpu", help="where the worker runs the ear (cpu or cuda)")
     args = parser.parse_args(argv)
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         loop = Path(tmp) / "bursts.wav"
         noise_loop(loop)
-        model = Path(args.model or REPO / "earengine" / "data" / "ears" / "ear-default")
+        model = Path(args.model or REPO / "models" / "ear-default")
         if args.model and not (model / "config.json").is_file():
             parser.error(f"--model={args.model} must be an ear checkpoint folder (with config.json)")
         if not (model / "config.json").is_file():

@@ -1,8 +1,10 @@
 """The installable package: a wheel, installed (not editable) into a fresh environment, runs
 ``earengine params`` and a short offline render of the shipped ear, from its own files.
 
-The wheel is built from a copy of the working tree (so the build leaves no ``build/`` or
-egg-info behind in the checkout). The fresh environment has no packages of its own: a ``.pth``
+The wheel is built the way ``python -m build`` builds it: a source distribution from a copy of
+the working tree (so the build leaves no ``build/`` or egg-info behind in the checkout), then the
+wheel from that. Both must carry the shipped ears of the top-level ``models/`` folder: the
+sdist as ``models/``, the wheel inside the package as ``earengine/models/`` (``setup.py``). The fresh environment has no packages of its own: a ``.pth``
 file makes this environment's site-packages reachable for the dependencies (torch, pyo, numpy…).
 Python does not process the ``.pth`` files inside a folder a ``.pth`` file adds, so the editable
 install's finder stays out and ``earengine`` comes from the wheel; the first test checks that.
@@ -16,6 +18,8 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -35,20 +39,36 @@ def _run(cmd, *, cwd, env, timeout=180.0):
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    """(venv folder, environment, working folder) with the wheel installed in the venv."""
-    tmp = tmp_path_factory.mktemp("wheel")
+def built(tmp_path_factory):
+    """(sdist, wheel, environment): the source distribution of a copy of the working tree, and
+    the wheel built from that source distribution."""
+    tmp = tmp_path_factory.mktemp("build")
     src = tmp / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md"):
         shutil.copy2(ROOT / name, src / name)
-    shutil.copytree(ROOT / "earengine", src / "earengine", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in ("earengine", "models"):
+        shutil.copytree(ROOT / name, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env.update(EARENGINE_HOME=str(tmp / "home"), PYTHONNOUSERSITE="1")
     dist = tmp / "dist"
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", dist, "."],
+    _run([sys.executable, "-c", f"from setuptools import build_meta; build_meta.build_sdist({str(dist)!r})"],
          cwd=src, env=env)
+    (sdist,) = dist.glob("earengine-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        tar.extractall(tmp / "unpacked", filter="data")
+    (unpacked,) = (tmp / "unpacked").iterdir()
+    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", dist, "."],
+         cwd=unpacked, env=env)
     (wheel,) = dist.glob("earengine-*.whl")
+    return sdist, wheel, env
+
+
+@pytest.fixture(scope="module")
+def installed(built, tmp_path_factory):
+    """(venv folder, environment, working folder) with the wheel installed in the venv."""
+    _, wheel, env = built
+    tmp = tmp_path_factory.mktemp("wheel")
     venv = tmp / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", venv], cwd=tmp, env=env)
     python = venv / "bin" / "python"
@@ -71,6 +91,19 @@ def test_earengine_and_its_data_come_from_the_wheel(installed):
     module, ear, maps, presets, weights = json.loads(_run([venv / "bin" / "python", "-c", code], cwd=cwd, env=env))
     assert Path(module).is_relative_to(venv) and Path(ear).is_relative_to(venv), module
     assert maps == ["bcf2000.json", "launch-control-xl.json"] and "default.json" in presets and weights
+
+
+def test_the_sdist_and_the_wheel_carry_the_shipped_ears_byte_for_byte(built):
+    sdist, wheel, _ = built
+    shipped = {p.relative_to(ROOT / "models").as_posix(): p.read_bytes()
+               for p in sorted((ROOT / "models").rglob("*")) if p.is_file()}
+    assert {"ear-default/config.json", "ear-default/model.safetensors", "ear-default/README.md"} <= set(shipped)
+    with tarfile.open(sdist) as tar:
+        in_sdist = {m.name.split("/", 1)[1] for m in tar.getmembers() if m.isfile()}
+    assert {f"models/{name}" for name in shipped} <= in_sdist
+    with zipfile.ZipFile(wheel) as whl:
+        assert {name: whl.read(f"earengine/models/{name}") for name in shipped} == shipped
+        assert not [n for n in whl.namelist() if n.startswith("models/") or "/data/ears/" in n]
 
 
 def test_params_runs_from_the_wheel(installed):
