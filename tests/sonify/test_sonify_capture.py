@@ -207,43 +207,61 @@ def test_every_skips_steps_and_step_numbers_can_be_given():
 
 
 class PacedSink(MemorySink):
-    """A real-time sink that sounds one frame every ``step_s`` and notes when frames arrive."""
+    """A real-time sink that sounds one frame every ``step_s`` and notes when frames arrive, on
+    ``clock`` (a function of no arguments giving seconds)."""
 
-    def __init__(self, step_s):
+    def __init__(self, step_s, clock=None):
         super().__init__()
         self.step_s = step_s
+        self.clock = clock
         self.arrivals = []
 
     def sounded_step_s(self, run):
         return self.step_s
 
     def send(self, frame):
-        import time
-
-        self.arrivals.append(time.perf_counter())
+        if self.clock is not None:
+            self.arrivals.append(self.clock())
         super().send(frame)
 
 
-def test_pace_captures_just_often_enough_for_every_sounded_step():
-    import time
+class TrainingClock:
+    """The pace's clock, moved by the test: each training step takes ``step_s``, so what the pace
+    decides depends on the steps taken, not on how busy the machine is."""
 
+    def __init__(self, step_s):
+        self.step_s = step_s
+        self.now = 1000.0
+
+    def perf_counter(self):
+        return self.now
+
+
+def test_pace_captures_just_often_enough_for_every_sounded_step(monkeypatch):
+    from earengine.sonify import capture
+
+    clock = TrainingClock(0.002)  # a small model: 500 steps a second
+    monkeypatch.setattr(capture, "time", clock)  # the pace's only clock read
     net, g = make_net()
     x, y = batch(g)
-    sink = PacedSink(0.05)
+    sink = PacedSink(0.05, clock=clock.perf_counter)
     with GradientSonifier(net, sink=sink, run="paced") as son:
-        t0 = time.perf_counter()
-        while time.perf_counter() - t0 < 0.5:
+        for _ in range(250):  # half a second of training
             net.zero_grad()
             loss_of(net, x, y).backward()
             son.step()
-            time.sleep(0.001)
-    gaps = np.diff(sink.arrivals)
+            clock.now += clock.step_s
+        clock.now += 5.0  # a pause (an evaluation): it counts as one second at most
+        son.step()
+        assert son.last.step == 250  # the step after a pause is always heard
+    gaps = np.diff(sink.arrivals)[:-1]
     assert sink.frames[0].step == 0  # the first step is always heard
     assert son.paced == son.steps - son.frames > 4 * son.frames
-    # never closer than a quarter step; nearly always within one sounded step, so each gets a fresh frame
-    assert gaps.min() >= 0.25 * 0.05 and len(sink.frames) <= 0.5 / (0.25 * 0.05) + 1
-    assert np.mean(gaps <= 0.05) >= 0.9 and len(sink.frames) >= 0.5 / 0.05 - 1
-    # the frames that are taken are exact, and a sink with no sounded step gets every step
+    # never closer than a quarter step; within one sounded step, less two training steps and the
+    # delivery time (and the training step that crosses that line), so each gets a fresh frame
+    longest = 0.05 - 2 * clock.step_s - capture.DELIVERY_S + clock.step_s
+    assert np.all(gaps >= 0.25 * 0.05) and np.all(gaps <= longest + 1e-9), gaps
+    assert 0.5 / 0.05 <= len(sink.frames) - 1 <= 0.5 / (0.25 * 0.05)
     np.testing.assert_allclose(sink.frames[-1].norms, expected(net, layer_groups(net)), rtol=1e-6)
     for sonifier in (GradientSonifier(net, sink=MemorySink(), run="all"),
                      GradientSonifier(net, sink=PacedSink(10.0), run="forced", pace=False)):
