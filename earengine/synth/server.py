@@ -1,13 +1,14 @@
 """The audio server: pyo on JACK, PortAudio, or no device at all.
 
-Modes
------
+Modes (rows of :data:`DEVICES`, each saying how pyo starts and what paces it)
+-----------------------------------------------------------------------------
 ``jack``       a running JACK server (never starts one).
 ``portaudio``  the default PortAudio output device.
-``null``       no device, still in real time: a thread paces pyo buffer by buffer.
 ``offline``    no device, no pacing: the caller renders buffers as fast as it likes
-               (:meth:`AudioServer.render`), for tests and renders.
-``auto``       JACK if a server is running, else a PortAudio device, else ``null``.
+               (:meth:`AudioServer.render`), for tests and renders; ``earengine run --audio
+               offline --duration S`` renders S seconds as fast as it can.
+``null``       no device, still in real time: a thread paces pyo buffer by buffer.
+``auto``       JACK if a server is running, else a PortAudio device, else ``null`` (:data:`AUTO`).
 
 Per-buffer callbacks registered with :meth:`AudioServer.add_callback` run on the audio thread
 before each buffer is computed; they must be short and must not block.
@@ -21,17 +22,53 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import Callable, Optional
 
-from earengine.errors import DeviceError, ParameterError
+from earengine.errors import ConfigError, DeviceError, ParameterError
 
 os.environ.setdefault("PYO_GUI_WX", "0")  # headless: never look for wxPython
 
-__all__ = ["AudioServer", "MODES", "resolve_mode"]
+__all__ = ["AudioServer", "AudioMode", "DEVICES", "MODES", "AUTO", "resolve_mode"]
 
 log = logging.getLogger("earengine.audio")
 
-MODES = ("auto", "jack", "portaudio", "offline", "null")
+
+@dataclass(frozen=True)
+class AudioMode:
+    """How the server runs in one mode: one row of :data:`DEVICES`.
+
+    Parameters
+    ----------
+    pyo_audio : str
+        pyo's ``audio=`` backend (``manual``: pyo computes a buffer when asked).
+    realtime : bool
+        Buffers follow the wall clock (else the caller renders them, :meth:`AudioServer.render`).
+    paced : bool
+        A thread of ours asks for each buffer on time (no device does); it catches up on a late
+        buffer, so a late one is no under-run.
+    jack : bool
+        Into a JACK server: outputs connected, inputs not, and xruns as JACK counts them.
+    doc : str
+    """
+
+    pyo_audio: str
+    realtime: bool = True
+    paced: bool = False
+    jack: bool = False
+    doc: str = ""
+
+
+#: The modes that name a way to sound, by name (``auto`` picks one of them).
+DEVICES: dict[str, AudioMode] = {
+    "jack": AudioMode("jack", jack=True, doc="a running JACK server (never starts one)"),
+    "portaudio": AudioMode("portaudio", doc="the default PortAudio output device"),
+    "offline": AudioMode("manual", realtime=False,
+                         doc="no device, no pacing: buffers are rendered as fast as the caller asks"),
+    "null": AudioMode("manual", paced=True, doc="no device, still in real time: a thread paces the buffers"),
+}
+#: Every ``--audio`` choice.
+MODES = ("auto",) + tuple(DEVICES)
 
 
 def _jack_running() -> bool:
@@ -56,17 +93,32 @@ def _portaudio_outputs() -> int:
         return 0
 
 
+#: What ``auto`` tries, in order: the first mode whose probe answers yes, with the line that says
+#: so; the last probe always does.
+AUTO: tuple[tuple[str, Callable[[], bool], str], ...] = (
+    ("jack", lambda: _jack_running(), "audio: JACK server found, playing into it"),
+    ("portaudio", lambda: _portaudio_outputs() > 0, "audio: no JACK server; playing to the default PortAudio device"),
+    ("null", lambda: True, "audio: no JACK server and no sound device; running in real time with no output (null)"),
+)
+if any(name not in DEVICES for name, _, _ in AUTO):  # a choice of auto's without its row fails at import
+    raise ConfigError(f"audio: auto tries {', '.join(n for n, _, _ in AUTO if n not in DEVICES)}, not in DEVICES")
+
+
 def resolve_mode(mode: str) -> tuple[str, str]:
-    """Pick the concrete mode for ``mode`` and say why, in one line."""
-    if mode not in MODES:
-        raise ParameterError(f"--audio={mode} must be one of {', '.join(MODES)}")
-    if mode != "auto":
+    """Pick the concrete mode for ``mode`` and say why, in one line.
+
+    >>> resolve_mode("offline")
+    ('offline', 'audio: offline (as asked)')
+    >>> resolve_mode("wav")
+    Traceback (most recent call last):
+    ...
+    earengine.errors.ParameterError: --audio=wav must be one of auto, jack, portaudio, offline, null
+    """
+    if mode in DEVICES:
         return mode, f"audio: {mode} (as asked)"
-    if _jack_running():
-        return "jack", "audio: JACK server found, playing into it"
-    if _portaudio_outputs() > 0:
-        return "portaudio", "audio: no JACK server; playing to the default PortAudio device"
-    return "null", "audio: no JACK server and no sound device; running in real time with no output (null)"
+    if mode != "auto":
+        raise ParameterError(f"--audio={mode} must be one of {', '.join(MODES)}")
+    return next((name, why) for name, probe, why in AUTO if probe())
 
 
 class AudioServer:
@@ -97,6 +149,7 @@ class AudioServer:
     ) -> None:
         self.requested = mode
         self.mode, self.reason = resolve_mode(mode)
+        self.device = DEVICES[self.mode]
         self.sr = int(sr)
         self.buffersize = int(buffersize)
         self.nchnls = int(nchnls)
@@ -122,12 +175,11 @@ class AudioServer:
         import pyo
 
         os.environ.setdefault("JACK_NO_START_SERVER", "1")
-        audio = {"null": "manual", "offline": "manual"}.get(self.mode, self.mode)
         server = pyo.Server(sr=self.sr, nchnls=self.nchnls, buffersize=self.buffersize, duplex=0,
-                            audio=audio, jackname=self.jack_name)
+                            audio=self.device.pyo_audio, jackname=self.jack_name)
         server.setVerbosity(1)  # errors only
         server.deactivateMidi()  # MIDI is earengine.midi's business, not pyo's
-        if self.mode == "jack":
+        if self.device.jack:
             server.setJackAuto(False, True)
         server.boot()
         if not server.getIsBooted():
@@ -138,10 +190,10 @@ class AudioServer:
         server.setCallback(self._on_buffer)
         server.start()
         self._running = True
-        if self.mode == "null":
-            self._pacer = threading.Thread(target=self._pace, name="earengine-audio-null", daemon=True)
+        if self.device.paced:
+            self._pacer = threading.Thread(target=self._pace, name=f"earengine-audio-{self.mode}", daemon=True)
             self._pacer.start()
-        if self.mode == "jack":
+        if self.device.jack:
             self._watch_jack_xruns()
 
     def _watch_jack_xruns(self) -> None:
@@ -181,7 +233,7 @@ class AudioServer:
 
     @property
     def realtime(self) -> bool:
-        return self.mode != "offline"
+        return self.device.realtime
 
     def describe(self) -> str:
         return f"{self.reason}; {self.sr} Hz, {self.buffersize}-sample buffers"
@@ -195,8 +247,8 @@ class AudioServer:
         self._callbacks = tuple(f for f in self._callbacks if f is not fn)
 
     def _on_buffer(self) -> None:
-        # the null device has nothing to under-run: its pacer catches up on a late buffer
-        if self.realtime and self._jack_monitor is None and self.mode != "null":
+        # a paced mode has nothing to under-run: its pacer catches up on a late buffer
+        if self.device.realtime and not self.device.paced and self._jack_monitor is None:
             now = time.monotonic()
             if self._last_cb and now - self._last_cb > 3.0 * self.buffersize / self.sr:
                 self.xruns += 1  # a buffer came late: the device (or pacer) starved
@@ -224,8 +276,8 @@ class AudioServer:
     # -- offline ------------------------------------------------------------------------------
     def render(self, n_samples: int) -> None:
         """Compute at least ``n_samples`` of audio now (``offline`` mode only)."""
-        if self.mode != "offline":
-            raise DeviceError("render() needs --audio offline")
+        if self.device.realtime:
+            raise DeviceError(f"render() needs --audio {', '.join(m for m, d in DEVICES.items() if not d.realtime)}")
         for _ in range(-(-int(n_samples) // self.buffersize)):
             self.server.process()
 

@@ -1,0 +1,31 @@
+"""The audio server's modes: each row says how pyo starts and what paces it, and acts so."""
+
+from __future__ import annotations
+
+import pytest
+
+from earengine.errors import DeviceError, ParameterError
+from earengine.synth.server import AUTO, DEVICES, MODES, AudioServer, resolve_mode
+from tests.helpers.waits import wait_until
+
+
+def test_every_choice_resolves_and_a_stray_one_is_refused_in_one_line():
+    assert MODES == ("auto", "jack", "portaudio", "offline", "null")
+    for mode in DEVICES:
+        assert resolve_mode(mode) == (mode, f"audio: {mode} (as asked)")
+    assert resolve_mode("auto")[0] in DEVICES and AUTO[-1][1]()  # auto always lands somewhere
+    with pytest.raises(ParameterError, match="--audio=wave must be one of auto, jack"):
+        resolve_mode("wave")
+
+
+def test_offline_renders_on_demand_and_null_keeps_time_by_itself():
+    with AudioServer("offline", sr=44100, buffersize=256) as offline:
+        assert not offline.realtime
+        offline.render(44100)
+        assert offline.buffers == 173  # ceil(44100 / 256): nothing sounds unless asked
+    with AudioServer("null", sr=44100, buffersize=256) as null:
+        assert null.realtime
+        with pytest.raises(DeviceError, match="needs --audio offline"):
+            null.render(256)
+        assert wait_until(lambda: null.buffers >= 20)  # its pacer asks for buffers on its own
+        assert null.xruns == 0  # a paced mode catches up; it never counts a late buffer
