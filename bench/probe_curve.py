@@ -25,7 +25,7 @@ def load_step(folder: Path, ear_config):
     from safetensors.torch import load_file
 
     from earengine.ear.checkpoint import LoadedEar
-    from earengine.ear.train import build_ear
+    from earengine.ear.model import build_ear
 
     meta = json.loads((folder / "train_state.json").read_text())
     ear, head = build_ear(ear_config, 0)

@@ -2,7 +2,8 @@
 
 Importing this package does not import torch; the names below load their module on first use.
 
-- :class:`Ear`, :class:`EarConfig` (``earengine.ear.model``): the network and its presets;
+- :class:`Ear`, :class:`EarConfig`, :func:`build_ear` (``earengine.ear.model``): the network, its
+  presets, and a seeded new ear with its CPC predictors;
 - :class:`CPCHead`, :class:`CPCConfig` (``earengine.ear.cpc``): predictors and InfoNCE loss;
 - :func:`load_ear`, :func:`save_ear` (``earengine.ear.checkpoint``): safetensors checkpoints;
 - :func:`train`, :class:`TrainConfig` (``earengine.ear.train``);
@@ -16,6 +17,7 @@ from earengine.lazy import lazy_exports
 _LAZY = {
     "Ear": "earengine.ear.model",
     "EarConfig": "earengine.ear.model",
+    "build_ear": "earengine.ear.model",
     "CPCHead": "earengine.ear.cpc",
     "CPCConfig": "earengine.ear.cpc",
     "load_ear": "earengine.ear.checkpoint",

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from earengine.ear.cpc import CPCConfig
+from earengine.ear.cpc import CPCConfig, CPCHead
 from earengine.ear.scaleogram import Scaleogram, ScaleogramConfig
 from earengine.errors import ConfigError, check_config_keys
 
@@ -40,6 +40,7 @@ __all__ = [
     "EarConfig",
     "Ear",
     "PRESETS",
+    "build_ear",
 ]
 
 # Encoder blocks: (channels, conv-1 time kernel, pooling, conv-2 frequency kernel). Conv 1 always
@@ -543,3 +544,12 @@ class Ear(nn.Module):
 
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def build_ear(ear_config: EarConfig, seed: int) -> tuple[Ear, CPCHead]:
+    """The ear and its CPC predictors, initialised from ``seed`` (global RNG state untouched)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        ear = Ear(ear_config)
+        head = CPCHead(ear.context_channels, ear.encoding_channels, ear_config.cpc)
+    return ear, head

@@ -2,7 +2,9 @@
 paper's Table 2)
 
 For every class, clips are drawn from music it trained on and from held-out music: for tracks the
-last 20 % of each track by time, for composers whole works (see :mod:`earengine.ear.probe_data`). Each clip becomes one feature vector — the **last context
+last 20 % of each track by time, for composers whole works (``split="held-out"``); or, the
+Immersions paper's protocol, clips of whole tracks and all works split at random
+(``split="random"``; see :mod:`earengine.ear.probe_data`). Each clip becomes one feature vector — the **last context
 vector** (the final time step of ``ar.8``, which has seen the whole clip), as in the paper; the
 mean of ``ar.8`` over time is available as ``feature="mean"``. The features are standardised with
 the training clips' mean and deviation, and a multinomial logistic regression (one linear layer,
@@ -47,13 +49,13 @@ import torch
 
 from earengine.corpus.sources import from_description
 from earengine.ear.checkpoint import CONFIG_FILE, read_config
-from earengine.ear.probe_data import cached, track_set
-from earengine.ear.train import build_ear
+from earengine.ear.model import build_ear
+from earengine.ear.probe_data import cached, probe_split, track_set
 from earengine.errors import ConfigError, check_config_keys
 from earengine.files import atomic_write_json
 from earengine.progress import Progress
 
-__all__ = ["ProbeConfig", "run_probe", "calibrate_batchnorm", "format_probe_table", "write_probe"]
+__all__ = ["ProbeConfig", "run_probe", "calibrate_batchnorm", "format_probe_table", "write_probe", "probe_key"]
 
 _FEATURES = ("last", "mean")
 
@@ -252,6 +254,7 @@ def run_probe(
     probe_set=None,
     compare=None,
     cache_dir=None,
+    split: str = "held-out",
 ) -> dict:
     """Probe a loaded ear (see :func:`earengine.ear.checkpoint.load_ear`), the paper's Table 2 way.
 
@@ -273,18 +276,23 @@ def run_probe(
     cache_dir : path, optional
         Where clip scaleograms and the baselines' rows are cached
         (``$EARENGINE_HOME/cache/probe`` by default).
+    split : {"held-out", "random"}
+        How the clips are divided when ``probe_set`` is not given (``probe_set.split`` otherwise).
 
     Returns
     -------
     dict
-        JSON-able: task, settings, chance level and one row per model with ``train_accuracy``,
-        ``heldout_accuracy`` and ``heldout_loss``.
+        JSON-able: task, split, settings, chance level and one row per model with
+        ``train_accuracy``, ``heldout_accuracy`` and ``heldout_loss`` (on the test clips, whichever
+        the split).
     """
     stream = stream if stream is not None else sys.stderr
     if probe_set is None:
         if source is None:
             source = from_description(loaded.config["data"])
-        probe_set = track_set(source, loaded.ear.scaleogram, config, device=device, cache_dir=cache_dir)
+        probe_set = track_set(source, loaded.ear.scaleogram, config, device=device, cache_dir=cache_dir,
+                              split=split)
+    test_word = probe_split(probe_set.split).test
     ear_config = loaded.ear.config
     init_seed = int(loaded.config.get("training", {}).get("seed", 0))
     s_train, s_test = probe_set.s_train.to(device), probe_set.s_test.to(device)
@@ -302,7 +310,7 @@ def run_probe(
 
     def report(row: dict) -> None:
         rows.append(row)
-        print(f"probe: {row['model']}: held-out accuracy {100 * row['heldout_accuracy']:.1f}%", file=stream)
+        print(f"probe: {row['model']}: {test_word} accuracy {100 * row['heldout_accuracy']:.1f}%", file=stream)
 
     report(dict(evaluate("cpc", loaded.ear), contrast=_contrast(ear_config)))
     if compare is not None:
@@ -332,6 +340,7 @@ def run_probe(
                                   ("train_accuracy", "heldout_accuracy", "heldout_loss", "weight_decay")}})
     return {
         "task": probe_set.task,
+        "split": probe_set.split,
         "config": config.to_dict(),
         "n_tracks" if probe_set.task == "tracks" else "n_classes": n_classes,
         "classes": list(probe_set.classes),
@@ -363,22 +372,22 @@ def format_probe_table(result: Mapping) -> str:
     cfg = result["config"]
     feature = "last context vector (ar.8)" if cfg["feature"] == "last" else "mean of ar.8 over time"
     task = result.get("task", "tracks")
+    row = probe_split(result.get("split", "held-out"))
     n = result.get("n_tracks", result.get("n_classes"))
-    if task == "tracks":
-        head = f"Track identification, {n} tracks, chance {100 * result['chance']:.1f}%."
-        parts = "training-split and", "held-out clips"
-    else:
-        head = (f"Composer identification, {n} composers ({', '.join(result['classes'])}), "
-                f"held-out works, chance {100 * result['chance']:.1f}%.")
-        parts = "clips of training works and", "clips of held-out works"
+    what = (f"Track identification, {n} tracks" if task == "tracks" else
+            f"Composer identification, {n} composers ({', '.join(result['classes'])})")
     lines = [
-        head,
-        f"{result['train_clips']} {parts[0]} {result['heldout_clips']} {parts[1]} of "
+        f"{what}, {row.heads[task]}chance {100 * result['chance']:.1f}%.",
+        row.clips[task].format(train=result["train_clips"], test=result["heldout_clips"]) + " of "
         f"{cfg['clip_s']:g} s; feature: {feature}; logistic regression, {cfg['steps']} Adam steps,",
         "L2 penalty chosen by validation on the later training clips of each class.",
         f"Supervised baseline: {cfg['steps']} Adam steps of {cfg['batch_size']} clips on the training clips.",
+    ]
+    if result.get("data", {}).get("overlapping_clips"):
+        lines.append(f"Too short for clips side by side, so some overlap: {', '.join(result['data']['overlapping_clips'])}.")
+    lines += [
         "",
-        f"{'model':<40}{'L2':>7}{'train acc':>11}{'held-out acc':>14}{'held-out loss':>15}",
+        f"{'model':<40}{'L2':>7}{'train acc':>11}{row.test + ' acc':>14}{row.test + ' loss':>15}",
     ]
     for row in result["rows"]:
         lines.append(
@@ -388,8 +397,17 @@ def format_probe_table(result: Mapping) -> str:
     return "\n".join(lines)
 
 
+def probe_key(task: str, split: str = "held-out") -> str:
+    """Where a probe's result is kept under ``probes`` in ``config.json``: ``tracks``,
+    ``composers``, and ``tracks:random``, ``composers:random`` for the paper's protocol."""
+    probe_split(split)
+    return task if split == "held-out" else f"{task}:{split}"
+
+
 def write_probe(path, result: Mapping) -> None:
-    """Store ``result`` under ``probes.<task>`` in the checkpoint's ``config.json`` (weights untouched)."""
+    """Store ``result`` under ``probes.<task>`` (``probes.<task>:random`` for the random split) in
+    the checkpoint's ``config.json`` (weights untouched)."""
     config = read_config(path)
-    config.setdefault("probes", {})[result.get("task", "tracks")] = dict(result)
+    key = probe_key(result.get("task", "tracks"), result.get("split", "held-out"))
+    config.setdefault("probes", {})[key] = dict(result)
     atomic_write_json(Path(path) / CONFIG_FILE, config)

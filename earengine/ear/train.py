@@ -49,8 +49,7 @@ from earengine import __version__
 from earengine.corpus.sources import open_source
 from earengine.corpus.splits import sample_batch, track_bounds
 from earengine.ear.checkpoint import ear_state, save_ear
-from earengine.ear.cpc import CPCHead
-from earengine.ear.model import Ear
+from earengine.ear.model import build_ear
 from earengine.ear.scaleogram import kernel_lengths
 from earengine.ear.stats import ear_statistics, stats_to_json
 from earengine.errors import CheckpointError, ConfigError, check_config_keys
@@ -296,15 +295,6 @@ def _cpc_module(ear, head):
             return result.loss, result.accuracy
 
     return CPCModel()
-
-
-def build_ear(ear_config, seed: int):
-    """The ear and its CPC predictors, initialised from ``seed`` (global RNG state untouched)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        ear = Ear(ear_config)
-        head = CPCHead(ear.context_channels, ear.encoding_channels, ear_config.cpc)
-    return ear, head
 
 
 # ---------------------------------------------------------------------------------------------

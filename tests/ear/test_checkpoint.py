@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from earengine.ear.checkpoint import load_ear, read_config, save_ear, weights_hash
+from earengine.ear.model import EarConfig, build_ear
 from earengine.ear.stats import channel_stats, stats_from_json, stats_to_json
-from earengine.ear.train import build_ear
-from earengine.ear.model import EarConfig
 from earengine.errors import CheckpointError
 
 SR = 44100

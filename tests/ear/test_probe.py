@@ -7,9 +7,8 @@ import torch
 
 from earengine.corpus.synthetic import SyntheticCorpus
 from earengine.ear.checkpoint import load_ear, save_ear
-from earengine.ear.model import EarConfig
+from earengine.ear.model import EarConfig, build_ear
 from earengine.ear.probe import ProbeConfig, calibrate_batchnorm, format_probe_table, run_probe, write_probe
-from earengine.ear.train import build_ear
 from earengine.errors import ConfigError
 from earengine.resources import DEFAULT_EAR as DEFAULT
 
