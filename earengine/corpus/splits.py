@@ -4,7 +4,8 @@
 20 % held out by default), :func:`track_bounds` gives the parts' sample ranges,
 :func:`sample_batch` draws random clips from one part of every track (training), and
 :func:`split_grid` lays evenly spaced clips over it (a repeatable probe). Clips drawn from one part
-never reach into the other.
+never reach into the other. For the Immersions paper's probe protocol, :func:`disjoint_starts`
+spreads clips over whole tracks without overlap and :func:`random_split` divides them at random.
 
 Examples
 --------
@@ -27,7 +28,8 @@ import numpy as np
 from earengine.corpus.clips import ClipSource, n_samples
 from earengine.errors import ConfigError
 
-__all__ = ["SPLITS", "Split", "check_split", "track_bounds", "sample_batch", "split_grid"]
+__all__ = ["SPLITS", "Split", "check_split", "track_bounds", "sample_batch", "split_grid", "random_split",
+           "disjoint_starts"]
 
 SPLITS = ("train", "heldout")
 """The two parts of every track."""
@@ -218,3 +220,88 @@ def split_grid(
         for first in range(lo, hi - n + 1, hop_n):
             grid.append((t, first / source.sr))
     return grid
+
+
+def random_split(labels, *, eval_fraction: float = 0.5, seed: int = 0) -> tuple:
+    """Clips divided at random into training and evaluation clips, each class on its own (the
+    Immersions paper's probe protocol: its clips are "partitioned into a training and an
+    evaluation set", with nothing said of holding out whole parts).
+
+    Parameters
+    ----------
+    labels : sequence of int
+        The class of every clip.
+    eval_fraction : float in (0, 1)
+        Share of each class's clips that evaluates; rounded, and at least one clip on each side
+        for a class of two clips or more (a class of one clip trains).
+    seed : int >= 0
+        The same seed gives the same split.
+
+    Returns
+    -------
+    train, evaluate : np.ndarray of int64
+        Indices into ``labels``, sorted (so a class's clips keep their order), disjoint, together
+        every clip.
+
+    Examples
+    --------
+    >>> train, evaluate = random_split([0, 0, 0, 0, 1, 1, 1, 1], seed=0)
+    >>> len(train), len(evaluate), sorted(set(train) | set(evaluate)) == list(range(8))
+    (4, 4, True)
+    """
+    f = eval_fraction
+    if isinstance(f, bool) or not isinstance(f, (int, float)) or not 0.0 < float(f) < 1.0:
+        raise ConfigError(f"eval_fraction={f!r} must be a number strictly between 0 and 1, e.g. 0.5")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ConfigError(f"seed={seed!r} must be an integer >= 0")
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ConfigError(f"labels of shape {labels.shape} must be one label per clip")
+    rng = np.random.default_rng(int(seed))
+    train, evaluate = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        k = len(idx)
+        n_eval = min(max(int(round(float(f) * k)), 1), k - 1) if k >= 2 else 0
+        chosen = np.zeros(k, dtype=bool)
+        chosen[rng.permutation(k)[:n_eval]] = True
+        evaluate.append(idx[chosen])
+        train.append(idx[~chosen])
+    return (np.sort(np.concatenate(train)).astype(np.int64) if train else np.zeros(0, np.int64),
+            np.sort(np.concatenate(evaluate)).astype(np.int64) if evaluate else np.zeros(0, np.int64))
+
+
+def disjoint_starts(lengths, n: int, count: int, rng: np.random.Generator) -> tuple:
+    """``count`` clips of ``n`` samples spread evenly, with a random jitter, over segments of
+    ``lengths`` samples (a track, or the works of a composer), each clip inside one segment and,
+    where the segments leave room, none overlapping another.
+
+    Returns
+    -------
+    starts : list of (segment, first sample)
+        In order along the segments.
+    overlap : bool
+        True when the segments are too short for ``count`` clips side by side, so some overlap.
+
+    Examples
+    --------
+    >>> disjoint_starts([100, 50], 10, 5, np.random.default_rng(0))
+    ([(0, 14), (0, 36), (0, 61), (0, 83), (1, 19)], False)
+    """
+    room = np.array([max(0, int(length) - int(n) + 1) for length in lengths], dtype=np.int64)
+    total = int(room.sum())
+    if total == 0:
+        raise ConfigError(f"clips of {n} samples must fit in at least one segment; the longest is "
+                          f"{max((int(x) for x in lengths), default=0)} samples")
+    edges = (np.arange(count + 1, dtype=np.int64) * total) // count
+    ends = np.cumsum(room)
+    starts, overlap = [], False
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        if hi - lo >= n:  # room in this slot: the next clip starts at hi or later
+            s = int(lo + rng.integers(0, hi - lo - n + 1))
+        else:
+            overlap = True
+            s = int(min(lo + rng.integers(0, max(1, hi - lo)), total - 1))
+        seg = int(np.searchsorted(ends, s, side="right"))
+        starts.append((seg, s - int(ends[seg - 1] if seg else 0)))
+    return starts, overlap

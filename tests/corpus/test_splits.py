@@ -7,7 +7,8 @@ import pytest
 
 from earengine.corpus.clips import ClipSource, n_samples
 from earengine.corpus.synthetic import SyntheticCorpus
-from earengine.corpus.splits import Split, sample_batch, split_grid, track_bounds
+from earengine.corpus.splits import (Split, disjoint_starts, random_split, sample_batch, split_grid,
+                                    track_bounds)
 from earengine.errors import ConfigError
 
 from tests.helpers.errors import one_line
@@ -111,3 +112,73 @@ def test_track_bounds_are_the_split_of_every_track(corpus):
     assert track_bounds(corpus, "heldout", Split(0.5)) == [(n // 2, n)] * corpus.n_tracks
     with pytest.raises(ConfigError):
         track_bounds(corpus, "test")
+
+
+# -- the Immersions paper's probe protocol: clips split at random ----------------------------------
+def _clip_labels(sizes) -> np.ndarray:
+    """Synthetic clips in class order: ``sizes[c]`` clips of class ``c``."""
+    return np.repeat(np.arange(len(sizes)), sizes)
+
+
+def test_random_split_is_seeded_disjoint_and_keeps_each_class_in_both():
+    labels = _clip_labels([32, 32, 10, 7, 2])
+    train, evaluate = random_split(labels, eval_fraction=0.5, seed=4)
+    again = random_split(labels, eval_fraction=0.5, seed=4)
+    other = random_split(labels, eval_fraction=0.5, seed=5)
+    assert np.array_equal(train, again[0]) and np.array_equal(evaluate, again[1])
+    assert not np.array_equal(evaluate, other[1])
+    assert set(train).isdisjoint(evaluate) and sorted(set(train) | set(evaluate)) == list(range(len(labels)))
+    assert np.all(np.diff(train) > 0) and np.all(np.diff(evaluate) > 0)  # each class keeps its order
+    for c, size in enumerate([32, 32, 10, 7, 2]):
+        assert np.sum(labels[evaluate] == c) == min(max(round(0.5 * size), 1), size - 1)
+        assert np.sum(labels[train] == c) >= 1
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.25, 0.5, 0.8])
+def test_random_split_gives_each_class_its_share(fraction):
+    labels = _clip_labels([40, 20, 100])
+    train, evaluate = random_split(labels, eval_fraction=fraction, seed=0)
+    for c, size in enumerate([40, 20, 100]):
+        assert np.sum(labels[evaluate] == c) == round(fraction * size)
+    assert len(train) + len(evaluate) == 160
+
+
+def test_random_split_picks_every_clip_about_as_often():
+    labels = _clip_labels([8])
+    counts = np.zeros(8)
+    for seed in range(400):
+        counts[random_split(labels, seed=seed)[1]] += 1
+    assert np.all(np.abs(counts / 400 - 0.5) < 0.1)
+
+
+def test_random_split_keeps_a_lone_clip_for_training():
+    labels = np.array([0, 1, 1])
+    train, evaluate = random_split(labels, seed=0)
+    assert 0 in train and labels[evaluate].tolist() == [1]
+
+
+@pytest.mark.parametrize("kwargs", [{"eval_fraction": 0.0}, {"eval_fraction": 1.0}, {"eval_fraction": "half"},
+                                    {"seed": -1}, {"seed": 1.5}])
+def test_random_split_bad_arguments(kwargs):
+    with pytest.raises(ConfigError) as err:
+        random_split([0, 0, 1, 1], **kwargs)
+    assert one_line(err.value)
+
+
+@pytest.mark.parametrize("lengths,count", [([1000], 20), ([300, 120, 95], 9), ([50, 0, 400], 7)])
+def test_disjoint_starts_stay_in_their_segment_and_never_overlap(lengths, count):
+    n = 40
+    starts, overlap = disjoint_starts(lengths, n, count, np.random.default_rng(1))
+    assert len(starts) == count and not overlap
+    for seg, first in starts:
+        assert 0 <= first and first + n <= lengths[seg]
+    for (s1, a), (s2, b) in zip(starts, starts[1:]):
+        assert s1 < s2 or (s1 == s2 and b >= a + n)
+
+
+def test_disjoint_starts_say_when_clips_must_overlap():
+    starts, overlap = disjoint_starts([100], 40, 5, np.random.default_rng(0))
+    assert overlap and len(starts) == 5 and all(0 <= first <= 60 for _, first in starts)
+    with pytest.raises(ConfigError) as err:
+        disjoint_starts([30, 20], 40, 2, np.random.default_rng(0))
+    assert one_line(err.value)
