@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO))
 from earengine.ear.checkpoint import load_ear  # noqa: E402
 from earengine.optvis.dream import Dreamer  # noqa: E402
 from earengine.optvis.specificity import split_rise  # noqa: E402
-from earengine.params import default_registry  # noqa: E402
+from earengine.params import default_registry, parse_sets  # noqa: E402
 
 PARAMS = ("raw", "spectral", "grid")
 SR = 44100
@@ -185,9 +185,7 @@ def main() -> int:
     loaded = load_ear(args.model)
     registry = default_registry()
     if args.set:
-        from earengine.engine.commands import parse_sets
-
-        registry.update(parse_sets(args.set))
+        registry.update(parse_sets(registry, args.set))
     base = registry.snapshot()
     n = int(round(base["/loop/bars"] * base["/clock/beats_per_bar"] * 60 / base["/clock/bpm"] * SR))
     channels = loaded.ear.tap_shapes(n)[args.tap][0]

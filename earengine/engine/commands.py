@@ -7,29 +7,15 @@ import logging
 
 from earengine.clock.params import CLOCK_SOURCES
 from earengine.engine.config import DEVICES, EngineConfig
-from earengine.errors import ParameterError
 from earengine.midi.ports import BACKENDS as MIDI_BACKENDS
-from earengine.params import default_registry, parse_text
+from earengine.params import default_registry, parse_sets
 from earengine.resources import DEFAULT_EAR
 from earengine.synth.server import MODES
 
 
-def parse_sets(items: list[str], *, prefix: str = "/") -> dict:
-    """``--set ADDRESS=VALUE`` items as ``{address: value}``; every address must start with ``prefix``."""
-    registry = default_registry()
-    shape = "/namespace/name" if prefix == "/" else f"{prefix}name"
-    out = {}
-    for item in items:
-        address, sep, text = item.partition("=")
-        if not sep or not address.startswith(prefix):
-            raise ParameterError(f"--set {item!r} must look like {shape}=value")
-        out[address] = parse_text(registry.spec(address), text)
-    return out
-
-
 def config_from_args(args: argparse.Namespace) -> EngineConfig:
     """The :class:`EngineConfig` that ``earengine run``'s options ask for (validated there)."""
-    overrides = parse_sets(args.set or [])
+    overrides = parse_sets(default_registry(), args.set or [])
     if args.clock:
         overrides["/clock/source"] = args.clock
     allow = [a.strip() for a in args.osc_allow.split(",") if a.strip()] if args.osc_allow else None

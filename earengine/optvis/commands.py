@@ -15,17 +15,16 @@ def _render(args: argparse.Namespace) -> int:
     from earengine.audiofile import write_wav
     from earengine.midi.file import write_pattern
     from earengine.ear.checkpoint import load_ear
-    from earengine.engine.commands import parse_sets
     from earengine.resources import DEFAULT_EAR
     from earengine.errors import ParameterError
     from earengine.optvis.dream import Dreamer
-    from earengine.params import default_registry
+    from earengine.params import default_registry, parse_sets
     from earengine.progress import Progress
 
     if args.loops < 1 or args.steps_per_loop < 1:
         raise ParameterError(f"--loops={args.loops} and --steps-per-loop={args.steps_per_loop} must be >= 1")
     registry = default_registry()
-    registry.update(parse_sets(args.set or []))
+    registry.update(parse_sets(registry, args.set or []))
     values = {"/loop/bars": args.bars, "/clock/bpm": args.bpm}
     if args.target:
         values["/target/spec"] = args.target

@@ -6,15 +6,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from earengine.engine.commands import parse_sets
 from earengine.errors import ParameterError
+from earengine.params import default_registry, parse_sets
 
 
 def _values(args: argparse.Namespace) -> dict:
     from earengine.sonify.mapping import SEED_PRESET
 
     values = dict(SEED_PRESET) if args.preset == "seed" else {}
-    values.update(parse_sets(args.set or [], prefix="/son/"))
+    values.update(parse_sets(default_registry(), args.set or [], prefix="/son/"))
     return values
 
 
