@@ -16,6 +16,12 @@ plain GET before any upgrade (:meth:`OscQueryServer._http`), and lets a WebSocke
 through to the listener's session. The service is advertised with zeroconf as
 ``_oscjson._tcp`` (and the OSC port as ``_osc._udp``).
 
+Web pages cannot drive it (:class:`~earengine.wsio.Gate`): a WebSocket handshake whose ``Origin``
+is neither this engine's own page nor one the user allowed (``--allow-origin``) is refused with
+403 before a message is read, and so is any request whose ``Host`` is not this engine's address
+(a rebound DNS name). Native clients send no ``Origin`` and are let in. Over HTTP only GET is
+served, and it changes nothing.
+
 Types are the ones the engine speaks: a ``bool`` travels as ``i`` (0/1, which Pure Data and Max
 read), an ``enum`` as ``s`` with its choices in RANGE's VALS. Parameters are readable and
 writable (ACCESS 3). A command holds no value to read back, and hosts that browse treat a node
@@ -31,7 +37,7 @@ import socket
 import threading
 from collections import deque
 from http import HTTPStatus
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Optional
 from urllib.parse import unquote, urlsplit
 
 from websockets.datastructures import Headers
@@ -42,7 +48,7 @@ from earengine.errors import EarEngineError
 from earengine.osc.wire import decode_packet, encode_message
 from earengine.params.registry import Change, Registry
 from earengine.params.spec import CommandSpec, ParamSpec
-from earengine.wsio import cut_off, websocket_log
+from earengine.wsio import Gate, cut_off, parse_origin, websocket_log
 
 __all__ = ["namespace", "node", "host_info", "OscQueryServer", "ATTRIBUTES", "EXTENSIONS"]
 
@@ -213,11 +219,14 @@ class OscQueryServer:
         Service name.
     zeroconf : bool
         Advertise ``_oscjson._tcp`` and ``_osc._udp`` (in the background: it takes a second).
+    allow_origins : iterable of str
+        Origins of web pages, other than this server's own, that may open its WebSocket
+        (``--allow-origin``; see :class:`~earengine.wsio.Gate`).
     """
 
     def __init__(self, registry: Registry, *, host: str = "127.0.0.1", port: int = 9001, osc_port: int = 9000,
                  osc_host: Optional[str] = None, handle: Optional[Callable[[str, tuple, tuple], list]] = None,
-                 name: str = "earengine", zeroconf: bool = True) -> None:
+                 name: str = "earengine", zeroconf: bool = True, allow_origins: Iterable[str] = ()) -> None:
         self.registry = registry
         self.name = name
         self.osc_port = int(osc_port)
@@ -226,13 +235,16 @@ class OscQueryServer:
         self._listeners: list[_Listener] = []
         self._lock = threading.Lock()
         self._gone = {"replaced": 0, "dropped": 0}  # of listeners that have left
+        allow_origins = [parse_origin(o) for o in allow_origins]  # a bad one: before the port is taken
         try:
-            self.server = serve(self._ws, host, port, process_request=self._http, compression=None,
+            self.server = serve(self._ws, host, port, process_request=self._request, compression=None,
                                 max_size=2 ** 16, close_timeout=1, server_header="earengine",
                                 logger=websocket_log())
         except OSError as exc:
             raise EarEngineError(f"cannot serve OSCQuery on {host}:{port}: {exc.strerror}; "
                                  "choose another --oscquery-port") from None
+        self.gate = Gate(host, self.address[1], allow_origins=allow_origins, log=log,
+                         names=[f"{name}.local"] if zeroconf else ())
         self._thread = threading.Thread(target=self.server.serve_forever, name="earengine-oscquery", daemon=True)
         self._thread.start()
         self._sub = registry.subscribe(self._on_change)  # any parameter may be LISTENed to
@@ -250,11 +262,13 @@ class OscQueryServer:
 
     def counts(self) -> dict[str, int]:
         """For ``/counts``: WebSocket listeners now, value pushes replaced by newer ones before
-        they left, and replies dropped for listeners that read too slowly (ever)."""
+        they left, replies dropped for listeners that read too slowly, and requests refused for
+        their ``Origin`` or ``Host`` (ever)."""
         listeners = tuple(self._listeners)
         return {"oscquery_listeners": len(listeners),
                 "oscquery_replaced": self._gone["replaced"] + sum(x.replaced for x in listeners),
-                "oscquery_dropped": self._gone["dropped"] + sum(x.dropped for x in listeners)}
+                "oscquery_dropped": self._gone["dropped"] + sum(x.dropped for x in listeners),
+                **{f"oscquery_{k}": v for k, v in self.gate.counts().items()}}
 
     def __enter__(self) -> "OscQueryServer":
         return self
@@ -278,33 +292,45 @@ class OscQueryServer:
             _close_zeroconf(zc)
 
     # -- HTTP ------------------------------------------------------------------------------------
-    @staticmethod
-    def _respond(status: int, body: Any) -> Response:
+    def _respond(self, status: int, body: Any, origin: Optional[str] = None) -> Response:
         data = b"" if body is None else (json.dumps(body) if not isinstance(body, str) else body).encode()
         headers = Headers([("Content-Type", "application/json" if status == 200 else "text/plain"),
-                           ("Content-Length", str(len(data))), ("Access-Control-Allow-Origin", "*"),
-                           ("Connection", "close")])
+                           ("Content-Length", str(len(data))), ("Connection", "close")])
+        # Not "Access-Control-Allow-Origin: *": the namespace holds every value (file names of
+        # loops and presets among them), and a page the user did not choose has no need to read
+        # it. A page that may open the WebSocket (this engine's own, or one allowed with
+        # --allow-origin) may read it too; native clients ignore the header.
+        if origin is not None and self.gate.origin_allowed(origin):
+            headers["Access-Control-Allow-Origin"] = origin
+            headers["Vary"] = "Origin"
         return Response(status, HTTPStatus(status).phrase, headers, data)
 
-    def _http(self, conn: ServerConnection, request: Request) -> Optional[Response]:
-        """``process_request``: answer an HTTP GET here, or let a WebSocket handshake through."""
+    def _request(self, conn: ServerConnection, request: Request) -> Optional[Response]:
+        """``process_request``: refuse a foreign Host or a foreign page's handshake, answer an
+        HTTP GET, or let a WebSocket handshake through."""
+        return self.gate.check(conn, request) or self._http(conn, request)
+
+    def _http(self, conn: Optional[ServerConnection], request: Request) -> Optional[Response]:
+        """Answer an HTTP GET here, or let a WebSocket handshake through (None)."""
         if (request.headers.get("Upgrade") or "").lower() == "websocket":
             return None  # a WebSocket handshake: let it through
+        origin = request.headers.get("Origin")
         url = urlsplit(request.path)
         path = unquote(url.path) or "/"
         query = url.query.split("&")[0].split("=")[0].upper() if url.query else ""
         if query == "HOST_INFO":
-            return self._respond(200, host_info(name=self.name, osc_ip=self.osc_host, osc_port=self.osc_port))
+            return self._respond(200, host_info(name=self.name, osc_ip=self.osc_host, osc_port=self.osc_port),
+                                 origin)
         found = node(self.registry, path)
         if found is None:
-            return self._respond(404, f"no node at {path}")
+            return self._respond(404, f"no node at {path}", origin)
         if not query:
-            return self._respond(200, found)
+            return self._respond(200, found, origin)
         if query not in ATTRIBUTES:
-            return self._respond(400, f"attribute {query} is not one of {', '.join(ATTRIBUTES)}")
+            return self._respond(400, f"attribute {query} is not one of {', '.join(ATTRIBUTES)}", origin)
         if query not in found:
-            return self._respond(204, None)
-        return self._respond(200, {query: found[query]})
+            return self._respond(204, None, origin)
+        return self._respond(200, {query: found[query]}, origin)
 
     # -- WebSocket -------------------------------------------------------------------------------
     def _ws(self, conn: ServerConnection) -> None:

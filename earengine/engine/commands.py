@@ -24,6 +24,7 @@ def config_from_args(args: argparse.Namespace) -> EngineConfig:
         preset_dir=args.preset_dir, overrides=overrides, ear=None if args.no_dream else args.ear,
         device=args.device, stream_ws_port=args.stream_ws_port,
         oscquery_port=None if args.no_oscquery else args.oscquery_port, zeroconf=not args.no_zeroconf,
+        allow_origin=args.allow_origin or (),
         midi_in=args.midi_in or (), midi_out=args.midi_out, midi_backend=args.midi_backend, midi_map=args.midi_map)
 
 
@@ -88,5 +89,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="TCP port of the OSCQuery namespace (HTTP + WebSocket; default 9001)")
     p.add_argument("--no-oscquery", action="store_true", help="serve no OSCQuery namespace")
     p.add_argument("--no-zeroconf", action="store_true", help="do not advertise OSCQuery with zeroconf")
+    p.add_argument("--allow-origin", action="append", metavar="URL",
+                   help="a web page, besides the engine's own, that may open its WebSockets, e.g. "
+                        "http://192.168.1.20:8080 (repeatable; other pages are refused)")
     p.set_defaults(func=_run)
 

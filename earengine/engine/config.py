@@ -62,6 +62,10 @@ class EngineConfig:
         TCP port of the OSCQuery namespace; ``None`` serves none.
     zeroconf : bool
         Advertise OSCQuery with zeroconf.
+    allow_origin : sequence of str
+        Web pages, besides the engine's own, that may open its WebSockets (OSCQuery's, the
+        streams'), as origins like ``http://192.168.1.20:8080`` (``--allow-origin``); any other
+        page is refused (see :class:`earengine.wsio.Gate`).
     midi_in : sequence of str
         MIDI inputs to open by name or pattern (``virtual``: a port others connect to).
     midi_out : str, optional
@@ -84,6 +88,7 @@ class EngineConfig:
     stream_ws_port: Optional[int] = None
     oscquery_port: Optional[int] = None
     zeroconf: bool = False
+    allow_origin: tuple[str, ...] = ()
     midi_in: tuple[str, ...] = ()
     midi_out: Optional[str] = None
     midi_backend: str = "auto"
@@ -93,6 +98,7 @@ class EngineConfig:
         # here, not at module level: `earengine --help` reads this module and stays free of numpy,
         # which the OSC wire format imports
         from earengine.osc.wire import MAX_UDP_PAYLOAD
+        from earengine.wsio import parse_origin
 
         _one_of("audio", self.audio, AUDIO_MODES)
         _one_of("device", self.device, DEVICES)
@@ -109,6 +115,7 @@ class EngineConfig:
         if self.allow is not None:
             set_(self, "allow", _names("allow", self.allow))
         set_(self, "midi_in", _names("midi_in", self.midi_in))
+        set_(self, "allow_origin", tuple(parse_origin(o) for o in _names("allow_origin", self.allow_origin)))
         set_(self, "overrides", MappingProxyType(dict(self.overrides)))
         for name in ("preset_dir", "ear"):  # a path, or None for '' as well
             value = getattr(self, name)

@@ -91,6 +91,7 @@ class Engine:
         # streams, the layout and OSCQuery (earengine/streams/, control/oscquery.py)
         self.streams = None  # StreamHub
         self.oscquery = None  # OscQueryServer when --oscquery-port is given
+        self.stream_ws = None  # WebSocketStreams when --stream-ws-port is given
         self._layout_job: Optional[threading.Thread] = None
         self._layout_proc = None
         self.midi = None  # MidiService when ports were asked for
@@ -297,7 +298,9 @@ class Engine:
             self.dream.on_activations = self.streams.publish
             self._layout(compute=False)
         if self.config.stream_ws_port is not None:
-            ws = WebSocketStreams(self.streams, host=self.config.osc_host, port=self.config.stream_ws_port)
+            ws = self.stream_ws = WebSocketStreams(self.streams, host=self.config.osc_host,
+                                                   port=self.config.stream_ws_port,
+                                                   allow_origins=self.config.allow_origin)
             self._closers.append(ws.close)
             self.say("streams: WebSocket receivers on ws://%s:%d" % ws.address)
 
@@ -359,7 +362,7 @@ class Engine:
         try:
             self.oscquery = OscQueryServer(self.registry, host=self.config.osc_host, port=self.config.oscquery_port,
                                            osc_port=self.osc.address[1], handle=self.router.handle,
-                                           zeroconf=self.config.zeroconf)
+                                           zeroconf=self.config.zeroconf, allow_origins=self.config.allow_origin)
         except EarEngineError as exc:  # discovery is a convenience: the engine runs without it
             self.say(f"oscquery: {exc}")
             return
@@ -367,6 +370,8 @@ class Engine:
         host, port = self.oscquery.address
         self.say(f"oscquery: http://{host}:{port}/ (WebSocket LISTEN on the same port)"
                  + (", advertised as _oscjson._tcp" if self.config.zeroconf else ""))
+        if self.stream_ws is not None:  # a page the engine serves here may receive the streams
+            self.stream_ws.gate.trust_page_port(port)
 
     # -- commands ----------------------------------------------------------------------------
     def command_handlers(self) -> dict[str, Callable]:

@@ -3,22 +3,27 @@
 :class:`WebSocketStreams` serves every frame of a :class:`~earengine.streams.hub.StreamHub` as one
 binary message (an OSC bundle whose arrays are whole), each receiver with its own short queue
 and its own sending thread (the WebSocket plumbing it shares with OSCQuery is in
-:mod:`earengine.wsio`).
+:mod:`earengine.wsio`). As on OSCQuery's port, a web page that is not the engine's own (nor
+allowed with ``--allow-origin``) cannot open one, and a foreign ``Host`` is refused
+(:class:`~earengine.wsio.Gate`).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Optional, Sequence
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
 from earengine.errors import EarEngineError
-from earengine.wsio import cut_off, websocket_log
+from earengine.wsio import Gate, cut_off, parse_origin, websocket_log
 
 if TYPE_CHECKING:
     from earengine.streams.hub import StreamHub
 
 __all__ = ["WebSocketStreams", "WS_FRAMES", "WS_NOTICES"]
+
+log = logging.getLogger("earengine.streams")
 
 #: Frames waiting for one WebSocket receiver; a slower one loses its oldest (counted).
 WS_FRAMES = 8
@@ -83,21 +88,28 @@ class WebSocketStreams:
     host : str
     port : int >= 0
         0 picks a free port (see :attr:`address`).
+    allow_origins : iterable of str
+        Origins of web pages, other than the engine's own, that may receive the streams
+        (``--allow-origin``; see :class:`~earengine.wsio.Gate`). The engine's page on another of
+        its ports counts as its own through :meth:`Gate.trust_page_port <earengine.wsio.Gate.trust_page_port>`.
     """
 
-    def __init__(self, hub: "StreamHub", *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, hub: "StreamHub", *, host: str = "127.0.0.1", port: int = 0,
+                 allow_origins: Iterable[str] = ()) -> None:
         from websockets.sync.server import serve
 
         self.hub = hub
         self._clients: list[_WsClient] = []
         self._lock = threading.Lock()
         self._dropped_gone = 0  # frames dropped for receivers that have left
+        allow_origins = [parse_origin(o) for o in allow_origins]  # a bad one: before the port is taken
         try:
             self.server = serve(self._handle, host, port, compression=None, max_size=2 ** 16, close_timeout=1,
-                                logger=websocket_log())
+                                logger=websocket_log(), process_request=self._request)
         except OSError as exc:
             raise EarEngineError(f"cannot listen for stream WebSockets on {host}:{port}: {exc.strerror}; "
                                  "choose another --stream-ws-port") from None
+        self.gate = Gate(host, self.address[1], allow_origins=allow_origins, log=log)
         self._thread = threading.Thread(target=self.server.serve_forever, name="earengine-stream-ws", daemon=True)
         self._thread.start()
         hub.attach_websocket(self)
@@ -115,10 +127,16 @@ class WebSocketStreams:
         return max((len(c.frames) for c in clients), default=0)
 
     def counts(self) -> dict[str, int]:
-        """``ws_receivers`` connected now, and ``ws_frames_dropped`` for slow ones (ever)."""
+        """``ws_receivers`` connected now, ``ws_frames_dropped`` for slow ones, and
+        ``ws_origin_refused`` and ``ws_host_refused`` for handshakes refused (ever)."""
         clients = tuple(self._clients)
         return {"ws_receivers": len(clients),
-                "ws_frames_dropped": self._dropped_gone + sum(c.dropped for c in clients)}
+                "ws_frames_dropped": self._dropped_gone + sum(c.dropped for c in clients),
+                **{f"ws_{k}": v for k, v in self.gate.counts().items()}}
+
+    def _request(self, conn, request):
+        """``process_request``: a foreign page or Host is refused before the handshake."""
+        return self.gate.check(conn, request)
 
     def broadcast(self, datagrams: Sequence[bytes], *, frame: bool = True) -> None:
         """Offer messages to every receiver: a frame (dropped oldest-first for a slow receiver)
