@@ -12,13 +12,40 @@ import numpy as np
 import pytest
 
 from earengine.stops import stop_signals
+from tests.helpers.waits import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def shm_names():
-    """Our shared memory blocks (JACK's own, from other tests' servers, are not ours)."""
-    return {n for n in os.listdir("/dev/shm") if not n.startswith(("jack", "sem.jack"))}
+    """Shared memory blocks and semaphores now in /dev/shm."""
+    return set(os.listdir("/dev/shm"))
+
+
+def shm_of(sid):
+    """The shared memory blocks and semaphores in /dev/shm that the processes of session ``sid``
+    have mapped, JACK's own aside: the ones this engine made. (Other processes on the machine,
+    other tests' or other suites', make their own meanwhile: /dev/shm as a whole says nothing
+    about this engine.) Found by inode: a semaphore is mapped under the temporary name it was
+    made with."""
+    inodes = set()
+    for line in session_left(sid):
+        try:
+            with open(f"/proc/{line.split()[0]}/maps") as maps:
+                for row in maps:
+                    fields = row.split(None, 5)
+                    if len(fields) == 6 and fields[5].startswith("/dev/shm/"):
+                        inodes.add(int(fields[4]))
+        except OSError:  # gone meanwhile
+            continue
+    names = set()
+    for name in shm_names():
+        try:
+            if os.stat(f"/dev/shm/{name}").st_ino in inodes and not name.startswith(("jack", "sem.jack")):
+                names.add(name)
+        except OSError:
+            continue
+    return names
 
 
 def start(args, **kwargs):
@@ -44,6 +71,29 @@ def read_until(proc, text, seconds):
     raise AssertionError(f"no line with {text!r} within {seconds} s:\n" + "\n".join(lines))
 
 
+def interrupted_within(seconds):
+    """Sleep until a signal's KeyboardInterrupt ends the sleep: a signal sent to this process is
+    handled as soon as it arrives, so ``seconds`` only bounds a failure."""
+    time.sleep(seconds)
+    raise AssertionError(f"no KeyboardInterrupt within {seconds} s")
+
+
+def importing_torch(sid):
+    """True once a process of session ``sid`` other than its leader (the worker) has torch's
+    library mapped: the worker is importing torch."""
+    for line in session_left(sid):
+        pid = int(line.split()[0])
+        if pid == sid:
+            continue
+        try:
+            with open(f"/proc/{pid}/maps") as maps:
+                if "libtorch" in maps.read():
+                    return True
+        except OSError:  # gone meanwhile
+            continue
+    return False
+
+
 def session_left(sid):
     out = subprocess.run(["ps", "-o", "pid=,stat=,cmd=", "-s", str(sid)], capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if line.split()[1][0] != "Z"]  # zombies are init's to reap
@@ -63,15 +113,18 @@ def test_the_first_stop_signal_interrupts_and_the_next_ones_are_ignored(sigint_a
     with pytest.raises(KeyboardInterrupt):
         with stop_signals():
             os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(1.0)
+            interrupted_within(30.0)
     # the handlers of before are back
     assert signal.getsignal(signal.SIGTERM) == before
+    stopped = False
     with stop_signals():
         try:
             os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(1.0)
+            interrupted_within(30.0)
         except KeyboardInterrupt:
             os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl-C while stopping: ignored
+            # deliberately time for it to do nothing: a signal to this process is handled as it
+            # arrives, during this sleep, so an interrupt it wrongly raised would surface here
             time.sleep(0.2)
             stopped = True
     assert stopped
@@ -107,14 +160,14 @@ def test_an_engine_whose_output_pipe_closes_stops_quietly():
 def test_a_stop_signal_to_the_process_group_stops_the_dreaming_engine_cleanly(tiny_ear_dir, sig):
     """As Ctrl-C in a terminal does: the signal reaches the engine, its worker and every other
     process of the group at once. The worker ignores it; the engine stops everything in order."""
-    before = shm_names()
     proc = start(["run", "--audio", "null", "--osc-port", "0", "--no-oscquery", "--status-every", "0.5",
                   "--ear", str(tiny_ear_dir)])
     try:
         lines = read_until(proc, "worker: ear loaded", 120)
         lines += read_until(proc, "loops made", 30)  # the worker dreams, its loop buffer is in use
         assert any("xruns 0" in line for line in lines), lines  # no device, nothing to under-run
-        assert len(shm_names() - before) >= 1
+        ours = shm_of(proc.pid)
+        assert ours, "the dreaming engine maps no shared memory"
         os.killpg(proc.pid, sig)
         rest = proc.stdout.read().splitlines()
         code = proc.wait(timeout=30)
@@ -123,9 +176,10 @@ def test_a_stop_signal_to_the_process_group_stops_the_dreaming_engine_cleanly(ti
             os.killpg(proc.pid, signal.SIGKILL)
     rest = [line for line in rest if not line.startswith("tempo ")]  # a status line may still come
     assert code == 0 and rest == ["stopping"], rest
-    time.sleep(0.5)
+    # the rest of the group may still be on its way out as the engine exits: wait for it
+    wait_until(lambda: session_left(proc.pid) == [] and not ours & shm_names(), 30.0)
     assert session_left(proc.pid) == []
-    assert shm_names() == before
+    assert ours & shm_names() == set()
 
 
 @pytest.mark.integration
@@ -134,7 +188,7 @@ def test_ctrl_c_while_the_worker_starts_prints_no_traceback(tiny_ear_dir):
                   "--ear", str(tiny_ear_dir)])
     try:
         read_until(proc, "osc: listening", 60)
-        time.sleep(0.3)  # the worker is importing torch now
+        assert wait_until(lambda: importing_torch(proc.pid), 60.0), session_left(proc.pid)
         os.killpg(proc.pid, signal.SIGINT)
         rest = proc.stdout.read()
         code = proc.wait(timeout=30)
