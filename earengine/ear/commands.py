@@ -50,12 +50,17 @@ def register(subparsers) -> None:
         description="Compare the ear with the same architecture randomly initialised and trained "
         "supervised, by the accuracy of a linear classifier on held-out clips: of the track "
         "(--task tracks, the last 20 %% of each track held out) or of the composer (--task "
-        "composers, whole works held out). Clip scaleograms and the baselines are cached under "
-        "$EARENGINE_HOME/cache/probe, so a second probe of another ear is quick.",
+        "composers, whole works held out). --split random is the Immersions paper's protocol "
+        "instead: clips of whole tracks (all works) split at random, seeded. Clip scaleograms and "
+        "the baselines are cached under $EARENGINE_HOME/cache/probe, so a second probe of another "
+        "ear is quick.",
     )
     q.add_argument("--model", required=True, help="checkpoint folder")
     q.add_argument("--task", choices=("tracks", "composers"), default="tracks",
                    help="what the classifier tells apart (default tracks)")
+    q.add_argument("--split", choices=PROBE_SPLITS, default="held-out",
+                   help="held-out (default): the last 20 %% of each track, whole works; random: the "
+                        "paper's protocol, clips split at random within each class (seeded by --seed)")
     q.add_argument("--data", default=None,
                    help="tracks: 'synthetic', 'synthetic:N' or a folder (default: the soundtrack corpus's "
                         "nexuiz-music when built, else the ear's own data); composers: a composer corpus "
@@ -76,6 +81,10 @@ def register(subparsers) -> None:
     q.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     q.set_defaults(func=_probe)
 
+
+#: The probe's ways of dividing clips, as :data:`earengine.ear.probe_data.PROBE_SPLITS` (kept here
+#: so ``earengine --help`` imports neither numpy nor torch; a test holds them equal).
+PROBE_SPLITS = ("held-out", "random")
 
 #: The track-identification set of the soundtrack corpus: 17 electronic tracks with strong beats,
 #: the closest to the paper's house tracks.
@@ -138,7 +147,7 @@ def _probe(args: argparse.Namespace) -> int:
 
     from earengine.corpus.manifest import corpus_home
     from earengine.ear.checkpoint import load_ear
-    from earengine.ear.probe import ProbeConfig, format_probe_table, run_probe, write_probe
+    from earengine.ear.probe import ProbeConfig, format_probe_table, probe_key, run_probe, write_probe
     from earengine.ear.probe_data import composer_set, track_set
     from earengine.corpus.sources import open_source
 
@@ -157,16 +166,19 @@ def _probe(args: argparse.Namespace) -> int:
     scaleogram = loaded.ear.scaleogram.to(args.device)
     if args.task == "composers":
         folder = args.data or corpus_home("composers")
-        probe_set = composer_set(folder, scaleogram, config, device=args.device)
+        probe_set = composer_set(folder, scaleogram, config, device=args.device, split=args.split)
     else:
         data = args.data
         if data is None and (corpus_home("soundtracks") / DEFAULT_TRACK_SET).is_dir():
             data = str(corpus_home("soundtracks") / DEFAULT_TRACK_SET)
         source = open_source(data, seed=args.data_seed) if data else None
-        probe_set = track_set(source, scaleogram, config, device=args.device) if source is not None else None
-    result = run_probe(loaded, None, config, device=args.device, probe_set=probe_set, compare=compare)
+        probe_set = (track_set(source, scaleogram, config, device=args.device, split=args.split)
+                     if source is not None else None)
+    result = run_probe(loaded, None, config, device=args.device, probe_set=probe_set, compare=compare,
+                       split=args.split)
     print(format_probe_table(result))
     if args.write:
         write_probe(loaded.path, result)
-        print(f"probe: results written to {loaded.path / 'config.json'}")
+        key = probe_key(result["task"], args.split)
+        print(f"probe: results written to {loaded.path / 'config.json'} as probes.{key}")
     return 0

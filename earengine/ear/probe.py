@@ -372,22 +372,23 @@ def format_probe_table(result: Mapping) -> str:
     cfg = result["config"]
     feature = "last context vector (ar.8)" if cfg["feature"] == "last" else "mean of ar.8 over time"
     task = result.get("task", "tracks")
-    row = probe_split(result.get("split", "held-out"))
+    split = probe_split(result.get("split", "held-out"))
     n = result.get("n_tracks", result.get("n_classes"))
     what = (f"Track identification, {n} tracks" if task == "tracks" else
             f"Composer identification, {n} composers ({', '.join(result['classes'])})")
     lines = [
-        f"{what}, {row.heads[task]}chance {100 * result['chance']:.1f}%.",
-        row.clips[task].format(train=result["train_clips"], test=result["heldout_clips"]) + " of "
+        f"{what}, {split.heads[task]}chance {100 * result['chance']:.1f}%.",
+        split.clips[task].format(train=result["train_clips"], test=result["heldout_clips"]) + " of "
         f"{cfg['clip_s']:g} s; feature: {feature}; logistic regression, {cfg['steps']} Adam steps,",
         "L2 penalty chosen by validation on the later training clips of each class.",
         f"Supervised baseline: {cfg['steps']} Adam steps of {cfg['batch_size']} clips on the training clips.",
     ]
     if result.get("data", {}).get("overlapping_clips"):
-        lines.append(f"Too short for clips side by side, so some overlap: {', '.join(result['data']['overlapping_clips'])}.")
+        lines.append("Too short for clips side by side, so some overlap: "
+                     f"{', '.join(result['data']['overlapping_clips'])}.")
     lines += [
         "",
-        f"{'model':<40}{'L2':>7}{'train acc':>11}{row.test + ' acc':>14}{row.test + ' loss':>15}",
+        f"{'model':<40}{'L2':>7}{'train acc':>11}{split.test + ' acc':>14}{split.test + ' loss':>15}",
     ]
     for row in result["rows"]:
         lines.append(

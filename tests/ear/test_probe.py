@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -11,6 +12,8 @@ from earengine.ear.model import EarConfig, build_ear
 from earengine.ear.probe import ProbeConfig, calibrate_batchnorm, format_probe_table, run_probe, write_probe
 from earengine.errors import ConfigError
 from earengine.resources import DEFAULT_EAR as DEFAULT
+
+from tests.helpers.errors import one_line
 
 
 def test_probe_runs_end_to_end_and_prints_three_rows(tmp_path):
@@ -207,3 +210,82 @@ def test_cli_probes_composers_with_the_other_contrast_as_a_row(tmp_path, capsys)
     assert [r["model"] for r in saved["rows"]] == ["cpc", "cpc_other", "random", "supervised"]
     rc = main(["probe", "--model", str(tmp_path / "sat"), "--task", "composers", "--data", str(tmp_path)])
     assert rc == 2 and "must be a composer corpus" in capsys.readouterr().err
+
+
+# -- the paper's protocol: clips split at random ----------------------------------------------
+class _StartClock:
+    """A ClipSource whose every sample is the time its clip starts at plus 1000 times its track,
+    so a clip's first sample tells where it was cut."""
+
+    sr, n_tracks = 8000, 3
+    track_names = ("a", "b", "c")
+
+    def duration_s(self, track):
+        return 20.0 + 5.0 * track
+
+    def clip(self, track, start_s, duration_s):
+        return np.full(int(round(duration_s * self.sr)), 1000.0 * track + start_s, dtype=np.float32)
+
+    def describe(self):
+        return {"kind": "start clock"}
+
+
+def test_probe_splits_are_one_table_with_the_cli_choices():
+    from earengine.ear.commands import PROBE_SPLITS as CLI_SPLITS
+    from earengine.ear.probe_data import PROBE_SPLITS, SPLIT_ROWS, probe_split
+
+    assert tuple(SPLIT_ROWS) == PROBE_SPLITS == CLI_SPLITS == ("held-out", "random")
+    with pytest.raises(ConfigError) as info:
+        probe_split("shuffle")
+    assert one_line(info.value) and "held-out, random" in str(info.value)
+
+
+@pytest.mark.parametrize("split", ["held-out", "random"])
+def test_track_clips_of_each_split_come_from_where_it_says(split):
+    from earengine.ear.probe_data import SPLIT_ROWS
+
+    source, config = _StartClock(), ProbeConfig(clips_per_track=6, clip_s=1.0, seed=3)
+    a_train, y_train, a_test, y_test, overlapping = SPLIT_ROWS[split].tracks(source, config,
+                                                                            np.random.default_rng(0))
+    assert overlapping == [] and len(y_train) == len(y_test) == 18
+    assert y_train.tolist() == sorted(y_train.tolist()) and y_test.tolist() == sorted(y_test.tolist())
+    for t in range(3):
+        train = np.sort(a_train[y_train == t, 0] - 1000 * t)
+        test = np.sort(a_test[y_test == t, 0] - 1000 * t)
+        assert len(train) == len(test) == 6
+        cut = 0.8 * source.duration_s(t)
+        if split == "held-out":
+            assert train.max() + 1.0 <= cut + 1e-3 and test.min() >= cut - 1e-3
+        else:  # both sides reach over the whole track, and no clip overlaps another
+            assert train.min() < cut and test.min() < cut and max(train.max(), test.max()) > cut
+            both = np.sort(np.concatenate([train, test]))
+            assert np.all(np.diff(both) >= 1.0 - 1e-3)
+    again = SPLIT_ROWS[split].tracks(source, config, np.random.default_rng(0))
+    assert np.array_equal(again[0], a_train) and np.array_equal(again[2], a_test)
+
+
+def test_random_split_probe_runs_end_to_end_and_is_kept_beside_the_held_out_one(tmp_path):
+    ear, head = build_ear(EarConfig.preset("small", width=1 / 64), seed=0)
+    corpus = SyntheticCorpus(n_tracks=3, seed=1, track_duration_s=30.0)
+    path = tmp_path / "ear"
+    save_ear(path, ear.eval(), head, info={"data": corpus.describe(), "training": {"seed": 0}})
+    config = ProbeConfig(clips_per_track=2, steps=5, batch_size=4)
+    quiet = open("/dev/null", "w")
+    results = {split: run_probe(load_ear(path), corpus, config, stream=quiet, cache_dir=tmp_path / "cache",
+                                split=split) for split in ("held-out", "random")}
+    held, rand = results["held-out"], results["random"]
+    assert held["split"] == "held-out" and rand["split"] == "random"
+    assert rand["train_clips"] == rand["heldout_clips"] == held["train_clips"] == 6
+    assert [r["model"] for r in rand["rows"]] == ["cpc", "random", "supervised"]
+    table = format_probe_table(rand)
+    assert table.startswith("Track identification, 3 tracks, clips of whole tracks split at random "
+                            "(the paper's protocol), chance 33.3%.")
+    assert "6 training and 6 evaluation clips" in table and "eval acc" in table
+    assert format_probe_table(held).startswith("Track identification, 3 tracks, chance 33.3%.")
+    assert "held-out acc" in format_probe_table(held)
+    for result in results.values():
+        write_probe(path, result)
+    probes = load_ear(path).config["probes"]
+    assert set(probes) == {"tracks", "tracks:random"}
+    assert probes["tracks:random"] == json.loads(json.dumps(rand))
+    assert probes["tracks"] == json.loads(json.dumps(held))
