@@ -281,7 +281,7 @@ def disjoint_starts(lengths, n: int, count: int, rng: np.random.Generator) -> tu
     starts : list of (segment, first sample)
         In order along the segments.
     overlap : bool
-        True when the segments are too short for ``count`` clips side by side, so some overlap.
+        True when some clips overlap: the segments were too short for ``count`` clips side by side.
 
     Examples
     --------
@@ -295,13 +295,13 @@ def disjoint_starts(lengths, n: int, count: int, rng: np.random.Generator) -> tu
                           f"{max((int(x) for x in lengths), default=0)} samples")
     edges = (np.arange(count + 1, dtype=np.int64) * total) // count
     ends = np.cumsum(room)
-    starts, overlap = [], False
+    starts = []
     for lo, hi in zip(edges[:-1], edges[1:]):
         if hi - lo >= n:  # room in this slot: the next clip starts at hi or later
             s = int(lo + rng.integers(0, hi - lo - n + 1))
         else:
-            overlap = True
             s = int(min(lo + rng.integers(0, max(1, hi - lo)), total - 1))
         seg = int(np.searchsorted(ends, s, side="right"))
         starts.append((seg, s - int(ends[seg - 1] if seg else 0)))
+    overlap = any(a[0] == b[0] and b[1] < a[1] + n for a, b in zip(starts, starts[1:]))
     return starts, overlap
