@@ -48,6 +48,13 @@ def test_load_play_save_round_trip(engine, peer, tmp_path):
     assert args[4] == 1 and args[5] == 120.0
 
 
+def test_status_gives_the_bar_and_the_beat_within_it(engine, peer):
+    engine.audio.render(int(5.5 * 0.5 * SR))  # 5.5 beats at 120 BPM in 4/4: bar 2, halfway through beat 2
+    _, args = peer.ask("/status", reply="/status.reply")
+    assert len(args) == 9 and args[6] == 2 and args[7] == pytest.approx(2.5, abs=0.05)
+    assert args[8] == 0  # xruns, last as before
+
+
 @pytest.mark.parametrize("make, reason", [
     (lambda d: d / "missing.wav", "not a file"),
     (lambda d: (d / "notes.wav").write_text("not audio") and d / "notes.wav", "not a readable audio file"),

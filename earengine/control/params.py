@@ -38,7 +38,8 @@ OSC_COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("/get", (ArgSpec("address", "str"),),
                 doc="Answers with the message that would set the parameter: <address> <value>."),
     CommandSpec("/status", (), reply="/status.reply",
-                doc="Answers /status.reply <worker> <step> <steps_per_s> <loss> <loops> <bpm> <beat> <xruns>."),
+                doc="Answers /status.reply <worker> <step> <steps_per_s> <loss> <loops> <bpm> <bar> <beat> <xruns>: "
+                    "<bar> counts from 1, <beat> is the position in that bar from 1.0 (bar 8 beat 3.5)."),
     CommandSpec("/notify", (ArgSpec("on", "bool"),),
                 doc="1 subscribes the sender to /changed <address> <value>; 0 unsubscribes."),
     CommandSpec("/sync", (ArgSpec("id", "int"),), reply="/synced",

@@ -413,15 +413,42 @@ class Engine:
         return out
 
     def status(self) -> tuple:
-        """Arguments of ``/status.reply``: worker, step, steps/s, loss, loops, bpm, beat, xruns."""
+        """Arguments of ``/status.reply``: worker, step, steps/s, loss, loops, bpm, bar, beat, xruns.
+
+        ``bar`` counts from 1 since the clock started and ``beat`` is the position within that bar,
+        from 1.0 up to ``/clock/beats_per_bar`` + 1 (bar 8 beat 3.5: halfway through its third
+        beat), as on the console's status line."""
         clock = self.player.clock
         if self.dream is None:
             worker, step, rate, loss = "none", 0, 0.0, 0.0
         else:
             last = self.dream.last
             worker, step, rate, loss = self.dream.state, last["step"], last["steps_per_s"], last["loss"]
+        bar, beat = divmod(float(clock.beat), clock.beats_per_bar)
         return (worker, int(step), float(rate), float(loss), int(self.player.loops_started), float(clock.bpm),
-                float(clock.beat), int(self.audio.xruns))
+                int(bar) + 1, float(beat) + 1.0, int(self.audio.xruns))
+
+    def _first_loop(self) -> None:
+        """Offline, wait (in wall time) until a loop is queued before rendering anything.
+
+        Offline audio runs ahead of the clock, so without this ``--duration 10`` would be over in a
+        second, before the dream had made its first loop: ten seconds of silence. The dream's first
+        loop comes after the worker has loaded the ear and taken a step; a dream that makes none
+        within the supervisor's hang time, or no dream and no loop, is said in one line."""
+        self.jobs.drain()  # a --loop or /loop/load given at the start
+        if self.player.current is not None or self.player.pending:
+            return
+        if self.dream is None:
+            self.say("offline: nothing to play (no --loop and no dream): the recording is silent")
+            return
+        self.say("offline: waiting for the dream's first loop before rendering")
+        deadline = time.monotonic() + self.dream.hang_s
+        while not self.player.pending and self.player.current is None:
+            if self.dream.state == "failed" or time.monotonic() > deadline:
+                self.say(f"offline: the dream made no loop ({self.dream.state}): the recording is silent")
+                return
+            time.sleep(0.05)  # the supervisor delivers the worker's loops every 50 ms
+            self.jobs.drain()
 
     def status_line(self) -> str:
         clock = self.player.clock
@@ -446,11 +473,13 @@ class Engine:
     def run(self, *, duration_s: Optional[float] = None, status_every_s: float = 5.0) -> None:
         """Serve until interrupted (or for ``duration_s``), printing a status line now and then.
 
-        In offline mode the audio is rendered as fast as possible for ``duration_s``.
+        In offline mode the audio is rendered as fast as possible for ``duration_s``, from the
+        first loop there is to hear (see :meth:`_first_loop`).
         """
         if self.audio.mode == "offline":
             if duration_s is None:
                 raise ParameterError("--audio offline needs --duration")
+            self._first_loop()
             step = int(self.audio.sr * 0.1)
             for _ in range(int(duration_s / 0.1)):
                 self.jobs.drain()
