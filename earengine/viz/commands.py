@@ -15,9 +15,11 @@ def register(subparsers) -> None:
     p = subparsers.add_parser(
         "layout",
         help="lay out an ear's neurons as a force-directed graph (CSV or JSON)",
-        description="Compute (or read from the cache beside the ear) the force-directed layout of every "
-        "neuron (tap x channel x frequency) and write it as CSV (index,tap,channel,freq,x,y) or JSON. "
-        "The engine sends the same layout to stream destinations.",
+        description="Compute the force-directed layout of every neuron (tap x channel x frequency) and "
+        "write it as CSV (index,tap,channel,freq,x,y) or JSON. A layout is computed once per ear and "
+        "settings: the ear's own layout.json is read when it matches, else the cache under "
+        "$EARENGINE_HOME/cache/layouts, where a computed one goes. Nothing is written into the ear's "
+        "folder unless --save-to-ear asks. The engine sends the default layout to stream destinations.",
     )
     p.add_argument("--model", required=True, help="ear checkpoint folder")
     p.add_argument("--out", default=None, help="file to write, .csv or .json (default: only cache it)")
@@ -28,6 +30,9 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--fresh", action="store_true", help="compute again even if a cached layout exists")
+    p.add_argument("--save-to-ear", action="store_true",
+                   help="also write it into the ear's folder as layout.json, the file shipped with an ear "
+                        "(default: only the cache is written)")
     p.set_defaults(func=_layout)
 
 
@@ -35,7 +40,7 @@ def _layout(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from earengine.errors import ParameterError
-    from earengine.viz.layout import LayoutConfig, cached_layout, layout_cache_path
+    from earengine.viz.layout import LayoutConfig, cached_layout
 
     if args.out is not None and Path(args.out).suffix.lower() not in (".csv", ".json"):
         raise ParameterError(f"--out={args.out!r} must end in .csv or .json")
@@ -53,9 +58,9 @@ def _layout(args: argparse.Namespace) -> int:
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    layout = cached_layout(args.model, config=config, device=args.device, fresh=args.fresh, progress=say)
-    say(f"layout: {layout.positions.shape[0]} neurons in {len(layout.taps)} taps; cached at "
-        f"{layout_cache_path(args.model, layout.ear_sha256)}")
+    layout = cached_layout(args.model, config=config, device=args.device, fresh=args.fresh,
+                           save_to_ear=args.save_to_ear, progress=say)
+    say(f"layout: {layout.positions.shape[0]} neurons in {len(layout.taps)} taps, {layout.dims}-D")
     if args.out is not None:
         layout.save(args.out)
         say(f"layout: wrote {args.out}")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from earengine.engine import Engine, EngineConfig
+from earengine.viz.layout import read_cached_layout
 from tests.helpers.osc import Peer, wait_for
 from tests.helpers.streams import Receiver, arrays, frames
 
@@ -75,12 +76,12 @@ def test_frames_of_a_dreaming_engine_are_the_activations_heard(ear_dir):
             assert rx.wait_for(lambda r: "enc.5" in arrays(r.items, "/stream/mask/", cells), 5)
             mask = arrays(rx.items, "/stream/mask/", cells)["enc.5"].reshape(expect["enc.5"].shape[:2])
             assert mask[1:3].all() and not mask[0].any() and not mask[3:].any()
-            # a new ear's layout is computed once, cached beside it, and sent to the destination
+            # a new ear's layout is computed once, cached (not in the ear's folder), and sent to the destination
             twice = {tap: 2 * n for tap, n in cells.items()}
             assert rx.wait_for(lambda r: len(arrays(r.items, "/stream/layout/", twice)) == 18, 150)  # niced: slow when busy
             layout = arrays(rx.items, "/stream/layout/", twice)
             assert layout["enc.5"].size == 2 * expect["enc.5"].shape[0] * expect["enc.5"].shape[1]
-            assert (ear_dir / "layout.json").is_file()
+            assert not (ear_dir / "layout.json").exists() and read_cached_layout(ear_dir) is not None
             _, listing = peer.ask("/stream/list", reply="/stream/list.reply")
             assert listing == (rx.dest,)
             peer.send("/stream/remove", rx.dest)

@@ -1,8 +1,11 @@
 """The force-directed neuron layout: Barnes-Hut forces match the exact sum within a stated
 tolerance, the forces are the energy's gradient, the energy falls, connected neurons end up
-closer than unconnected ones; the layout round-trips and is cached beside the ear."""
+closer than unconnected ones; the layout round-trips and is cached in the cache folder, never
+written into an ear's folder unless asked."""
 
+import hashlib
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -166,23 +169,79 @@ def test_layout_round_trips_as_json_and_csv(tmp_path):
         NeuronLayout(("a",), ((2, 2),), np.zeros((3, 2)))
 
 
-def test_layout_command_writes_csv_and_json_and_caches_beside_the_ear(tmp_path, capsys):
+def test_layout_command_writes_csv_and_json_and_caches_outside_the_ear(tmp_path, capsys, monkeypatch):
     from earengine.cli import main
-    from earengine.ear.checkpoint import save_ear
+    from earengine.ear.checkpoint import read_config, save_ear
     from earengine.ear.model import Ear, EarConfig
+    from earengine.viz.layout import cache
 
     torch.manual_seed(0)
     ear_dir = tmp_path / "ear"
     save_ear(ear_dir, Ear(EarConfig.preset("small", width=1 / 16)).eval())
     assert main(["layout", "--model", str(ear_dir), "--out", str(tmp_path / "n.csv"), "--iterations", "15"]) == 0
-    cache = ear_dir / "layout.json"
-    assert cache.is_file()
-    stamp = cache.stat().st_mtime_ns
+    path = cache.layout_cache_path(read_config(ear_dir)["weights_sha256"], LayoutConfig(iterations=15))
+    assert path.is_file() and not (ear_dir / "layout.json").exists()
+    stamp = path.stat().st_mtime_ns
+    monkeypatch.setattr(cache, "compute_layout", None)  # the second time must not compute
     assert main(["layout", "--model", str(ear_dir), "--out", str(tmp_path / "n.json"), "--iterations", "15"]) == 0
-    assert cache.stat().st_mtime_ns == stamp  # the second time it came from the cache
+    assert path.stat().st_mtime_ns == stamp and f"read from {path}" in capsys.readouterr().err
     data = json.loads((tmp_path / "n.json").read_text())
     assert [t["name"] for t in data["taps"]][:2] == ["scaleogram", "enc.0"] and len(data["taps"]) == 18
     n = sum(t["channels"] * t["freq"] for t in data["taps"])
     assert len(data["positions"]) == n and len((tmp_path / "n.csv").read_text().splitlines()) == n + 1
     assert main(["layout", "--model", str(ear_dir), "--out", str(tmp_path / "n.png")]) == 2
     assert "must end in .csv or .json" in capsys.readouterr().err
+
+
+def folder_digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_a_3d_layout_of_a_shipped_ear_leaves_its_folder_byte_identical(tmp_path, capsys, monkeypatch):
+    """`earengine layout --dims 3` once replaced the shipped ear's 2-D layout.json inside the
+    package: now the ear's folder is only read, the 3-D layout goes to the cache, and a second
+    call reads it from there; the shipped 2-D layout is still what the engine reads."""
+    from earengine.cli import main
+    from earengine.resources import DEFAULT_EAR
+    from earengine.viz.layout import cache, read_cached_layout
+
+    ear_dir = tmp_path / "ear-default"
+    shutil.copytree(DEFAULT_EAR, ear_dir)
+    before = folder_digest(ear_dir)
+    argv = ["layout", "--model", str(ear_dir), "--dims", "3", "--iterations", "5", "--out", str(tmp_path / "a.json")]
+    assert main(argv) == 0
+    assert folder_digest(ear_dir) == before
+    sha = json.loads((ear_dir / "config.json").read_text())["weights_sha256"]
+    path = cache.layout_cache_path(sha, LayoutConfig(dims=3, iterations=5))
+    assert f"cached at {path}" in capsys.readouterr().err
+    monkeypatch.setattr(cache, "compute_layout", None)  # the second call must not compute
+    assert main(argv[:-1] + [str(tmp_path / "b.json")]) == 0
+    assert f"read from {path}" in capsys.readouterr().err
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    assert folder_digest(ear_dir) == before
+    assert read_cached_layout(ear_dir).dims == 2  # the default settings: the ear's own file
+    assert main(["layout", "--model", str(ear_dir)]) == 0  # ... and the command reads it too
+    assert f"read from {ear_dir / 'layout.json'}" in capsys.readouterr().err
+
+
+def test_only_save_to_ear_writes_into_the_ears_folder(tmp_path, capsys):
+    from earengine.cli import main
+    from earengine.ear.checkpoint import save_ear
+    from earengine.ear.model import Ear, EarConfig
+    from earengine.viz.layout import read_cached_layout
+
+    torch.manual_seed(0)
+    ear_dir = tmp_path / "ear"
+    save_ear(ear_dir, Ear(EarConfig.preset("small", width=1 / 16)).eval())
+    argv = ["layout", "--model", str(ear_dir), "--iterations", "15"]
+    assert main(argv) == 0 and not (ear_dir / "layout.json").exists()
+    assert main(argv + ["--save-to-ear"]) == 0  # from the cache into the ear's folder: no second computation
+    err = capsys.readouterr().err
+    assert "read from" in err and f"saved in the ear's folder, {ear_dir / 'layout.json'}" in err
+    assert read_cached_layout(ear_dir, LayoutConfig(iterations=15)).dims == 2
+    other = tmp_path / "other"
+    save_ear(other, Ear(EarConfig.preset("small", width=1 / 16)).eval())
+    (other / "layout.json").mkdir()  # a place no file can be written: one line, status 2
+    assert main(["layout", "--model", str(other), "--iterations", "15", "--save-to-ear"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("earengine layout: cannot save the layout into the ear's folder")

@@ -1,17 +1,23 @@
-"""A computed neuron layout, its files (JSON and CSV), and its cache beside the ear.
+"""A computed neuron layout, its files (JSON and CSV), and its cache.
 
 :class:`NeuronLayout` (numpy only, loaded by the engine process) holds the positions; it is
-computed once per ear and cached beside it, keyed by the ear's weights hash
-(:func:`cached_layout`, :func:`read_cached_layout`), and exported as CSV or JSON by
-``earengine layout --model M --out F``.
+computed once per ear and layout settings, and exported as CSV or JSON by ``earengine layout
+--model M --out F``.
+
+Where a layout is found (:func:`read_cached_layout`): the ``layout.json`` an ear's folder carries
+(the shipped ears do), when it was made from these weights with these settings; else the cache,
+``$EARENGINE_HOME/cache/layouts/<weights hash>-<settings key>.json``. A computed layout goes to
+the cache (:func:`cached_layout`); nothing is written into an ear's folder unless asked
+(``save_to_ear``, ``earengine layout --save-to-ear``), so a shipped or shared ear stays as it came.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
-import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
@@ -24,11 +30,13 @@ from earengine.files import atomic_write_bytes, user_dir
 from earengine.viz.layout.forces import compute_layout
 from earengine.viz.layout.graph import LayoutConfig, ear_graph
 
-__all__ = ["NeuronLayout", "cached_layout", "read_cached_layout", "layout_cache_path", "FORMAT"]
+__all__ = ["NeuronLayout", "cached_layout", "read_cached_layout", "layout_cache_path", "FORMAT", "EAR_FILE"]
 
 FORMAT = "earengine-layout"
 FORMAT_VERSION = 1
-CACHE_FILE = "layout.json"
+#: The layout an ear's folder may carry (the shipped ears do); written only when asked.
+EAR_FILE = "layout.json"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,35 +143,97 @@ def _ear_weights(ear) -> dict:
     return out
 
 
-def layout_cache_path(ear_dir: Union[str, Path], ear_sha256: str = "") -> Path:
-    """Where an ear's layout is cached: beside it, or, if that folder is read-only, under
-    ``$EARENGINE_HOME/layouts`` (``~/.local/share/earengine/layouts``) by weights hash."""
-    ear_dir = Path(ear_dir)
-    if os.access(ear_dir, os.W_OK) or (ear_dir / CACHE_FILE).exists():
-        return ear_dir / CACHE_FILE
-    return user_dir("layouts") / f"{ear_sha256 or ear_dir.name}.json"
+def _settings_key(config: LayoutConfig) -> str:
+    """12 hex digits naming the layout settings and the file format (a new format, a new key)."""
+    text = json.dumps({"format_version": FORMAT_VERSION, **config.to_dict()}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def read_cached_layout(ear_dir: Union[str, Path]) -> Optional[NeuronLayout]:
-    """The cached layout of a checkpoint folder if there is one for these weights (no torch)."""
+def layout_cache_path(ear_sha256: str, config: LayoutConfig = LayoutConfig()) -> Path:
+    """Where the layout of an ear (by its weights hash) with these settings is cached:
+    ``$EARENGINE_HOME/cache/layouts/<ear_sha256>-<settings key>.json``
+    (``~/.local/share/earengine/cache/…`` without ``$EARENGINE_HOME``).
+
+    >>> flat, deep = layout_cache_path("ab" * 32), layout_cache_path("ab" * 32, LayoutConfig(dims=3))
+    >>> flat.parent.name, flat.name.startswith("ab" * 32), flat != deep
+    ('layouts', True, True)
+    """
+    if not isinstance(ear_sha256, str) or not _SHA256.match(ear_sha256):
+        raise ConfigError(f"weights_sha256={ear_sha256!r} must be 64 lowercase hex digits (the ear's config.json)")
+    return user_dir("cache") / "layouts" / f"{ear_sha256}-{_settings_key(config)}.json"
+
+
+def _ear_folder(ear_dir: Union[str, Path]) -> Path:
+    """The checkpoint folder (a path to its config.json or weights names the folder too)."""
+    path = Path(ear_dir)
+    return path.parent if path.is_file() else path
+
+
+def _find_layout(ear_dir: Union[str, Path], config: LayoutConfig) -> tuple[Optional[NeuronLayout], Optional[Path]]:
+    """(layout, file) of the first stored layout of these weights and settings: the ear's own
+    file, then the cache; (None, None) when there is none."""
     sha = read_config(ear_dir).get("weights_sha256", "")
-    path = layout_cache_path(ear_dir, sha)
-    if not path.is_file():
-        return None
-    try:
-        layout = NeuronLayout.load(path)
-    except ConfigError:
-        return None
-    return layout if layout.ear_sha256 == sha else None
+    for path in (_ear_folder(ear_dir) / EAR_FILE, layout_cache_path(sha, config)):
+        if not path.is_file():
+            continue
+        try:
+            layout = NeuronLayout.load(path)
+        except ConfigError:
+            continue  # a damaged or foreign file is computed again, not trusted
+        if layout.ear_sha256 == sha and layout.config == config.to_dict():
+            return layout, path
+    return None, None
+
+
+def read_cached_layout(ear_dir: Union[str, Path], config: LayoutConfig = LayoutConfig()) -> Optional[NeuronLayout]:
+    """The stored layout of a checkpoint folder for these weights and settings, if there is
+    one: the ear's own ``layout.json`` when it matches, else the cache (no torch)."""
+    return _find_layout(ear_dir, config)[0]
 
 
 def cached_layout(ear_dir: Union[str, Path], *, config: LayoutConfig = LayoutConfig(), device: str = "cpu",
-                  fresh: bool = False, progress: Optional[Callable[[str], None]] = None) -> NeuronLayout:
-    """The layout of a checkpoint's ear: from the cache beside it, else computed and cached."""
-    if not fresh:
-        layout = read_cached_layout(ear_dir)
-        if layout is not None and layout.config == config.to_dict():
-            return layout
+                  fresh: bool = False, save_to_ear: bool = False,
+                  progress: Optional[Callable[[str], None]] = None) -> NeuronLayout:
+    """The layout of a checkpoint's ear: stored (:func:`read_cached_layout`), else computed and
+    cached under ``$EARENGINE_HOME/cache/layouts``.
+
+    Parameters
+    ----------
+    fresh : bool
+        Compute it again even when one is stored.
+    save_to_ear : bool
+        Also write it into the ear's folder as ``layout.json`` (the file shipped with an ear), in
+        place of the cache; the only way anything is written there. A folder that cannot be
+        written is a one-line :class:`~earengine.errors.ConfigError`.
+    progress : callable, optional
+        Told, in one line each, where the layout came from and where it went.
+    """
+    say = progress or (lambda line: None)
+    layout, found = (None, None) if fresh else _find_layout(ear_dir, config)
+    if layout is None:
+        layout = _compute(ear_dir, config, device, progress)
+        say(f"layout: computed ({layout.positions.shape[0]} neurons)")
+    else:
+        say(f"layout: read from {found}")
+    ear_file = _ear_folder(ear_dir) / EAR_FILE
+    if save_to_ear and found != ear_file:
+        try:
+            layout.save(ear_file)
+        except OSError as exc:
+            raise ConfigError(f"cannot save the layout into the ear's folder, {ear_file} ({exc.strerror or exc})") from None
+        say(f"layout: saved in the ear's folder, {ear_file}")
+    elif found is None:
+        path = layout_cache_path(layout.ear_sha256, config)
+        try:
+            layout.save(path)
+            say(f"layout: cached at {path}")
+        except OSError as exc:
+            say(f"layout: cannot cache it at {path} ({exc.strerror or exc}); it will be computed again next time")
+    return layout
+
+
+def _compute(ear_dir, config: LayoutConfig, device: str, progress) -> NeuronLayout:
+    """Lay out the ear's neurons (loads torch and the weights)."""
     loaded = load_ear(ear_dir, device="cpu")
     ear = loaded.ear
     n = ear.samples_per_step * 8
@@ -173,11 +243,4 @@ def cached_layout(ear_dir: Union[str, Path], *, config: LayoutConfig = LayoutCon
     graph = ear_graph(shapes, config=config, weights=_ear_weights(ear), charge=charge)
     positions = compute_layout(graph, config=config, device=device, progress=progress)
     sha = loaded.config.get("weights_sha256", "")
-    layout = NeuronLayout(graph.taps, graph.shapes, positions, sha, config.to_dict())
-    path = layout_cache_path(ear_dir, sha)
-    try:
-        layout.save(path)
-    except OSError as exc:
-        if progress is not None:
-            progress(f"layout: cannot cache it at {path} ({exc.strerror}); it will be computed again next time")
-    return layout
+    return NeuronLayout(graph.taps, graph.shapes, positions, sha, config.to_dict())
