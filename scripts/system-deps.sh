@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian packages earengine's real-time parts use, when they are missing and we are
-# root. Without root it says what to install and carries on: the unit tests need none of them.
+# Installs the Debian packages earengine's real-time parts (and the browser tests) use, when they
+# are missing and we are root. Without root it says what to install and carries on: the unit tests
+# need none of them.
 set -u
 need=()
 command -v jackd >/dev/null 2>&1 || need+=(jackd2)
@@ -14,6 +15,9 @@ command -v fluidsynth >/dev/null 2>&1 || need+=(fluidsynth)
 [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need+=(fluid-soundfont-gm)
 ldconfig -p 2>/dev/null | grep -q libsndfile || need+=(libsndfile1)
 ldconfig -p 2>/dev/null | grep -q libportaudio || need+=(libportaudio2)
+# A real browser for the tests of what web pages may do (tests/helpers/browser.py, through Selenium)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 need=($(printf "%s\n" "${need[@]}" | sort -u))
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -23,6 +27,6 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null \
         || echo "system-deps: could not install ${need[*]}; tests that need them will say so and skip"
 else
-    echo "system-deps: missing ${need[*]}; install them as root (apt-get install ${need[*]}) for JACK audio and MIDI"
+    echo "system-deps: missing ${need[*]}; install them as root (apt-get install ${need[*]}) for JACK audio, MIDI and the browser tests"
 fi
 exit 0
