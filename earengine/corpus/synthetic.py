@@ -129,151 +129,180 @@ class _Events:
         self.rows.append((timbre, gain, onset_s, gate_n, midi, velocity))
 
 
-def _render_track(
-    spec: TrackSpec, seed: int, n_total: int, sr: int, section_variety: float
-) -> np.ndarray:
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED, 2, spec.index]))
-    spb = spec.steps_per_bar
-    step_s = 60.0 / spec.tempo_bpm / 4.0
-    bar_s = spb * step_s
-    n_bars = int(math.ceil(n_total / sr / bar_s)) + 1
-    mode = MODES[spec.mode]
+class _Arranger:
+    """Arranges one track's plan into sections and note events, one named step at a time.
 
-    def at(bar: int, step: float) -> float:
-        s = bar * spb + step
-        swing = spec.swing * step_s if (int(step) % 2 == 1 and float(step).is_integer()) else 0.0
-        return s * step_s + swing
+    Every step draws from the track's one random stream (``rng``) in a fixed order: the order of
+    the draws is part of what a seed sounds like, so a step that moved or drew once more would
+    change every track (and :data:`GENERATOR_VERSION` would have to be bumped).
+    """
 
-    def human(sd_s: float = 0.004) -> float:
-        return float(rng.normal(0.0, sd_s))
+    def __init__(self, spec: TrackSpec, seed: int, n_total: int, sr: int) -> None:
+        self.spec = spec
+        self.sr = sr
+        self.rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED, 2, spec.index]))
+        self.spb = spec.steps_per_bar
+        self.step_s = 60.0 / spec.tempo_bpm / 4.0
+        bar_s = self.spb * self.step_s
+        self.n_bars = int(math.ceil(n_total / sr / bar_s)) + 1
+        self.mode = MODES[spec.mode]
+        self.parts = {role: _Events() for role in ("bass", "chords", "melody", "arp")}
+        self.drums: list = []  # (onset_s, kit, gain, shot name, take, velocity)
 
-    def vel(base: float) -> float:
-        return float(np.clip(base * (1.0 + rng.normal(0.0, 0.08)), 0.05, 1.0))
+    # -- time, feel and harmony ----------------------------------------------------------------
+    def at(self, bar: int, step: float) -> float:
+        """Onset (s) of a step of a bar, swung on the off sixteenths."""
+        s = bar * self.spb + step
+        swing = self.spec.swing * self.step_s if (int(step) % 2 == 1 and float(step).is_integer()) else 0.0
+        return s * self.step_s + swing
 
-    # Sections: the form repeats until the track is covered.
-    sections = []
-    bar = 0
-    i = 0
-    while bar < n_bars:
-        label = spec.form[i % len(spec.form)]
-        # What a section sounds like (key, instruments, kit, balance) may be dealt afresh; what it
-        # plays (tempo, groove, progression, figures, motifs) belongs to the track.
-        upper = [spec.timbres[int(j)] for j in rng.permutation(len(spec.timbres))]
-        sound = {
-            "key": int(rng.integers(12)),
-            "timbres": {"bass": spec.bass_timbres[int(rng.integers(2))], "chords": upper[0],
-                        "melody": upper[1], "arp": upper[2]},
-            "kit": KIT_NAMES[int(rng.integers(len(KIT_NAMES)))],
-            "gain_db": {role: float(rng.normal(0.0, 1.5))
-                        for role in ("bass", "chords", "melody", "arp", "drums")},
-            "chord_center": 60 + int(rng.integers(-3, 4)),
-        }
-        if i == 0:
-            sound["key"] = spec.key
-            home = sound
-        elif rng.random() >= section_variety:
-            sound = home
-        sections.append({
-            "label": label, "bar": bar, "bars": spec.bars_per_section, **sound,
-            "fill": rng.random() < 0.75,
-            "breakdown": i > 0 and rng.random() < 0.15,
-            "intro": i == 0 and rng.random() < 0.5,
-            "shift": int(rng.choice([0, 0, 0, 2, -1])) if i >= len(spec.form) else 0,
-        })
-        bar += spec.bars_per_section
-        i += 1
-    motifs = {"A": _motif(spec, rng), "B": _motif(spec, rng)}
+    def human(self, sd_s: float = 0.004) -> float:
+        return float(self.rng.normal(0.0, sd_s))
 
-    def chord_at(label: str, bar_in_section: int, step: float) -> tuple:
+    def vel(self, base: float) -> float:
+        return float(np.clip(base * (1.0 + self.rng.normal(0.0, 0.08)), 0.05, 1.0))
+
+    def gate(self, steps: float, fraction: float) -> int:
+        return max(1, int(steps * self.step_s * fraction * self.sr))
+
+    def chord_at(self, label: str, bar_in_section: int, step: float) -> tuple:
         """(current chord degree, next chord degree) at a step of a bar of a section."""
+        spec = self.spec
         prog = spec.progression_a if label == "A" else spec.progression_b
-        slot = bar_in_section * spec.chords_per_bar + int(step * spec.chords_per_bar // spb)
+        slot = bar_in_section * spec.chords_per_bar + int(step * spec.chords_per_bar // self.spb)
         return prog[slot % len(prog)], prog[(slot + 1) % len(prog)]
 
-    parts = {role: _Events() for role in ("bass", "chords", "melody", "arp")}
-    drums: list = []  # (onset_s, kit, gain, shot name, take, velocity)
+    # -- the steps -----------------------------------------------------------------------------
+    def sections(self, section_variety: float) -> list:
+        """The form, repeated until the track is covered; each section with its sound and events."""
+        spec, rng = self.spec, self.rng
+        sections = []
+        bar = 0
+        i = 0
+        while bar < self.n_bars:
+            label = spec.form[i % len(spec.form)]
+            # What a section sounds like (key, instruments, kit, balance) may be dealt afresh; what it
+            # plays (tempo, groove, progression, figures, motifs) belongs to the track.
+            upper = [spec.timbres[int(j)] for j in rng.permutation(len(spec.timbres))]
+            sound = {
+                "key": int(rng.integers(12)),
+                "timbres": {"bass": spec.bass_timbres[int(rng.integers(2))], "chords": upper[0],
+                            "melody": upper[1], "arp": upper[2]},
+                "kit": KIT_NAMES[int(rng.integers(len(KIT_NAMES)))],
+                "gain_db": {role: float(rng.normal(0.0, 1.5))
+                            for role in ("bass", "chords", "melody", "arp", "drums")},
+                "chord_center": 60 + int(rng.integers(-3, 4)),
+            }
+            if i == 0:
+                sound["key"] = spec.key
+                home = sound
+            elif rng.random() >= section_variety:
+                sound = home
+            sections.append({
+                "label": label, "bar": bar, "bars": spec.bars_per_section, **sound,
+                "fill": rng.random() < 0.75,
+                "breakdown": i > 0 and rng.random() < 0.15,
+                "intro": i == 0 and rng.random() < 0.5,
+                "shift": int(rng.choice([0, 0, 0, 2, -1])) if i >= len(spec.form) else 0,
+            })
+            bar += spec.bars_per_section
+            i += 1
+        return sections
 
-    def gate(steps: float, fraction: float) -> int:
-        return max(1, int(steps * step_s * fraction * sr))
-
-    for sec in sections:
-        label = sec["label"]
-        tonic_bass = _fold(sec["key"], 28)      # E1 … Eb2: registers stay put when the key moves
-        tonic_mel = _fold(sec["key"], 55)       # G3 … Gb4
-        timbre = sec["timbres"]
+    def section(self, sec: dict, motif: list) -> None:
+        """Every part of one section, bar by bar, then its melody."""
         gain = {role: db_to_gain(db) for role, db in sec["gain_db"].items()}
-        kick, snare, hats = DRUM_PATTERNS[spb][spec.drums_a if label == "A" else spec.drums_b]
-        bass_fig = BASS_FIGURES[spb][spec.bass if label == "A" else spec.bass_b]
-        comp = COMP_RHYTHMS[spb][spec.comp]
-
-        def hit(onset_s: float, name: str, take: int, velocity: float) -> None:
-            drums.append((onset_s + human(0.0025), sec["kit"], gain["drums"], name, take, velocity))
-
         for b in range(sec["bars"]):
             bar = sec["bar"] + b
-            if bar >= n_bars:
+            if bar >= self.n_bars:
                 break
-            fill_from = spb
-            if b == sec["bars"] - 1 and sec["fill"]:
-                fill_from = spb - (8 if spb == 16 and rng.random() < 0.4 else spb // 4)
-            drums_on = not (sec["breakdown"] and b < sec["bars"] // 2)
+            self.drum_bar(sec, gain["drums"], b, bar)
+            self.bass_bar(sec, gain["bass"], b, bar)
+            self.chord_bar(sec, gain["chords"], b, bar)
+            self.arp_bar(sec, gain["arp"], b, bar)
+        self.melody(sec, gain["melody"], motif)
 
-            # Drums.
-            if b == 0 and sec["bar"] > 0:
-                hit(at(bar, 0), "crash", int(rng.integers(2)), vel(0.8))
-            for s in range(fill_from):
-                if drums_on and kick[s] == "x":
-                    hit(at(bar, s), "kick", int(rng.integers(2)), vel(0.95 if s % 4 == 0 else 0.8))
-                if drums_on and snare[s] in "xg":
-                    hit(at(bar, s), "snare", int(rng.integers(2)), vel(0.9 if snare[s] == "x" else 0.3))
-                if hats[s] != ".":
-                    level = {"x": 0.75, "-": 0.4, "o": 0.6}[hats[s]] * (1.0 if s % 4 == 0 else 0.85)
-                    hit(at(bar, s), "open" if hats[s] == "o" else "hat", int(rng.integers(2)), vel(level))
-            toms = rng.random() < 0.5
-            for j, s in enumerate(range(fill_from, spb)):
-                if rng.random() < 0.15:
-                    continue  # a gap makes the fill breathe
-                ramp = vel(0.45 + 0.55 * j / max(1, spb - fill_from - 1))
-                if toms:  # high tom down to low tom
-                    hit(at(bar, s), "tom", 2 - min(2, 3 * j // (spb - fill_from)), ramp)
-                else:
-                    hit(at(bar, s), "snare", int(rng.integers(2)), ramp)
+    def drum_bar(self, sec: dict, gain: float, b: int, bar: int) -> None:
+        """The section's drum pattern for one bar: a crash on its first bar, a fill into the next
+        section on its last, nothing but hats in the first half of a breakdown."""
+        spec, rng, spb, at, vel = self.spec, self.rng, self.spb, self.at, self.vel
+        kick, snare, hats = DRUM_PATTERNS[spb][spec.drums_a if sec["label"] == "A" else spec.drums_b]
 
-            # Bass.
-            for s, role, length in bass_fig:
-                cur, nxt = chord_at(label, b, s)
-                if role == "a":
-                    midi = _degree_midi(nxt, tonic_bass, mode) + int(rng.choice([-1, 2]))
-                else:
-                    midi = _degree_midi(cur + {"r": 0, "t": 2, "f": 4, "o": 7}[role], tonic_bass, mode)
-                parts["bass"].add(timbre["bass"], gain["bass"], at(bar, s) + human(), gate(length, 0.85),
-                                  midi, vel(0.9 if s == 0 else 0.75))
+        def hit(onset_s: float, name: str, take: int, velocity: float) -> None:
+            self.drums.append((onset_s + self.human(0.0025), sec["kit"], gain, name, take, velocity))
 
-            # Chords: close voicings around the section's centre, so voices move little.
-            hits = comp if comp is not None else tuple(
-                (c * spb / spec.chords_per_bar, spb / spec.chords_per_bar) for c in range(spec.chords_per_bar)
-            )
-            for s, length in hits:
-                cur, _ = chord_at(label, b, s)
-                t0 = at(bar, s) + human()
-                level = vel(0.7 if comp is None else 0.6)
-                for d in (0, 2, 4):
-                    midi = _fold((sec["key"] + mode[(cur + d) % 7]) % 12, sec["chord_center"] - 6)
-                    parts["chords"].add(timbre["chords"], gain["chords"], t0,
-                                        gate(length, 0.95 if comp is None else 0.7), midi, level)
+        fill_from = spb
+        if b == sec["bars"] - 1 and sec["fill"]:
+            fill_from = spb - (8 if spb == 16 and rng.random() < 0.4 else spb // 4)
+        drums_on = not (sec["breakdown"] and b < sec["bars"] // 2)
+        if b == 0 and sec["bar"] > 0:
+            hit(at(bar, 0), "crash", int(rng.integers(2)), vel(0.8))
+        for s in range(fill_from):
+            if drums_on and kick[s] == "x":
+                hit(at(bar, s), "kick", int(rng.integers(2)), vel(0.95 if s % 4 == 0 else 0.8))
+            if drums_on and snare[s] in "xg":
+                hit(at(bar, s), "snare", int(rng.integers(2)), vel(0.9 if snare[s] == "x" else 0.3))
+            if hats[s] != ".":
+                level = {"x": 0.75, "-": 0.4, "o": 0.6}[hats[s]] * (1.0 if s % 4 == 0 else 0.85)
+                hit(at(bar, s), "open" if hats[s] == "o" else "hat", int(rng.integers(2)), vel(level))
+        toms = rng.random() < 0.5
+        for j, s in enumerate(range(fill_from, spb)):
+            if rng.random() < 0.15:
+                continue  # a gap makes the fill breathe
+            ramp = vel(0.45 + 0.55 * j / max(1, spb - fill_from - 1))
+            if toms:  # high tom down to low tom
+                hit(at(bar, s), "tom", 2 - min(2, 3 * j // (spb - fill_from)), ramp)
+            else:
+                hit(at(bar, s), "snare", int(rng.integers(2)), ramp)
 
-            # Arpeggio: chord tones up and down over two octaves.
-            if spec.arp == "all" or (spec.arp == "B" and label == "B"):
-                rate = 2 if spec.tempo_bpm > 125 else 1
-                for k, s in enumerate(range(0, spb, rate)):
-                    cur, _ = chord_at(label, b, s)
-                    ladder = (0, 2, 4, 7, 9, 7, 4, 2)
-                    midi = _degree_midi(cur + ladder[k % len(ladder)], tonic_mel, mode)
-                    parts["arp"].add(timbre["arp"], gain["arp"], at(bar, s) + human(), gate(rate, 0.6),
-                                     midi, vel(0.55 if s % 4 else 0.7))
+    def bass_bar(self, sec: dict, gain: float, b: int, bar: int) -> None:
+        """The section's bass figure for one bar, on the chord's root, third, fifth or octave."""
+        spec, label = self.spec, sec["label"]
+        tonic = _fold(sec["key"], 28)  # E1 … Eb2: registers stay put when the key moves
+        for s, role, length in BASS_FIGURES[self.spb][spec.bass if label == "A" else spec.bass_b]:
+            cur, nxt = self.chord_at(label, b, s)
+            if role == "a":
+                midi = _degree_midi(nxt, tonic, self.mode) + int(self.rng.choice([-1, 2]))
+            else:
+                midi = _degree_midi(cur + {"r": 0, "t": 2, "f": 4, "o": 7}[role], tonic, self.mode)
+            self.parts["bass"].add(sec["timbres"]["bass"], gain, self.at(bar, s) + self.human(),
+                                   self.gate(length, 0.85), midi, self.vel(0.9 if s == 0 else 0.75))
 
-        # Melody: the section's two-bar motif, repeated with mutations.
-        motif = motifs[label]
+    def chord_bar(self, sec: dict, gain: float, b: int, bar: int) -> None:
+        """The comping rhythm for one bar: close voicings around the section's centre, so voices
+        move little."""
+        spec, spb = self.spec, self.spb
+        comp = COMP_RHYTHMS[spb][spec.comp]
+        hits = comp if comp is not None else tuple(
+            (c * spb / spec.chords_per_bar, spb / spec.chords_per_bar) for c in range(spec.chords_per_bar)
+        )
+        for s, length in hits:
+            cur, _ = self.chord_at(sec["label"], b, s)
+            t0 = self.at(bar, s) + self.human()
+            level = self.vel(0.7 if comp is None else 0.6)
+            for d in (0, 2, 4):
+                midi = _fold((sec["key"] + self.mode[(cur + d) % 7]) % 12, sec["chord_center"] - 6)
+                self.parts["chords"].add(sec["timbres"]["chords"], gain, t0,
+                                         self.gate(length, 0.95 if comp is None else 0.7), midi, level)
+
+    def arp_bar(self, sec: dict, gain: float, b: int, bar: int) -> None:
+        """The arpeggio for one bar, where the track has one: chord tones up and down over two octaves."""
+        spec = self.spec
+        if not (spec.arp == "all" or (spec.arp == "B" and sec["label"] == "B")):
+            return
+        tonic = _fold(sec["key"], 55)  # G3 … Gb4
+        rate = 2 if spec.tempo_bpm > 125 else 1
+        for k, s in enumerate(range(0, self.spb, rate)):
+            cur, _ = self.chord_at(sec["label"], b, s)
+            ladder = (0, 2, 4, 7, 9, 7, 4, 2)
+            midi = _degree_midi(cur + ladder[k % len(ladder)], tonic, self.mode)
+            self.parts["arp"].add(sec["timbres"]["arp"], gain, self.at(bar, s) + self.human(),
+                                  self.gate(rate, 0.6), midi, self.vel(0.55 if s % 4 else 0.7))
+
+    def melody(self, sec: dict, gain: float, motif: list) -> None:
+        """The section's two-bar motif, repeated with mutations; its last note rests on the tonic."""
+        spec, rng, spb = self.spec, self.rng, self.spb
+        tonic = _fold(sec["key"], 55)  # G3 … Gb4
         reps = sec["bars"] // 2
         for r in range(reps):
             if sec["intro"] and r < reps // 2:
@@ -284,24 +313,32 @@ def _render_track(
                 if rng.random() < spec.variation:
                     degree += int(rng.choice([-2, -1, 1, 2]))
                 b, s_in_bar = 2 * r + s // spb, s % spb
-                if sec["bar"] + b >= n_bars:
+                if sec["bar"] + b >= self.n_bars:
                     continue
-                cur, _ = chord_at(label, b, s_in_bar)
+                cur, _ = self.chord_at(sec["label"], b, s_in_bar)
                 degree += sec["shift"]
                 if s_in_bar % 4 == 0:
                     degree = _snap_to_chord(degree, cur)
                 if r == reps - 1 and s == motif[-1][0]:
-                    degree = 7 if degree > 3 else 0  # a section's last note rests on the tonic
-                midi = _degree_midi(int(np.clip(degree, 0, 16)), tonic_mel, mode)
-                parts["melody"].add(timbre["melody"], gain["melody"], at(sec["bar"] + b, s_in_bar) + human(),
-                                    gate(length, 0.85), midi, vel(0.55 + 0.4 * accent))
+                    degree = 7 if degree > 3 else 0
+                midi = _degree_midi(int(np.clip(degree, 0, 16)), tonic, self.mode)
+                self.parts["melody"].add(sec["timbres"]["melody"], gain,
+                                         self.at(sec["bar"] + b, s_in_bar) + self.human(),
+                                         self.gate(length, 0.85), midi, self.vel(0.55 + 0.4 * accent))
 
-    # Render.
+
+_PART_GAINS = {"bass": 0.55, "chords": 0.2, "melody": 0.38, "arp": 0.17}
+_PART_SENDS = {"bass": 0.0, "chords": 0.35, "melody": 0.3, "arp": 0.4}
+_DRUM_GAINS = {"kick": 0.9, "snare": 0.55, "hat": 0.22, "open": 0.2, "crash": 0.22, "tom": 0.5}
+
+
+def _mix(arranged: _Arranger, n_total: int) -> np.ndarray:
+    """The arranged events rendered and summed: dry parts and drums, plus a convolution reverb on
+    a send. One player per timbre (its per-track variant), whatever role it plays."""
+    spec, rng, sr = arranged.spec, arranged.rng, arranged.sr
     tail = 3 * sr
     dry = np.zeros(n_total + tail, dtype=np.float32)
     send = np.zeros_like(dry)
-    gains = {"bass": 0.55, "chords": 0.2, "melody": 0.38, "arp": 0.17}
-    sends = {"bass": 0.0, "chords": 0.35, "melody": 0.3, "arp": 0.4}
 
     def place(buf: np.ndarray, onset_s: float, x: np.ndarray, scale: float) -> None:
         o = int(round(onset_s * sr))
@@ -311,33 +348,46 @@ def _render_track(
         hi = min(x.size, buf.size - o)
         buf[o + lo:o + hi] += np.float32(scale) * x[lo:hi]
 
-    # One player per timbre (its per-track variant), whatever role it plays.
     players = {}
     for name in spec.bass_timbres + spec.timbres:
         players[name] = Voice(vary_timbre(TIMBRES[name], rng), sr)
-    for role, events in parts.items():
+    for role, events in arranged.parts.items():
         for name, g, onset_s, gate_n, midi, v in events.rows:
             x = players[name].note(int(midi), int(gate_n), v)
-            place(dry, onset_s, x, gains[role] * g * v)
-            if sends[role]:
-                place(send, onset_s, x, gains[role] * g * v * sends[role])
+            place(dry, onset_s, x, _PART_GAINS[role] * g * v)
+            if _PART_SENDS[role]:
+                place(send, onset_s, x, _PART_GAINS[role] * g * v * _PART_SENDS[role])
 
-    drum_gain = {"kick": 0.9, "snare": 0.55, "hat": 0.22, "open": 0.2, "crash": 0.22, "tom": 0.5}
-    for onset_s, kit, g, name, take, v in drums:
+    for onset_s, kit, g, name, take, v in arranged.drums:
         takes = drum_shots(kit, sr)[name]
         x = takes[take % len(takes)]
-        place(dry, onset_s, x, drum_gain[name] * g * v)
+        place(dry, onset_s, x, _DRUM_GAINS[name] * g * v)
         if name in ("snare", "tom"):
-            place(send, onset_s, x, drum_gain[name] * g * v * 0.2)
+            place(send, onset_s, x, _DRUM_GAINS[name] * g * v * 0.2)
 
     wet = sps.oaconvolve(send, reverb_ir(rng, sr), mode="full")[: dry.size]
     mix = dry + wet.astype(np.float32)
-    mix = mix[:n_total]
-    # Equal loudness across tracks, unless a peak would pass 0.9.
+    return mix[:n_total]
+
+
+def _normalised(mix: np.ndarray) -> np.ndarray:
+    """Equal loudness across tracks (RMS 0.12), unless a peak would pass 0.9."""
     rms = float(np.sqrt(np.mean(mix.astype(np.float64) ** 2)))
     peak = float(np.max(np.abs(mix)))
     scale = min(0.12 / rms, 0.9 / peak) if rms > 0 else 0.0
     return (mix * scale).astype(np.float32)
+
+
+def _render_track(
+    spec: TrackSpec, seed: int, n_total: int, sr: int, section_variety: float
+) -> np.ndarray:
+    """One track: its sections, its two motifs, every section's events, then the mix."""
+    arranger = _Arranger(spec, seed, n_total, sr)
+    sections = arranger.sections(section_variety)
+    motifs = {"A": _motif(spec, arranger.rng), "B": _motif(spec, arranger.rng)}
+    for sec in sections:
+        arranger.section(sec, motifs[sec["label"]])
+    return _normalised(_mix(arranger, n_total))
 
 
 class SyntheticCorpus:
