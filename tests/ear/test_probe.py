@@ -289,3 +289,34 @@ def test_random_split_probe_runs_end_to_end_and_is_kept_beside_the_held_out_one(
     assert set(probes) == {"tracks", "tracks:random"}
     assert probes["tracks:random"] == json.loads(json.dumps(rand))
     assert probes["tracks"] == json.loads(json.dumps(held))
+
+
+def test_cli_probes_composers_with_clips_split_at_random(tmp_path, capsys):
+    from earengine.cli import main
+    from earengine.corpus.manifest import Manifest, write_flac
+
+    folder = tmp_path / "composers"
+    m = Manifest.new("composers")
+    t = np.arange(44100 * 6) / 44100
+    for c, f0 in (("a", 220.0), ("b", 330.0)):
+        for w, split in enumerate(("train", "heldout")):
+            write_flac(folder / f"{c}/w{w}.flac", 0.2 * np.sin(2 * np.pi * f0 * t))
+            m.add_track({"out": f"{c}/w{w}.flac", "label": c, "work": f"{c}/w{w}", "split": split,
+                         "duration_s": 6.0, "sha256": f"{c}{w}"})
+    m.save(folder)
+    ear, head = build_ear(EarConfig.preset("small", width=1 / 64), seed=0)
+    save_ear(tmp_path / "ear", ear.eval(), head, info={"data": {"kind": "none"}, "training": {"seed": 0}})
+    args = ["probe", "--model", str(tmp_path / "ear"), "--task", "composers", "--data", str(folder),
+            "--clips-per-composer", "2", "--steps", "3"]
+    assert main(args + ["--split", "random", "--write"]) == 0
+    printed = capsys.readouterr().out
+    assert "Composer identification, 2 composers (a, b), clips of all works split at random" in printed
+    assert "4 training and 4 evaluation clips" in printed
+    # 4 clips of 4.5 s in two 6 s works cannot lie side by side: the table says so
+    assert "so some overlap: a, b." in printed
+    assert "as probes.composers:random" in printed
+    saved = json.loads((tmp_path / "ear" / "config.json").read_text())["probes"]
+    assert set(saved) == {"composers:random"} and saved["composers:random"]["split"] == "random"
+    with pytest.raises(SystemExit) as info:
+        main(args + ["--split", "shuffle"])
+    assert info.value.code == 2 and "invalid choice: 'shuffle'" in capsys.readouterr().err
