@@ -233,7 +233,8 @@ class Gate:
             first = (kind, value) not in self._logged and len(self._logged) <= LOGGED_MAX
             if first:
                 self._logged.add((kind, value))
-        if first and len(self._logged) > LOGGED_MAX:
+            full = first and len(self._logged) > LOGGED_MAX  # said once too, then nothing more
+        if full:
             self.log.warning("refused more origins and hosts than it says; the rest are only counted")
         elif first:
             if kind == "host":
