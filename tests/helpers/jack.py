@@ -152,6 +152,18 @@ class JackClock:
         """Seconds of audio from ``frame`` to :meth:`frame` (now)."""
         return frames_between(frame, self.frame()) / self.sr
 
+    def mark(self) -> tuple[int, float]:
+        """Now on both clocks, the audio's and the wall's (``time.monotonic``): for :meth:`lost_s`."""
+        return self.frame(), time.monotonic()
+
+    def lost_s(self, mark: tuple[int, float]) -> float:
+        """Seconds the audio fell behind the wall clock since ``mark`` (from :meth:`mark`): wall-clock
+        time less audio time, within a period or two; about 0 while the server keeps pace, more
+        where a busy machine held the dummy driver back. What a part that keeps time by the wall
+        clock meanwhile is ahead of the audio by."""
+        frame, t = mark
+        return (time.monotonic() - t) - self.seconds_since(frame)
+
     def sleep_until(self, frame: int, *, timeout_s: Optional[float] = None) -> None:
         """Return once a cycle starting at ``frame`` or later has begun, so every frame before
         ``frame`` has been through the whole graph. ``timeout_s`` (wall clock) defaults to 10 s

@@ -15,7 +15,6 @@ provides them). Waits for bars are on the JACK frame clock (``jack_clock``): the
 from __future__ import annotations
 
 import shutil
-import time
 from contextlib import contextmanager
 from pathlib import Path
 from types import SimpleNamespace
@@ -151,7 +150,8 @@ def following(jack_env, bpm: float, probe_name: str, **source_options) -> Iterat
         rig.engine.bpm = bpm
         assert wait_until(lambda: "earengine:output_1" in jack_server.ports(), 10.0)
         rig.probe.connect("earengine:output_1", rig.probe.ins[0])
-        time.sleep(0.3)
+        settled = rig.probe.filled + int(0.3 * rig.probe.sr)  # 0.3 s of audio through the connections
+        assert wait_until(lambda: rig.probe.filled >= settled, 10.0)
         yield rig
     finally:
         transport.transport_stop()
@@ -272,6 +272,7 @@ def test_a_clock_source_that_goes_and_comes_back(jack_env, jack_clock, tmp_path)
 
         port = rig.source.port
         xruns = probe.xruns
+        gone = jack_clock.mark()
         rig.source.close()  # gone, with no stop sent
         assert wait_until(lambda: "is gone" in engine.output(), 5.0), engine.output()
         assert engine.get("/clock/playing") == 1 and abs(engine.get("/clock/bpm") - bpm) <= 0.5
@@ -281,25 +282,30 @@ def test_a_clock_source_that_goes_and_comes_back(jack_env, jack_clock, tmp_path)
                                     bars=lambda: song_bars()[-1] + bar * np.arange(12))
         # with no clock to go by, the engine keeps time by the wall clock, and the song (JACK
         # transport) by JACK's frames: the two part only where JACK lost time (an xrun of the
-        # dummy driver on a busy machine), and then by what it lost
-        if probe.xruns == xruns:
+        # dummy driver, or cycles it ran late, on a busy machine), and then by what it lost
+        lost_ms = 1000.0 * jack_clock.lost_s(gone)
+        if probe.xruns == xruns and abs(lost_ms) < 1.0:
             assert_on_the_bars(errors_ms, tight_ms=3.0, what="with the source gone, loop starts off the song's bars")
+        else:
+            assert np.all(np.abs(errors_ms) <= abs(lost_ms) + 10.0), (errors_ms, lost_ms)
 
         rig.source = MidiClockSource(jack_server, bpm)  # back, under the same name
         assert rig.source.port == port
         probe.connect(port, probe.midi_in)
         assert wait_until(lambda: engine.output().count(f"connected to {port}") >= 2, 5.0), engine.output()
+        lost_ms = 1000.0 * jack_clock.lost_s(gone)  # while the engine had no pulses to go by
         jack_clock.sleep_s(1.0)
         errors_ms = start_errors_ms(jack_clock, probe, engine, loop, loads=3, bars=song_bars)
-        if probe.xruns == xruns:
+        pulse_ms = period / jack_server.sr * 1000.0
+        if probe.xruns == xruns and abs(lost_ms) < 0.5 * pulse_ms:
             assert_on_the_bars(errors_ms, tight_ms=0.5, what="after the source came back, loop starts off the bars")
         else:  # pulses that come back are numbered by where the grid says they are: by the wall
-            # clock, which JACK's lost time may have put a pulse or so from the song's count.
-            # The loops still start on the clock's pulses, a whole number of them from the bars
-            pulse_ms = period / jack_server.sr * 1000.0
+            # clock, which JACK's lost time put that much ahead of the song's count. The loops
+            # still start on the clock's pulses, a whole number of them from the bars, and no
+            # further from them than the time JACK lost
             assert_on_the_bars(errors_ms - pulse_ms * np.round(errors_ms / pulse_ms), tight_ms=0.5,
                                what="after the source came back, loop starts off the pulses")
-            assert np.all(np.abs(errors_ms) <= 2.5 * pulse_ms), errors_ms
+            assert np.all(np.abs(errors_ms) <= abs(lost_ms) + 2.5 * pulse_ms), (errors_ms, lost_ms)
         assert abs(engine.get("/clock/bpm") - bpm) <= 0.5
 
 

@@ -11,7 +11,6 @@ are played into a whole ``earengine run`` process and judged from what it answer
 from __future__ import annotations
 
 import json
-import time
 from collections import deque
 from typing import Callable
 
@@ -27,8 +26,8 @@ pytestmark = pytest.mark.integration
 jack = pytest.importorskip("jack", reason="the JACK-Client package is needed: pip install JACK-Client")
 
 
-def wait_until(check: Callable[[], bool], timeout_s: float = 3.0) -> bool:
-    """The shared poll, every 10 ms and 3 s by default here."""
+def wait_until(check: Callable[[], bool], timeout_s: float = 10.0) -> bool:
+    """The shared poll, every 10 ms; the deadline only bounds a failure."""
     return _wait_until(check, timeout_s, step_s=0.01)
 
 
@@ -44,6 +43,7 @@ class Controller:
         self.name = name
         self.pending: deque = deque()
         self.received: list[tuple] = []
+        self.cycles = 0  # JACK cycles this client has run
         self.client = None
         self.plug()
 
@@ -58,14 +58,21 @@ class Controller:
                 out.write_midi_event(0, self.pending.popleft())
             for _, data in inp.incoming_midi_events():
                 self.received.append(tuple(bytes(data)))
+            self.cycles += 1
 
         client.set_process_callback(process)
         client.activate()
         self.client = client
 
     def send(self, *data: int) -> None:
+        """Send one event, in a JACK cycle of its own: returns once a cycle has taken it."""
         self.pending.append(bytes(data))
-        time.sleep(0.002)  # one event per cycle or so, in order
+        assert _wait_until(lambda: not self.pending, 10.0, step_s=0.001), "the controller's JACK cycles stopped"
+
+    def wait_cycles(self, n: int) -> None:
+        """Wait until this client has run ``n`` more JACK cycles."""
+        until = self.cycles + n
+        assert _wait_until(lambda: self.cycles >= until, 10.0, step_s=0.001), "the controller's JACK cycles stopped"
 
     def drain(self) -> list[tuple]:
         return self.received
@@ -171,7 +178,7 @@ def test_bad_input_and_a_port_that_goes_and_comes_back(rig):
     assert any("gone" in line for line in lines)
     ctl.plug()
     assert wait_until(lambda: service.inputs[0].connected == "testctl:out")
-    time.sleep(0.05)
+    ctl.wait_cycles(2)  # the new connection is in the graph
     ctl.send(0xB0, 81, 0)
     assert wait_until(lambda: reg.get("/loop/gain") == -80.0)
     assert service.counts["failed"] == 0
@@ -196,7 +203,7 @@ def test_notes_on_the_engines_jack_input_select_the_target_and_the_root(jack_ser
             {"address": "/son/root", "note": 60, "note_high": 71, "mode": "pitch_class"},
             {"address": "/loop/mute", "note": 38, "mode": "toggle"},
         ]))
-        assert wait_until(lambda: engine.get("/midi/map") != "", 5.0), engine.output()
+        assert wait_until(lambda: engine.get("/midi/map") != "", 10.0), engine.output()
         # the engine found the controller by name and connected to it, both ways
         assert wait_until(lambda: all("earengine" in jack_server.run("jack_lsp", "-c", port).stdout
                                       for port in ("notectl:out", "notectl:in")), 5.0), engine.output()
@@ -206,14 +213,14 @@ def test_notes_on_the_engines_jack_input_select_the_target_and_the_root(jack_ser
         ctl.send(0x90, 67, 90)  # G
         ctl.send(0x90, 38, 90)  # toggle on ...
         ctl.send(0x90, 38, 0)  # ... a release (velocity 0) changes nothing
-        assert wait_until(lambda: engine.get("/loop/mute") == 1, 3.0), engine.output()  # the last sent
+        assert wait_until(lambda: engine.get("/loop/mute") == 1, 10.0), engine.output()  # the last sent
         assert engine.get("/son/root") == "G"
         assert engine.get("/target/channel") == pytest.approx(0.5)
         assert engine.get("/target/layer") == "ar.2"
-        assert wait_until(lambda: (0x90, 38, 127) in ctl.drain(), 2.0)  # the key's light follows
+        assert wait_until(lambda: (0x90, 38, 127) in ctl.drain(), 10.0)  # the key's light follows
         ctl.send(0x90, 70, 64)  # A#
         ctl.send(0x90, 49, 64)  # the lowest key but one: one step across the channels
-        assert wait_until(lambda: engine.get("/target/channel") == pytest.approx(1 / 8), 3.0)
+        assert wait_until(lambda: engine.get("/target/channel") == pytest.approx(1 / 8), 10.0)
         assert engine.get("/son/root") == "A#"
     finally:
         if engine is not None:
