@@ -4,10 +4,12 @@
 The wheel is built the way ``python -m build`` builds it: a source distribution from a copy of
 the working tree (so the build leaves no ``build/`` or egg-info behind in the checkout), then the
 wheel from that. Both must carry the shipped ears of the top-level ``models/`` folder: the
-sdist as ``models/``, the wheel inside the package as ``earengine/models/`` (``setup.py``). The fresh environment has no packages of its own: a ``.pth``
-file makes this environment's site-packages reachable for the dependencies (torch, pyo, numpy…).
-Python does not process the ``.pth`` files inside a folder a ``.pth`` file adds, so the editable
-install's finder stays out and ``earengine`` comes from the wheel; the first test checks that.
+sdist as ``models/``, the wheel inside the package as ``earengine/models/`` (``setup.py``).
+
+The fresh environment has no packages of its own: a ``.pth`` file makes this environment's
+site-packages reachable for the dependencies (torch, pyo, numpy…). Python does not process the
+``.pth`` files inside a folder a ``.pth`` file adds, so the editable install's finder stays out
+and ``earengine`` comes from the wheel; the first test checks that.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ Three ears are compared, all of the same architecture (four with ``compare``):
 
 Examples
 --------
-The command line: ``earengine probe --model earengine/data/ears/ear-default --task tracks --write`` (and
+The command line: ``earengine probe --model models/ear-default --task tracks --write`` (and
 ``--task composers``; see :mod:`earengine.ear.probe_data` for the two tasks' clips).
 """
 

@@ -155,7 +155,7 @@ class TrainConfig:
 
 # Without --data both presets train on 96 synthetic tracks, which need no download (on the
 # 16-track corpus a small ear learns its 13 minutes by heart and barely generalises). The shipped
-# ear trained on real music: --data $EARENGINE_HOME/corpus/pool (see earengine/data/ears/ear-default/README.md).
+# ear trained on real music: --data $EARENGINE_HOME/corpus/pool (see models/ear-default/README.md).
 TRAIN_PRESETS: dict[str, TrainConfig] = {
     # The paper: batch 32, Adam 3e-4, 1k warm-up (its cosine ran over 100k steps).
     "paper": TrainConfig(data="synthetic:96", batch_size=32, clip_s=7.0, lr=3e-4, warmup_steps=1000,

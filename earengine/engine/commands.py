@@ -61,7 +61,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--osc-allow", default="", help="comma-separated peer IPs allowed to send OSC")
     p.add_argument("--reply-port", type=int, default=None,
                    help="default UDP port for replies (hosts that receive on another socket: Max, TouchDesigner)")
-    p.add_argument("--ear", default=str(DEFAULT_EAR), help="ear checkpoint folder to dream with (default: the shipped one)")
+    p.add_argument("--ear", default=str(DEFAULT_EAR),
+                   help="ear checkpoint folder to dream with (default: the shipped one, models/ear-default)")
     p.add_argument("--device", default="cpu", choices=DEVICES, help="where the worker runs the ear")
     p.add_argument("--no-dream", action="store_true", help="play loops only; start no worker")
     p.add_argument("--preset-dir", default=None, help="where presets are saved")

@@ -328,7 +328,7 @@ class Engine:
             return
 
         def job() -> None:
-            self.say(f"layout: laying out the neurons of {self.config.ear.name} once; it is cached beside the ear")
+            self.say(f"layout: laying out the neurons of {self.config.ear.name} once; it is cached for next time")
             cmd = [sys.executable, "-m", "earengine", "layout", "--model", str(self.config.ear), "--threads", "1"]
             try:
                 self._layout_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -220,7 +220,8 @@ def cached_layout(ear_dir: Union[str, Path], *, config: LayoutConfig = LayoutCon
         try:
             layout.save(ear_file)
         except OSError as exc:
-            raise ConfigError(f"cannot save the layout into the ear's folder, {ear_file} ({exc.strerror or exc})") from None
+            why = exc.strerror or exc
+            raise ConfigError(f"cannot save the layout into the ear's folder, {ear_file} ({why})") from None
         say(f"layout: saved in the ear's folder, {ear_file}")
     elif found is None:
         path = layout_cache_path(layout.ear_sha256, config)
