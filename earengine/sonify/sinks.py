@@ -28,6 +28,7 @@ import logging
 import socket
 import struct
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Sequence
 from urllib.parse import urlparse
@@ -103,6 +104,10 @@ class OscSink:
         microseconds. ``False`` sends at once, from the caller.
     interval_s : float > 0
         The sender thread sends what has queued at most this often (far below a sounded step).
+    answer_s : float > 0
+        An engine answers a run's first ``/son/begin`` with ``/son/pace`` at once; when nothing at
+        all has come back this long after the first frame, one warning says that no engine seems
+        to be listening (nothing is heard), naming the address.
 
     Replies are read without waiting. ``/son/pace`` (the engine's step length, sent when a run
     opens and whenever it changes) sets :meth:`sounded_step_s`: the engine keeps only the newest
@@ -113,11 +118,13 @@ class OscSink:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 9000, *, max_datagram: int = DEFAULT_MAX_DATAGRAM,
-                 background: bool = True, interval_s: float = 0.005) -> None:
+                 background: bool = True, interval_s: float = 0.005, answer_s: float = 2.0) -> None:
         if not 0 < port <= 65535:
             raise ParameterError(f"port={port} must be within [1, 65535]")
         if not 64 <= max_datagram <= 65507:
             raise ParameterError(f"max_datagram={max_datagram} must be within [64, 65507]")
+        if not answer_s > 0:
+            raise ParameterError(f"answer_s={answer_s} must be > 0")
         try:
             info = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)[0]
         except socket.gaierror as exc:
@@ -132,6 +139,9 @@ class OscSink:
         self.counts = {"datagrams": 0, "dropped": 0, "frames": 0}
         self.failures: list[tuple[str, str]] = []
         self._warned: set[str] = set()
+        self.answer_s = float(answer_s)
+        self._first_frame_at: Optional[float] = None  # monotonic time of the first frame sent
+        self._answered = False  # anything at all came back from the engine
         self._heads: dict[tuple[str, int], bytes] = {}  # /son/frame address, tags and run, by frame size
         self._outbox: "collections.deque[bytes]" = collections.deque(maxlen=4096)
         self._closing = threading.Event()
@@ -208,6 +218,8 @@ class OscSink:
                 self._heads[(frame.run, len(frame.norms))] = datagrams[0][: -4 * len(frame.norms) - 4]
             for data in datagrams:
                 self._send(data)
+        if self._first_frame_at is None:
+            self._first_frame_at = time.monotonic()
         self.counts["frames"] += 1
 
     def end(self, run: str) -> None:
@@ -235,6 +247,13 @@ class OscSink:
                 elif address == "/son/pace" and len(args) == 2 and isinstance(args[1], (int, float)):
                     if args[1] > 0:
                         self.pace_s[str(args[0])] = self._pace_any_s = float(args[1]) / 1000.0
+        self._answered = self._answered or bool(got)
+        if (not self._answered and self._first_frame_at is not None and "silent" not in self._warned
+                and time.monotonic() - self._first_frame_at > self.answer_s):
+            self._warned.add("silent")
+            log.warning("no engine answered at %s:%s within %g s of the first frames (no /son/pace): "
+                        "nothing is heard; start one with 'earengine run' (its --osc-port)",
+                        self.dest[0], self.dest[1], self.answer_s)
         return got
 
     def sounded_step_s(self, run: str) -> Optional[float]:

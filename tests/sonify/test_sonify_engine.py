@@ -174,3 +174,53 @@ def test_the_demo_plays_live_through_the_engine(engine, tmp_path):
     assert time.monotonic() - t0 >= 6 * 0.08 * 0.9  # paced: one training step per sounded step
     assert wait_for(lambda: engine.sonify.counts["frames"] == 6)
     assert len(result.frames) == 6 and (tmp_path / "live.wav").is_file()
+
+
+def _warnings_about_silence(caplog):
+    return [r for r in caplog.records if r.name == "earengine.sonify" and "no engine answered" in r.getMessage()]
+
+
+def test_a_sonifier_with_no_engine_listening_says_so_once(caplog):
+    """A real UDP port that nobody answers: one warning, naming the address, however many frames."""
+    import logging
+
+    from earengine.sonify.frame import GradientFrame
+
+    caplog.set_level(logging.WARNING, logger="earengine.sonify")
+    quiet = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # bound, so no ICMP refusal: it just never answers
+    quiet.bind(("127.0.0.1", 0))
+    host, port = quiet.getsockname()
+    sink = OscSink(host, port, answer_s=0.2)
+    try:
+        frame = GradientFrame("lonely", 0, (0.1, 0.2), ("a", "b"))
+        sink.send(frame)
+        assert wait_for(lambda: _warnings_about_silence(caplog), 5.0), "no warning that nobody answered"
+        for step in range(1, 50):
+            sink.send(GradientFrame("lonely", step, (0.1, 0.2), ("a", "b")))
+        sink.flush()
+        assert wait_for(lambda: sink.counts["datagrams"] >= 50)
+        sink.poll()
+        (record,) = _warnings_about_silence(caplog)
+        assert f"{host}:{port}" in record.getMessage() and "/son/pace" in record.getMessage()
+    finally:
+        sink.close()
+        quiet.close()
+
+
+def test_a_sonifier_heard_by_an_engine_does_not_warn(engine, caplog):
+    import logging
+
+    from earengine.sonify.frame import GradientFrame
+
+    caplog.set_level(logging.WARNING, logger="earengine.sonify")
+    host, port = engine.osc.address
+    sink = OscSink(host, port, answer_s=0.2)
+    try:
+        sink.send(GradientFrame("heard", 0, (0.1, 0.2), ("a", "b")))
+        assert wait_for(lambda: sink.sounded_step_s("heard") is not None)
+        # past the time an unanswered sonifier would warn, a poll finds the answer and says nothing
+        assert wait_for(lambda: time.monotonic() - sink._first_frame_at > sink.answer_s)
+        sink.poll()
+        assert _warnings_about_silence(caplog) == []
+    finally:
+        sink.close()
