@@ -31,8 +31,8 @@ def register(subparsers) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--fresh", action="store_true", help="compute again even if a cached layout exists")
     p.add_argument("--save-to-ear", action="store_true",
-                   help="also write it into the ear's folder as layout.json, the file shipped with an ear "
-                        "(default: only the cache is written)")
+                   help="write it into the ear's folder as layout.json, the file shipped with an ear, "
+                        "instead of the cache (default: nothing is written into the ear's folder)")
     p.set_defaults(func=_layout)
 
 
