@@ -150,3 +150,19 @@ def test_allow_origin_is_checked_where_it_enters(tmp_path, capsys):
     assert main(["run", "--audio", "null", "--osc-port", "0", "--allow-origin", "studio.local:8080"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "must be an origin like http://" in err
+
+
+def test_http_serves_only_get_so_no_request_of_a_page_changes_anything(engine, peer):
+    import socket
+
+    before = gain(peer)
+    host, port = engine.oscquery.address
+    for method in ("POST", "PUT", "DELETE"):
+        with socket.create_connection((host, port), timeout=5) as sock:
+            sock.sendall(f"{method} /loop/gain HTTP/1.1\r\nHost: {host}:{port}\r\nOrigin: http://evil.example\r\n"
+                         "Content-Type: text/plain\r\nContent-Length: 3\r\n\r\n-40".encode())
+            answer = b""
+            while chunk := sock.recv(4096):
+                answer += chunk
+        assert not answer.startswith(b"HTTP/1.1 2"), (method, answer)
+    assert gain(peer) == before
