@@ -90,7 +90,7 @@ def python_osc_frame(acts: dict, mode: str, p0: float, p1: float, frame: int, wh
     from pythonosc.osc_bundle_builder import OscBundleBuilder
     from pythonosc.osc_message_builder import OscMessageBuilder
 
-    from earengine.viz.frames import reduce_frame
+    from earengine.streams.frames import reduce_frame
 
     per_chunk = (max_bytes - 100) // 5
     out = []
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     from earengine.streams.packing import BundlePacker
     from earengine.streams.position import Position
     from earengine.params import default_registry
-    from earengine.viz.frames import ActivationSet
+    from earengine.streams.activations import ActivationSet
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(ROOT / "models" / "ear-default"))
@@ -132,10 +132,9 @@ def main(argv=None) -> int:
     for mode in ("channel", "channel_freq", "raw"):
         registry = default_registry()
         registry.update({"/stream/fps": args.fps, "/stream/reduce": mode, "/stream/lookahead_ms": 0.0})
-        pos = Position(time.time(), 0.0, loop_s, key=1)
+        pos = Position(time.time(), 0.0, loop_s, key=1, acts=ActivationSet(1, 1, 0.0, acts))
         rx = Receiver()
         with StreamHub(registry, position=lambda: pos) as hub:
-            hub.publish(ActivationSet(1, 1, 0.0, acts))
             hub.add(f"127.0.0.1:{rx.sock.getsockname()[1]}")
             time.sleep(0.5)
             rx.raw.clear()

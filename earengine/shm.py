@@ -13,7 +13,7 @@ the set it was just told about is still there after the writer has moved on to t
 The block describes itself (its fields, their types and shapes are written at its start), so a
 process attaches to it by name alone. :class:`OnSeqlock` is the base of a buffer that gives
 such a block its meaning: the worker's loops (:class:`earengine.worker.loops.LoopBuffer`)
-and the streams' activations (:class:`earengine.viz.frames.ActivationBuffer`) are both built on it.
+and the streams' activations (:class:`earengine.streams.activations.ActivationBuffer`) are both built on it.
 """
 
 from __future__ import annotations

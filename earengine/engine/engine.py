@@ -186,8 +186,11 @@ class Engine:
 
         def deliver(samples, stats) -> None:
             pattern = stats.get("pattern")  # the loop's notes, with /opt/param grid
+            # the loop's activations (while streams want them) go with it: the streams show them
+            # from the bar line where it enters
             self.player.queue(Loop(samples, self.audio.sr, max(1, stats["bars"]), "dream",
-                                   meta={"key": stats.get("key"), "pattern": pattern}), keep_phase=True)
+                                   meta={"key": stats.get("key"), "pattern": pattern, "acts": stats.get("acts")}),
+                              keep_phase=True)
             if self.notes_out is not None:
                 self.notes_out.queue(pattern)
 
@@ -295,7 +298,6 @@ class Engine:
                                  reply=lambda dest, address, args: self.router.send(dest, address, args))
         self._closers.append(self.streams.close)
         if self.dream is not None:
-            self.dream.on_activations = self.streams.publish
             self._layout(compute=False)
         if self.config.stream_ws_port is not None:
             ws = self.stream_ws = WebSocketStreams(self.streams, host=self.config.osc_host,
@@ -328,7 +330,7 @@ class Engine:
             return
 
         def job() -> None:
-            self.say(f"layout: laying out the neurons of {self.config.ear.name} once; it is cached for next time")
+            self.say(f"layout: laying out the neurons of {self.config.ear.name} once; it is cached beside the ear")
             cmd = [sys.executable, "-m", "earengine", "layout", "--model", str(self.config.ear), "--threads", "1"]
             try:
                 self._layout_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

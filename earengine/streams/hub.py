@@ -3,11 +3,12 @@
 :class:`StreamHub` runs one sender thread. Each tick of ``/stream/fps`` it asks where the sound
 will be ``/stream/lookahead_ms`` from now (a :class:`~earengine.streams.position.Position`, kept
 current by :class:`~earengine.streams.position.PlayerTracker` from the audio thread), cuts that
-frame out of the sounding loop's activations (:class:`~earengine.viz.frames.ActivationSet`,
-published by the worker), and sends it to every destination as OSC bundles timetagged for when
-the frame sounds, each datagram at most ``/stream/max_bytes`` long (packed by
-:class:`~earengine.streams.packing.BundlePacker`; the message layout is in
-:mod:`earengine.streams.params`).
+frame out of the activations of the loop playing there
+(:class:`~earengine.streams.activations.ActivationSet`, which the position carries: they entered
+with their loop at its bar line, whatever the worker dreamed since), and sends it to every
+destination as OSC bundles timetagged for when the frame sounds, each datagram at most
+``/stream/max_bytes`` long (packed by :class:`~earengine.streams.packing.BundlePacker`; the
+message layout is in :mod:`earengine.streams.params`).
 
 Nothing here waits for a receiver. UDP destinations
 (:class:`~earengine.streams.destinations.Destination`) have their own non-blocking sockets: a
@@ -31,7 +32,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -40,10 +41,10 @@ from earengine.optvis.params import TAPS
 from earengine.osc.wire import Reply, encode_message
 from earengine.params.registry import Change
 from earengine.streams.destinations import Destination, dest_name, probe_dest, resolve_dest
+from earengine.streams.frames import frame_size, reduce_frame, reduce_mask
 from earengine.streams.packing import BundlePacker
 from earengine.streams.params import MAX_FPS, STREAM_PARAMS
 from earengine.streams.position import Position
-from earengine.viz.frames import frame_size, reduce_frame, reduce_mask
 
 if TYPE_CHECKING:
     from earengine.streams.websocket import WebSocketStreams
@@ -113,8 +114,8 @@ class StreamHub:
     registry : Registry
         Supplies ``/stream/*`` (read again after each change, so it applies at the next frame).
     position : callable() -> Position or None
-        Where the sound is (a :class:`~earengine.streams.position.PlayerTracker`); None: frames
-        carry no phase.
+        Where the sound is, and the playing loop's activations (a
+        :class:`~earengine.streams.position.PlayerTracker`); None: frames carry no phase.
     taps : sequence of str
         Every tap name, in the ear's order (``/stream/layers`` is checked against them).
     reply : callable(dest, address, args), optional
@@ -138,9 +139,8 @@ class StreamHub:
         self.frame = 0
         self.counts = {"frames": 0, "late": 0, "dropped_destinations": 0}
         self.layout = None  # earengine.viz.layout.NeuronLayout, when the ear has one
-        self._sets: dict[int, Any] = {}
-        self._newest = None
-        self._newest_shape: Optional[tuple] = None
+        self._shown = None  # the ActivationSet the announcements were last made from
+        self._shown_shape: Optional[tuple] = None  # what they show of it
         self._dests: dict[str, Destination] = {}
         self._ws: Optional["WebSocketStreams"] = None
         self._lock = threading.Lock()
@@ -174,17 +174,22 @@ class StreamHub:
             self._dests.clear()
 
     # -- inputs --------------------------------------------------------------------------------
-    def publish(self, acts) -> None:
-        """A new loop's :class:`~earengine.viz.frames.ActivationSet` (kept for the last few loops,
-        since the player swaps at the next bar line)."""
-        self._sets[acts.key] = acts
-        # what the announcement shows of it (the masks, the shapes), worked out once per loop,
-        # not on every frame
-        self._newest_shape = (hash(tuple((t, m.tobytes()) for t, m in acts.mask.items())),
-                              tuple((t, a.shape[:2]) for t, a in acts.acts.items()))
-        self._newest = acts
-        for key in sorted(self._sets)[:-4]:
-            self._sets.pop(key, None)
+    def playing(self):
+        """The :class:`~earengine.streams.activations.ActivationSet` of the loop playing now (None:
+        nothing plays, or the loop has none)."""
+        pos = self.position()
+        return pos.acts if pos is not None else None
+
+    def _shape_of(self, acts) -> Optional[tuple]:
+        """What the announcements show of a set (its masks and shapes), worked out once per set,
+        not on every frame."""
+        if acts is None:
+            return None
+        if acts is not self._shown:
+            self._shown_shape = (hash(tuple((t, m.tobytes()) for t, m in acts.mask.items())),
+                                 tuple((t, a.shape[:2]) for t, a in acts.acts.items()))
+            self._shown = acts
+        return self._shown_shape
 
     def set_layout(self, layout) -> None:
         """The ear's neuron layout; every destination gets it."""
@@ -290,11 +295,11 @@ class StreamHub:
         return self._announce_datagrams(self.frame, UNLIMITED) + self._layout_datagrams(self.frame, UNLIMITED)
 
     def _announce_datagrams(self, frame: int, max_bytes: Optional[int] = None) -> list[bytes]:
-        """Shapes and target masks of the streamed taps."""
+        """Shapes and target masks of the streamed taps, as the loop playing has them."""
         settings = self.settings()
         layers, mode = settings.layers, settings.reduce
         packer = BundlePacker(max_bytes or settings.max_bytes, None)
-        acts = self._newest
+        acts = self.playing()
         if acts is None:
             return []
         for tap in layers:
@@ -339,7 +344,7 @@ class StreamHub:
             return
         p0 = pos.at(when_s)
         p1 = pos.at(when_s + period_s)
-        acts = self._sets.get(pos.key) if pos.key is not None else None
+        acts = pos.acts  # the loop playing: a newer one's enter with it, at its bar line
         add(encode_message("/stream/phase", (frame, float(p0))))
         add(encode_message("/stream/step", (frame, acts.step if acts else -1, float(acts.loss) if acts else 0.0)))
         if acts is None:
@@ -412,7 +417,7 @@ class StreamHub:
         self.frame_times.append(mono)
 
     def _maybe_announce(self, frame: int, settings: StreamSettings, mono: float, dests, ws) -> None:
-        signature = (settings.layers, settings.reduce, settings.max_bytes, self._newest_shape)
+        signature = (settings.layers, settings.reduce, settings.max_bytes, self._shape_of(self.playing()))
         if signature == self._announced and mono - self._announced_at < ANNOUNCE_EVERY_S:
             return
         self._announced, self._announced_at = signature, mono

@@ -1,9 +1,12 @@
 """Where the sound is: the loop's phase at a moment of the wall clock, for the streams.
 
 :class:`Position` says which loop sounded at which phase at which time, so the phase at any
-nearby moment follows; :class:`PlayerTracker` keeps one current from the audio thread, through
-the loop player's public :attr:`~earengine.synth.player.LoopPlayer.current` and
-:attr:`~earengine.synth.player.LoopPlayer.phase`.
+nearby moment follows, and carries that loop's activations; :class:`PlayerTracker` keeps one
+current from the audio thread, through the loop player's public
+:attr:`~earengine.synth.player.LoopPlayer.current` and
+:attr:`~earengine.synth.player.LoopPlayer.phase`. The activations travel with their loop (its
+``meta["acts"]``), so they change at the bar line where the player swaps the loop in: every frame
+shows the loop heard, however many newer loops the worker has dreamed meanwhile.
 
 >>> Position(time_s=100.0, phase=0.25, duration_s=4.0, key=3).at(101.0)
 0.5
@@ -12,8 +15,11 @@ the loop player's public :attr:`~earengine.synth.player.LoopPlayer.current` and
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Mapping, Optional
+
+if TYPE_CHECKING:
+    from earengine.streams.activations import ActivationSet
 
 __all__ = ["Position", "PlayerTracker"]
 
@@ -23,7 +29,9 @@ class Position:
     """At wall-clock time ``time_s`` (``time.time()``) the loop ``key`` sounded at ``phase``.
 
     ``duration_s`` is the loop's length at the current tempo, so the phase at any nearby moment
-    follows (:meth:`at`).
+    follows (:meth:`at`). ``acts`` are that loop's activations (None: it has none, such as a loop
+    played from a file); they are what the position refers to, not part of its value, so
+    :meth:`to_dict` leaves them out and equality ignores them.
 
     >>> p = Position(1.5, 0.75, 2.0, 9)
     >>> Position.from_dict(p.to_dict()) == p
@@ -34,6 +42,7 @@ class Position:
     phase: float
     duration_s: float
     key: Optional[int] = None
+    acts: Optional["ActivationSet"] = field(default=None, compare=False, repr=False)
 
     def at(self, when_s: float) -> float:
         """Loop phase in [0, 1) at ``when_s``."""
@@ -78,8 +87,9 @@ class PlayerTracker:
         if loop is None:
             self.current = None
             return
-        self.current = Position(time.time() + self.latency_s, player.phase,
-                                loop.bars * player.clock.bar_s, (loop.meta or {}).get("key"))
+        meta = loop.meta or {}
+        self.current = Position(time.time() + self.latency_s, player.phase, loop.bars * player.clock.bar_s,
+                                meta.get("key"), meta.get("acts"))
 
     def __call__(self) -> Optional[Position]:
         return self.current

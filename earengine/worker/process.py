@@ -19,7 +19,7 @@ from typing import Optional
 import numpy as np
 
 from earengine.stops import ignore_stop_signals
-from earengine.viz.frames import ActivationPublisher
+from earengine.streams.activations import ActivationPublisher
 from earengine.worker.loops import LoopBuffer
 from earengine.worker.messages import (
     ActivationsNeed,

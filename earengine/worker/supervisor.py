@@ -27,7 +27,7 @@ from earengine.audiofile import read_mono
 from earengine.errors import EarEngineError, ParameterError
 from earengine.pattern import Pattern
 from earengine.stops import STOP_SIGNALS
-from earengine.viz.frames import ActivationBuffer
+from earengine.streams.activations import ActivationBuffer
 from earengine.worker.loops import LoopBuffer
 from earengine.worker.messages import (
     ActivationsNeed,
@@ -98,7 +98,10 @@ class DreamSupervisor:
     model : path
         Ear checkpoint folder.
     deliver : callable(samples, stats)
-        Called (on the supervisor's thread) with every new finite loop.
+        Called (on the supervisor's thread) with every new finite loop. ``stats`` holds the
+        worker's statistics, ``key`` (the loop's sequence number), ``pattern`` (its notes, with
+        ``/opt/param grid``) and, while streams want them, ``acts``: the loop's
+        :class:`~earengine.streams.activations.ActivationSet`, to travel with it.
     say : callable(str)
         Console lines (worker started, restarted, errors).
     device : str
@@ -137,9 +140,8 @@ class DreamSupervisor:
         self._closing = False
         self._sub = None
         self._thread: Optional[threading.Thread] = None
-        # activations for the streams: called with each new loop's ActivationSet before the loop
-        # is delivered; the worker computes them only while wanted
-        self.on_activations: Optional[Callable[[Any], None]] = None
+        # activations for the streams, delivered with their loop; the worker computes them only
+        # while wanted
         self.acts: Optional[ActivationBuffer] = None  # made when first wanted
         self._want_acts = False
         self._acts_dirty = False
@@ -311,10 +313,10 @@ class DreamSupervisor:
         notes = self._patterns.pop(stats["step"], None)
         if notes is not None:
             stats["pattern"] = Pattern.from_dict(notes)
-        if self.acts is not None and self.on_activations is not None:
+        if self.acts is not None:
             found = self.acts.read(stats["step"], taps=self.info.get("taps", ()), key=int(self._seq))
             if found is not None:
-                self.on_activations(found)
+                stats["acts"] = found
         self.loops += 1
         self._last_loop = samples
         self.deliver(samples, stats)

@@ -167,15 +167,14 @@ STREAMS = {}
 
 @pytest.fixture(scope="module", autouse=True)
 def streams():
-    from earengine.viz.frames import ActivationSet
+    from earengine.streams.activations import ActivationSet
     import numpy as np
 
     registry = default_registry()
     registry.update({"/stream/fps": 30.0})
-    pos = Position(time.time(), 0.0, 2.0, key=1)
+    acts = {"enc.3": np.ones((4, 3, 5), np.float32)}
+    pos = Position(time.time(), 0.0, 2.0, key=1, acts=ActivationSet(key=1, step=1, loss=0.0, acts=acts, mask={}))
     with StreamHub(registry, position=lambda: pos) as hub, WebSocketStreams(hub, port=0) as ws:
-        acts = {"enc.3": np.ones((4, 3, 5), np.float32)}
-        hub.publish(ActivationSet(key=1, step=1, loss=0.0, acts=acts, mask={}))
         STREAMS["ws"] = ws
         yield
         STREAMS.clear()

@@ -14,7 +14,7 @@ import pytest
 
 from earengine.engine import Engine, EngineConfig
 from earengine.synth.player import Loop
-from earengine.viz.frames import ActivationSet
+from earengine.streams.activations import ActivationSet
 from tests.helpers.osc import wait_for
 
 pytestmark = pytest.mark.integration
@@ -38,9 +38,9 @@ def test_pd_sets_parameters_and_receives_stream_frames(tmp_path):
         # a loop playing, with activations the streams can cut frames from
         rng = np.random.default_rng(0)
         acts = {"enc.5": rng.uniform(0, 3, (6, 4, 8)).astype(np.float32)}
-        engine.streams.publish(ActivationSet(key=7, step=3, loss=-0.5, acts=acts))
         samples = (0.1 * np.sin(np.arange(88200) * 2 * np.pi * 220 / 44100)).astype(np.float32)
-        engine.player.queue(Loop(samples, engine.audio.sr, 1, "test", meta={"key": 7}))
+        engine.player.queue(Loop(samples, engine.audio.sr, 1, "test",
+                                 meta={"key": 7, "acts": ActivationSet(key=7, step=3, loss=-0.5, acts=acts)}))
         listen = free_udp_port()
         cmd = ["pd", "-nogui", "-stderr", "-noaudio", "-nomidi", "-noprefs",
                "-send", f"earengine-port {engine.osc.address[1]}", "-send", "earengine-verbose 1",

@@ -16,7 +16,7 @@ from earengine.streams.position import Position
 from earengine.streams.websocket import WebSocketStreams
 from earengine.errors import EarEngineError
 from earengine.params import default_registry
-from earengine.viz.frames import ActivationSet
+from earengine.streams.activations import ActivationSet
 from earengine.viz.layout import NeuronLayout
 from tests.helpers.streams import Receiver, arrays, frames
 
@@ -69,14 +69,13 @@ def receivers():
 
 def test_streamed_frames_are_the_activations_sounding_at_their_timetag(hub, receivers):
     start = time.time()
-    pos = Position(start, 0.0, 2.0, key=5)
+    acts = activation_set(5)
+    pos = Position(start, 0.0, 2.0, key=5, acts=acts)
     h = hub(lambda: pos, **{"/stream/fps": 30.0, "/stream/reduce": "raw", "/stream/lookahead_ms": 100.0,
                             "/stream/layers": "scaleogram enc.3 ar.8"})
-    acts = activation_set(5)
-    h.publish(acts)
     rx = receivers()
     h.add(rx.dest)
-    assert rx.wait_for(lambda r: len(frames(r.items)) >= 40, 5.0)
+    assert rx.wait_for(lambda r: len(frames(r.items)) >= 40, 30.0)
     got = frames(rx.items)
     numbers = sorted(got)[1:-1]  # the last one may still be arriving
     assert len(numbers) >= 35
@@ -110,17 +109,16 @@ def test_streamed_frames_are_the_activations_sounding_at_their_timetag(hub, rece
 
 
 def test_a_new_destination_gets_shapes_mask_and_layout_first(hub, receivers):
-    pos = Position(time.time(), 0.0, 4.0, key=1)
+    pos = Position(time.time(), 0.0, 4.0, key=1, acts=activation_set(1))
     h = hub(lambda: pos, **{"/stream/reduce": "channel", "/stream/layers": "enc.3 ar.8"})
-    h.publish(activation_set(1))
     rng = np.random.default_rng(3)
     shapes = ((16, 59), (64, 1))
     layout = NeuronLayout(("enc.3", "ar.8"), shapes, rng.uniform(-1, 1, (16 * 59 + 64, 2)))
     h.set_layout(layout)
     rx = receivers()
     h.add(rx.dest)
-    assert rx.wait_for(lambda r: len(arrays(r.items, "/stream/layout/")) == 2, 5.0)
-    assert rx.wait_for(lambda r: "/stream/mask/enc.3" in r.addresses(), 5.0)
+    assert rx.wait_for(lambda r: len(arrays(r.items, "/stream/layout/")) == 2, 30.0)
+    assert rx.wait_for(lambda r: "/stream/mask/enc.3" in r.addresses(), 30.0)
     shapes_got = {args[0]: args[1:] for _, _, a, args in rx.items if a == "/stream/shape"}
     assert shapes_got == {"enc.3": (16, 16, 59), "ar.8": (64, 64, 1)}  # values per frame, channels, freq
     masks = arrays(rx.items, "/stream/mask/")
@@ -150,9 +148,8 @@ def test_demand_follows_destinations_and_remove(hub, receivers):
 
 
 def test_slow_and_vanished_receivers_hold_nobody_up(hub, receivers):
-    pos = Position(time.time(), 0.0, 2.0, key=2)
+    pos = Position(time.time(), 0.0, 2.0, key=2, acts=activation_set(2))
     h = hub(lambda: pos, **{"/stream/fps": 60.0, "/stream/reduce": "raw", "/stream/max_bytes": 9000})
-    h.publish(activation_set(2))
     slow = receivers(read=False, rcvbuf=4096)  # never reads: its buffer is full at once
     good = receivers()
     gone = receivers()
@@ -162,15 +159,17 @@ def test_slow_and_vanished_receivers_hold_nobody_up(hub, receivers):
     h.add(good.dest)
     gone_dest = gone.dest
     gone.close()  # vanishes: the port refuses from now on
-    t0 = time.time()
-    assert good.wait_for(lambda r: len(frames(r.items)) >= 120, 6.0)
-    elapsed = time.time() - t0
-    # the good receiver still gets the full rate
-    assert len(frames(good.items)) / elapsed > 0.75 * 60
+    # a sender held up by the one that never reads would stop at its first full buffer; the
+    # deadline only bounds that failure
+    assert good.wait_for(lambda r: len(frames(r.items)) >= 120, 30.0)
+    # the good receiver gets every frame the hub makes (UDP on a busy machine may lose a few),
+    # at the rate asked: the hub's own frames stay 1/60 s apart
+    got = sorted(frames(good.items))
+    assert len(got) >= 0.9 * (got[-1] - got[0] + 1), got
     intervals = np.diff(np.array(h.frame_times))
     assert np.median(intervals) == pytest.approx(1 / 60, rel=0.15)
     # the vanished one is dropped, and whoever added it is told why
-    assert owner.wait_for(lambda r: "/stream/dropped" in r.addresses(), 6.0)
+    assert owner.wait_for(lambda r: "/stream/dropped" in r.addresses(), 30.0)
     note = next(args for _, _, a, args in owner.items if a == "/stream/dropped")
     assert note[0] == gone_dest and "refused" in note[1]
     assert gone_dest not in h.destinations() and slow.dest in h.destinations()
@@ -227,9 +226,8 @@ def test_bad_stream_input_over_osc_answers_fail_and_changes_nothing(hub):
 def test_websocket_receivers_get_whole_frames_and_a_stalled_one_is_skipped(hub):
     from websockets.sync.client import connect
 
-    pos = Position(time.time(), 0.0, 2.0, key=9)
+    pos = Position(time.time(), 0.0, 2.0, key=9, acts=activation_set(9))
     h = hub(lambda: pos, **{"/stream/fps": 30.0, "/stream/reduce": "raw"})
-    h.publish(activation_set(9))
     with WebSocketStreams(h, port=0) as ws:
         url = "ws://%s:%d" % ws.address
         with connect(url, close_timeout=0.2) as stalled, connect(url) as client:  # one never reads

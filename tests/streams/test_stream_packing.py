@@ -10,7 +10,7 @@ from earengine.streams.packing import BundlePacker
 from earengine.streams.position import Position
 from earengine.errors import ParameterError
 from earengine.optvis.params import TAPS
-from earengine.viz.frames import frame_steps, reduce_frame, reduce_mask
+from earengine.streams.frames import frame_steps, reduce_frame, reduce_mask
 
 
 def test_frame_steps_cover_the_frame_and_wrap():
@@ -107,7 +107,7 @@ def test_destinations_and_layers_are_checked():
 
 
 @pytest.mark.parametrize("name", ["earengine.streams.hub", "earengine.streams.packing", "earengine.streams.destinations",
-                                  "earengine.viz.frames", "earengine.viz.layout"])
+                                  "earengine.streams.frames", "earengine.viz.layout"])
 def test_docstring_examples(name):
     import doctest
     import importlib
@@ -120,5 +120,5 @@ def test_the_engine_process_side_imports_no_torch():
     import sys
 
     code = ("import sys, earengine.streams.hub, earengine.streams.websocket, earengine.control.oscquery, "
-            "earengine.viz.frames, earengine.viz.layout; print('torch' in sys.modules)")
+            "earengine.streams.activations, earengine.viz.frames, earengine.viz.layout; print('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == ["False"]

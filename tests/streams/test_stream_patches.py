@@ -16,7 +16,7 @@ from earengine.streams.params import STREAM_OUT
 from earengine.streams.position import Position
 from earengine.params import default_registry
 from earengine.optvis.params import TAPS
-from earengine.viz.frames import ActivationSet
+from earengine.streams.activations import ActivationSet
 from earengine.viz.layout import NeuronLayout
 from tests.helpers.streams import Receiver, frames
 
@@ -136,11 +136,11 @@ def test_touchdesigner_script_turns_a_real_stream_into_lit_points(reduce):
     mask["enc.5"][2] = True
     registry = default_registry()
     registry.update({"/stream/reduce": reduce, "/stream/layers": "enc.5 ar.3", "/stream/fps": 20.0})
-    pos = Position(time.time(), 0.0, 100.0, key=1)  # a slow loop: the step stays put while we look
+    # a slow loop: the step stays put while we look
+    pos = Position(time.time(), 0.0, 100.0, key=1, acts=ActivationSet(1, 5, -0.1, acts, mask))
     layout = NeuronLayout(("enc.5", "ar.3"), ((8, 3), (5, 1)), rng.uniform(-1, 1, (29, 2)))
     rx = Receiver()
     with StreamHub(registry, position=lambda: pos) as hub:
-        hub.publish(ActivationSet(1, 5, -0.1, acts, mask))
         hub.set_layout(layout)
         hub.add(rx.dest)
         assert rx.wait_for(lambda r: len(frames(r.items)) >= 5, 5)

@@ -15,7 +15,7 @@ from earengine.streams.hub import StreamHub
 from earengine.streams.position import Position
 from earengine.streams.websocket import WS_FRAMES, WebSocketStreams
 from earengine.params import default_registry
-from earengine.viz.frames import ActivationSet
+from earengine.streams.activations import ActivationSet
 
 pytestmark = pytest.mark.integration
 
@@ -58,9 +58,8 @@ def test_a_receiver_that_never_reads_stalls_nobody_and_costs_bounded_memory():
 
     registry = default_registry()
     registry.update({"/stream/fps": FPS, "/stream/reduce": "raw", "/stream/layers": "enc.3 ar.8"})
-    pos = Position(time.time(), 0.0, 2.0, key=1)
+    pos = Position(time.time(), 0.0, 2.0, key=1, acts=activation_set(1))
     with StreamHub(registry, position=lambda: pos) as hub, WebSocketStreams(hub, port=0) as ws:
-        hub.publish(activation_set(1))
         router = OscRouter(registry)
         router.count_sources.append(hub.all_counts)
         slow = never_reads(ws.address)
@@ -95,9 +94,8 @@ def test_a_receiver_that_never_reads_stalls_nobody_and_costs_bounded_memory():
 def test_closing_cuts_off_a_send_blocked_on_a_receiver_that_never_reads():
     registry = default_registry()
     registry.update({"/stream/fps": FPS, "/stream/reduce": "raw", "/stream/layers": "enc.3"})
-    pos = Position(time.time(), 0.0, 2.0, key=1)
+    pos = Position(time.time(), 0.0, 2.0, key=1, acts=activation_set(1))
     with StreamHub(registry, position=lambda: pos) as hub:
-        hub.publish(activation_set(1))
         ws = WebSocketStreams(hub, port=0)
         slow = never_reads(ws.address)
         try:

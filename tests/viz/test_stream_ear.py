@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from earengine.optvis.objectives import Channels, Layer, Neuron, Region, Surprise
-from earengine.viz.frames import ActivationBuffer, ActivationPublisher, loop_activations, target_mask
+from earengine.streams.activations import ActivationBuffer, ActivationPublisher
+from earengine.viz.frames import loop_activations, target_mask
 
 HOP_STEP = 4096  # samples per encoding step: loops of whole steps line up across repetitions
 

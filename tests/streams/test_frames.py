@@ -5,7 +5,7 @@ import pytest
 
 from earengine.errors import ParameterError
 from earengine.params import default_registry
-from earengine.viz.frames import REDUCTIONS, frame_size, reduce_frame, reduce_mask
+from earengine.streams.frames import REDUCTIONS, frame_size, reduce_frame, reduce_mask
 
 
 def test_every_reduce_choice_has_a_reduction():
