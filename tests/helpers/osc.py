@@ -41,7 +41,9 @@ class Peer:
                     return out
         return out
 
-    def ask(self, address, *args, reply=None, wait_s=2.0):
+    def ask(self, address, *args, reply=None, wait_s=10.0):
+        """Send, then wait for the reply ``reply`` (the address by default) or ``/fail``; None when
+        neither comes within ``wait_s``, which only bounds a failure on a busy machine."""
         self.send(address, *args)
         want = reply or address
         got = self.replies(wait_s, until=lambda a, _: a in (want, "/fail"))
