@@ -36,7 +36,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Mapping, Optional, Union
 
@@ -415,9 +415,56 @@ def train(
     TrainResult
     """
     stream = stream if stream is not None else sys.stderr
-    out = Path(out)
     rank, world = _dist_env()
-    distributed = world > 1
+    device = _start_device(device, distributed=world > 1)
+    run = _new_run(ear_config, config, Path(out), device=device, rank=rank, world=world, source=source)
+    if resume:
+        _resume(run)
+    batches, cached = _batches(run)
+    end_step = config.steps if stop_after is None else min(config.steps, int(stop_after))
+    _steps(run, batches, end_step, stream=stream, log_interval_s=log_interval_s)
+    wall_s = run.wall_s()
+    final_loss, final_acc = _final_means(run.history)
+    if end_step == config.steps and rank == 0:
+        _save_final(run, end_step, wall_s, final_loss, final_acc, cached=cached, stream=stream)
+    if run.distributed:
+        dist.barrier()
+    return TrainResult(run.out, end_step, wall_s, final_loss, final_acc)
+
+
+@dataclass
+class _Run:
+    """One training run's parts, shared by its steps."""
+
+    ear_config: object
+    config: TrainConfig
+    out: Path
+    device: str
+    rank: int
+    world: int
+    source: object
+    ear: torch.nn.Module
+    head: torch.nn.Module
+    model: torch.nn.Module
+    opt: torch.optim.Optimizer
+    np_rng: np.random.Generator
+    generator: torch.Generator
+    t_start: float
+    start_step: int = 0
+    history: list = field(default_factory=list)
+    wall_before: float = 0.0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    def wall_s(self) -> float:
+        """Seconds trained so far, over every resumed part of the run."""
+        return self.wall_before + time.monotonic() - self.t_start
+
+
+def _start_device(device: str, *, distributed: bool) -> str:
+    """Check the device and, under torchrun, join the process group; the device this rank uses."""
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device={device!r} must be available; no CUDA device found (use --device cpu)")
     if distributed:
@@ -426,7 +473,11 @@ def train(
         if device.startswith("cuda"):
             device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
             torch.cuda.set_device(device)
+    return device
 
+
+def _new_run(ear_config, config: TrainConfig, out: Path, *, device: str, rank: int, world: int, source) -> _Run:
+    """A fresh ear, its predictors, Adam and the run's random generators (seeded per rank)."""
     t_start = time.monotonic()
     ear, head = build_ear(ear_config, config.seed)
     check_clip(ear, config.clip_s)
@@ -439,85 +490,67 @@ def train(
     generator = torch.Generator(device=device)
     generator.manual_seed(config.seed * 1_000_003 + rank + 1)
     ear.set_generator(generator)
+    return _Run(ear_config, config, out, device, rank, world, source, ear, head, model, opt, np_rng, generator,
+                t_start)
 
-    start_step, history, wall_before = 0, [], 0.0
-    if resume:
-        ckpt = _latest_checkpoint(out)
-        if ckpt is None:
-            raise CheckpointError(f"out={str(out)!r} must hold a checkpoint to --resume; none found")
-        meta = json.loads((ckpt / "train_state.json").read_text())
-        if meta["ear"] != ear_config.to_dict():
-            raise ConfigError(f"ear config must match the checkpoint in {str(ckpt)!r} to resume; it differs")
-        saved = TrainConfig.from_dict(meta["train"])
-        if dataclasses.replace(saved, steps=config.steps) != config:
-            raise ConfigError(
-                f"training config must match the checkpoint in {str(ckpt)!r} to resume (only --steps may change)"
-            )
-        if meta["world_size"] != world:
-            raise ConfigError(f"world_size={world} must be {meta['world_size']} as when the checkpoint was written")
-        state = load_file(str(ckpt / "model.safetensors"))
-        ear.load_state_dict({k: v for k, v in state.items() if not k.startswith("cpc.")}, strict=False)
-        head.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("cpc.")})
-        _load_optimizer(opt, load_file(str(ckpt / "optimizer.safetensors")), meta["optimizer"])
-        _restore_rank_state(json.loads((ckpt / f"rng.rank{rank}.json").read_text()), np_rng, generator)
-        start_step, history, wall_before = meta["step"], meta["history"], meta["wall_s"]
 
-    cfg_s = ear_config.scaleogram
+def _resume(run: _Run) -> None:
+    """Load the newest checkpoint in ``run.out`` into the run, after checking it was made by the
+    same configuration (only ``steps`` may change) and the same number of processes."""
+    ckpt = _latest_checkpoint(run.out)
+    if ckpt is None:
+        raise CheckpointError(f"out={str(run.out)!r} must hold a checkpoint to --resume; none found")
+    meta = json.loads((ckpt / "train_state.json").read_text())
+    if meta["ear"] != run.ear_config.to_dict():
+        raise ConfigError(f"ear config must match the checkpoint in {str(ckpt)!r} to resume; it differs")
+    saved = TrainConfig.from_dict(meta["train"])
+    if dataclasses.replace(saved, steps=run.config.steps) != run.config:
+        raise ConfigError(
+            f"training config must match the checkpoint in {str(ckpt)!r} to resume (only --steps may change)"
+        )
+    if meta["world_size"] != run.world:
+        raise ConfigError(f"world_size={run.world} must be {meta['world_size']} as when the checkpoint was written")
+    state = load_file(str(ckpt / "model.safetensors"))
+    run.ear.load_state_dict({k: v for k, v in state.items() if not k.startswith("cpc.")}, strict=False)
+    run.head.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("cpc.")})
+    _load_optimizer(run.opt, load_file(str(ckpt / "optimizer.safetensors")), meta["optimizer"])
+    _restore_rank_state(json.loads((ckpt / f"rng.rank{run.rank}.json").read_text()), run.np_rng, run.generator)
+    run.start_step, run.history, run.wall_before = meta["step"], meta["history"], meta["wall_s"]
+
+
+def _batches(run: _Run) -> tuple[Union[_FrameBank, _WaveBatches], bool]:
+    """Where the run's batches come from, and whether that is the scaleogram cache."""
+    config, source, ear = run.config, run.source, run.ear
+    cfg_s = run.ear_config.scaleogram
     n_frames = int(round(config.clip_s * cfg_s.sr)) // cfg_s.hop_length
-    use_cache = config.cache == "on" or (
+    cached = config.cache == "on" or (
         config.cache == "auto"
         and sum(source.duration_s(t) for t in range(source.n_tracks)) * 0.8 <= _CACHE_AUTO_MAX_S
     )
-    if use_cache:
-        batches = _FrameBank(source, ear.scaleogram, n_frames=n_frames, device=device)
-    else:
-        batches = _WaveBatches(source, ear.scaleogram, clip_s=config.clip_s, noise=ear_config.input_noise, device=device)
+    if cached:
+        return _FrameBank(source, ear.scaleogram, n_frames=n_frames, device=run.device), True
+    return _WaveBatches(source, ear.scaleogram, clip_s=config.clip_s, noise=run.ear_config.input_noise,
+                        device=run.device), False
 
+
+def _steps(run: _Run, batches, end_step: int, *, stream: IO[str], log_interval_s: float) -> None:
+    """Optimizer steps from ``run.start_step`` up to ``end_step``, with progress lines and a
+    checkpoint every ``checkpoint_every`` steps and at the end."""
+    config, model, opt = run.config, run.model, run.opt
     step_model = model
-    if distributed:
-        step_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.startswith("cuda") else None)
-
-    def write_checkpoint(step: int) -> None:
-        name = f"step-{step:07d}"
-        folder = out / "checkpoints" / name
-        if rank == 0:
-            folder.mkdir(parents=True, exist_ok=True)
-        if distributed:
-            dist.barrier()
-        atomic_write_json(folder / f"rng.rank{rank}.json", _rank_state(np_rng, generator))
-        if distributed:
-            dist.barrier()
-        if rank != 0:
-            return
-        atomic_write_bytes(folder / "model.safetensors", save(ear_state(ear, head)))
-        tensors, opt_meta = _optimizer_tensors(opt)
-        atomic_write_bytes(folder / "optimizer.safetensors", save(tensors))
-        atomic_write_json(folder / "train_state.json", {
-            "step": step,
-            "ear": ear_config.to_dict(),
-            "train": config.to_dict(),
-            "world_size": world,
-            "optimizer": opt_meta,
-            "wall_s": wall_before + time.monotonic() - t_start,
-            "history": history,
-        })
-        atomic_write_json(out / "checkpoints" / "latest.json", {"dir": name, "step": step})
-        _plot_loss(history, out / "loss.png")
-        kept = sorted(p for p in (out / "checkpoints").iterdir() if p.is_dir() and p.name.startswith("step-"))
-        for old in kept[: -config.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
-
+    if run.distributed:
+        device_ids = [run.device] if run.device.startswith("cuda") else None
+        step_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     model.train()
-    end_step = config.steps if stop_after is None else min(config.steps, int(stop_after))
-    label = "train" if not distributed else f"train rank {rank}"
-    progress_out = stream if rank == 0 else open(os.devnull, "w")
+    label = "train" if not run.distributed else f"train rank {run.rank}"
+    progress_out = stream if run.rank == 0 else open(os.devnull, "w")
     with Progress(config.steps, label, stream=progress_out, interval_s=log_interval_s) as progress:
-        progress.done = start_step
-        for step in range(start_step, end_step):
+        progress.done = run.start_step
+        for step in range(run.start_step, end_step):
             lr = lr_at(step, config)
             for group in opt.param_groups:
                 group["lr"] = lr
-            s = batches.batch(config.batch_size, np_rng, generator)
+            s = batches.batch(config.batch_size, run.np_rng, run.generator)
             loss, acc = step_model(s)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -529,49 +562,84 @@ def train(
                 raise ConfigError(
                     f"loss={loss_v} at step {step + 1} must be finite; lower --lr or check the data"
                 )
-            history.append([step + 1, round(loss_v, 5), round(acc_v, 5), float(f"{lr:.4g}")])
+            run.history.append([step + 1, round(loss_v, 5), round(acc_v, 5), float(f"{lr:.4g}")])
             progress.update(1, loss=loss_v, acc=acc_v, lr=lr)
             done = step + 1
             if done % config.checkpoint_every == 0 or done == end_step:
-                write_checkpoint(done)
-    if rank != 0:
+                _write_checkpoint(run, done)
+    if run.rank != 0:
         progress_out.close()
-    wall_s = wall_before + time.monotonic() - t_start
-    tail = history[-max(1, min(50, len(history) // 5)) :]
-    final_loss = float(np.mean([h[1] for h in tail])) if tail else float("nan")
-    final_acc = float(np.mean([h[2] for h in tail])) if tail else float("nan")
-    if end_step < config.steps:
-        if distributed:
-            dist.barrier()
-        return TrainResult(out, end_step, wall_s, final_loss, final_acc)
 
-    if rank == 0:
-        print(f"train: measuring activation statistics on silence and {config.stats_clips} clips", file=stream)
-        stats = ear_statistics(
-            ear, source, clip_s=config.clip_s, n_clips=config.stats_clips,
-            rng=np.random.default_rng([config.seed, 1_000]), device=device,
-        ) if config.stats_clips > 0 else None
-        info = {
-            "data": source.describe(),
-            "training": {
-                **config.to_dict(),
-                "steps_done": end_step,
-                "wall_s": round(wall_s, 1),
-                "device": str(device),
-                "world_size": world,
-                "torch_version": torch.__version__,
-                "cached_scaleograms": bool(use_cache),
-                "input_noise_applied": (not use_cache) and ear_config.input_noise > 0,
-                "final_loss": round(final_loss, 5),
-                "final_accuracy": round(final_acc, 5),
-                "earengine_version": __version__,
-            },
-        }
-        if stats is not None:
-            info["stats"] = stats_to_json(stats)
-        save_ear(out, ear, head, info=info)
-        _plot_loss(history, out / "loss.png")
-        print(f"train: wrote {out / 'model.safetensors'} and {out / 'config.json'}", file=stream)
-    if distributed:
+
+def _write_checkpoint(run: _Run, step: int) -> None:
+    """A resumable checkpoint at ``step``: every rank writes its random states, rank 0 the rest,
+    then ``latest.json`` points at it and only the newest ``keep_checkpoints`` stay."""
+    name = f"step-{step:07d}"
+    checkpoints = run.out / "checkpoints"
+    folder = checkpoints / name
+    if run.rank == 0:
+        folder.mkdir(parents=True, exist_ok=True)
+    if run.distributed:
         dist.barrier()
-    return TrainResult(out, end_step, wall_s, final_loss, final_acc)
+    atomic_write_json(folder / f"rng.rank{run.rank}.json", _rank_state(run.np_rng, run.generator))
+    if run.distributed:
+        dist.barrier()
+    if run.rank != 0:
+        return
+    atomic_write_bytes(folder / "model.safetensors", save(ear_state(run.ear, run.head)))
+    tensors, opt_meta = _optimizer_tensors(run.opt)
+    atomic_write_bytes(folder / "optimizer.safetensors", save(tensors))
+    atomic_write_json(folder / "train_state.json", {
+        "step": step,
+        "ear": run.ear_config.to_dict(),
+        "train": run.config.to_dict(),
+        "world_size": run.world,
+        "optimizer": opt_meta,
+        "wall_s": run.wall_s(),
+        "history": run.history,
+    })
+    atomic_write_json(checkpoints / "latest.json", {"dir": name, "step": step})
+    _plot_loss(run.history, run.out / "loss.png")
+    kept = sorted(p for p in checkpoints.iterdir() if p.is_dir() and p.name.startswith("step-"))
+    for old in kept[: -run.config.keep_checkpoints]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _final_means(history: list) -> tuple[float, float]:
+    """Mean loss and accuracy over the last fifth of the steps (at least 1, at most 50)."""
+    tail = history[-max(1, min(50, len(history) // 5)) :]
+    if not tail:
+        return float("nan"), float("nan")
+    return float(np.mean([h[1] for h in tail])), float(np.mean([h[2] for h in tail]))
+
+
+def _save_final(run: _Run, end_step: int, wall_s: float, final_loss: float, final_acc: float, *,
+                cached: bool, stream: IO[str]) -> None:
+    """The finished ear with its activation statistics and how it was trained (rank 0 only)."""
+    config, ear_config = run.config, run.ear_config
+    print(f"train: measuring activation statistics on silence and {config.stats_clips} clips", file=stream)
+    stats = ear_statistics(
+        run.ear, run.source, clip_s=config.clip_s, n_clips=config.stats_clips,
+        rng=np.random.default_rng([config.seed, 1_000]), device=run.device,
+    ) if config.stats_clips > 0 else None
+    info = {
+        "data": run.source.describe(),
+        "training": {
+            **config.to_dict(),
+            "steps_done": end_step,
+            "wall_s": round(wall_s, 1),
+            "device": str(run.device),
+            "world_size": run.world,
+            "torch_version": torch.__version__,
+            "cached_scaleograms": bool(cached),
+            "input_noise_applied": (not cached) and ear_config.input_noise > 0,
+            "final_loss": round(final_loss, 5),
+            "final_accuracy": round(final_acc, 5),
+            "earengine_version": __version__,
+        },
+    }
+    if stats is not None:
+        info["stats"] = stats_to_json(stats)
+    save_ear(run.out, run.ear, run.head, info=info)
+    _plot_loss(run.history, run.out / "loss.png")
+    print(f"train: wrote {run.out / 'model.safetensors'} and {run.out / 'config.json'}", file=stream)
