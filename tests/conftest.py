@@ -19,6 +19,14 @@ if "EARENGINE_TEST_KEEP_HOME" not in os.environ:
 import pytest  # noqa: E402
 
 
+def pytest_report_header(config):
+    """Which float kernels this run computes with: results differ by processor (see the Makefile)."""
+    import torch
+
+    cap = os.environ.get("DNNL_MAX_CPU_ISA", "not capped")
+    return f"earengine: torch {torch.__version__}, CPU kernels {torch.backends.cpu.get_cpu_capability()}, DNNL_MAX_CPU_ISA {cap}"
+
+
 def make_tiny_ear():
     """A tiny random ear whose batch-norm statistics are measured on noise and tones, as a trained
     ear's would be (at initialisation they are 0 and 1, which leaves whole layers silent)."""

@@ -39,6 +39,7 @@ from earengine.optvis import transforms as T
 from earengine.optvis.objectives import Objective, Region, View, build
 from earengine.optvis.param import FACTORIES, Parameterization, make
 from earengine.optvis.params import OPT_COMMANDS, OPT_PARAMS
+from earengine.optvis.stepsize import StepControl
 from earengine.optvis.targets import parse_many
 from earengine.params.registry import check_choices, check_table
 from earengine.params.spec import row
@@ -114,6 +115,10 @@ class Dreamer:
         self._optimizer = None
         self._last_good: Optional[list] = None
         self.generator = torch.Generator().manual_seed(int(settings.get("/opt/seed", 0)))
+        #: How far the next step goes, and the best score of the loop as heard (see
+        #: :mod:`earengine.optvis.stepsize`).
+        self.control = StepControl()
+        self._kept = float("nan")  # the target score of the loop the last kept step left
         self.n = 0
         self.configure(settings)
         self.reset("silence")
@@ -138,11 +143,10 @@ class Dreamer:
                 # refused settings change nothing
                 self.settings, self.objective, self._penalties = old, old_objective, old_penalties
                 raise
-        elif self._optimizer is not None:
-            for group in self._optimizer.param_groups:
-                group["lr"] = new["/opt/lr"] * group["lr_scale"]
-            if any(old.get(a) != new.get(a) for a in _TIMBRE):
-                self.param.set_timbre(new)  # a performer's timbre, from which the dream moves on
+        elif self._optimizer is not None and any(old.get(a) != new.get(a) for a in _TIMBRE):
+            self.param.set_timbre(new)  # a performer's timbre, from which the dream moves on
+        if any(old.get(a) != new.get(a) for a in new if a.startswith(_JUDGED)):
+            self.control.restart()  # another objective: the best score so far means nothing now
         self.n = n
 
     def _objective(self, s: Mapping) -> Objective:
@@ -185,6 +189,7 @@ class Dreamer:
         groups = [{**g, "lr": lr * g["lr_scale"]} for g in self.param.groups()]
         self._optimizer = OPTIMIZERS[self.settings["/opt/algorithm"]](groups, lr=lr)
         self._last_good = self._tensors_copy()
+        self.control.restart()
 
     def _tensors(self) -> list:
         return [p for g in self.param.groups() for p in g["params"]]
@@ -204,26 +209,35 @@ class Dreamer:
         return self.waveform_tensor().detach().clamp(-1, 1).cpu().numpy().astype(np.float32)
 
     # -- one step ---------------------------------------------------------------------------
-    def evaluate(self):
-        """Loss, score and the view for the current loop (no step)."""
+    def evaluate(self, batch: Optional[int] = None):
+        """Loss, score and the view for the current loop (no step).
+
+        ``batch`` copies (default ``/opt/batch``); copy 0 is the loop as heard, which no transform
+        touches, so ``batch=1`` is the loop without jitter or masks and draws no random numbers."""
+        loss, scores, view = self._evaluate(int(self.settings["/opt/batch"]) if batch is None else batch)
+        return loss, scores.mean(), view
+
+    def _evaluate(self, b: int):
+        """Loss (minimised), the score of every copy (maximised) and the view."""
         s = self.settings
         reps = 1 + int(s["/opt/context"])
-        b = int(s["/opt/batch"])
         views = self.param.views(b, self.generator)  # (B, N); copy 0 is the loop itself
         x = views[0]
         n = x.numel()
         tiled = views.repeat(1, reps)
-        shift = torch.rand(b, generator=self.generator) * float(s["/reg/time_shift"])
-        shift[0] = 0.0
+        shift = torch.zeros(b)
+        if b > 1:
+            shift[1:] = torch.rand(b - 1, generator=self.generator) * float(s["/reg/time_shift"])
         if self.param.steps:  # the grid's copies move by whole steps: the notes stay on the grid
             shift = torch.floor(shift * self.param.steps) / self.param.steps
         offsets = (shift * n).round().long().to(x.device)
         idx = (torch.arange(reps * n, device=x.device)[None, :] - offsets[:, None]) % (reps * n)
         batch = tiled.gather(1, idx)
-        batch = T.pitch_jitter(batch, self.generator, cents=float(s["/reg/pitch_cents"]))
+        for transform in WAVEFORM_TRANSFORMS:  # each leaves copy 0 as it is
+            batch = transform(batch, self.generator, s)
         spec = self.ear.scaleogram(batch)
-        spec = T.time_mask(spec, self.generator, width=float(s["/reg/time_mask"]), fill=self.silence)
-        spec = T.freq_mask(spec, self.generator, width=float(s["/reg/freq_mask"]), fill=self.silence)
+        for transform in SCALEOGRAM_TRANSFORMS:
+            spec = transform(spec, self.generator, s, fill=self.silence)
         taps = tuple(dict.fromkeys(self.objective.taps))
         acts = self.ear.forward_scaleogram(spec, taps=taps)
         loop = {}
@@ -231,14 +245,14 @@ class Dreamer:
             total = a.shape[-1]
             loop[tap] = (int(round(total * (reps - 1) / reps)), total)
         view = View(acts, loop, shift, stats=self.stats, cpc=self._cpc_loss if self.cpc is not None else None)
-        score = self.objective(view).mean()
+        scores = self.objective(view)
         penalty = self.param.penalty().to(x.device)
         if self._penalties:
             heard = R.Heard(x, spec, view, self.objective, taps, self.sr, self.silence)
             for weight, piece in self._penalties:
                 penalty = penalty + weight * piece(heard)
-        loss = penalty - score  # the one sign flip: objectives are maximised, the optimizer minimises
-        return loss, score, view
+        loss = penalty - scores.mean()  # the one sign flip: objectives are maximised, the optimizer minimises
+        return loss, scores, view
 
     def _cpc_loss(self, acts) -> Tensor:
         z, c = acts["enc.7"][:, :, 0, :], acts["ar.8"]
@@ -246,7 +260,10 @@ class Dreamer:
         return self.cpc(z, c, ends).loss
 
     def step(self) -> StepStats:
-        """One optimizer step; the loop stays finite and within [-1, 1] whatever happens."""
+        """One optimizer step; the loop stays finite and within [-1, 1] whatever happens.
+
+        The step is judged by :attr:`control` on the loop as heard: a step that made it score worse
+        is taken back before any gradient is computed for it, and the next step is shorter."""
         t0 = time.perf_counter()
         s = self.settings
         with torch.no_grad():
@@ -255,9 +272,17 @@ class Dreamer:
                 # In (near) silence the log scaleogram sits on its floor and the gradient is
                 # exactly zero: give the ear a faint noise (-50 dBFS) to start hearing from.
                 self._write(x + 3e-3 * torch.randn(x.shape, generator=self.generator).to(x.device))
+                self.control.restart()
         self._optimizer.zero_grad(set_to_none=True)
-        loss, score, _ = self.evaluate()
+        loss, scores, _ = self._evaluate(int(s["/opt/batch"]))
+        heard = float(scores[0].detach())  # the loop as it sounds: copy 0, untouched by the jitter
+        penalty = float((loss + scores.mean()).detach())
         finite = bool(torch.isfinite(loss))
+        if finite and not self.control.judge(heard - penalty):
+            self._restore(self._last_good)  # the loop before the step that made it worse
+            self.step_count += 1
+            return StepStats(self.step_count, float(loss.detach()), self._kept, time.perf_counter() - t0, True)
+        self._kept = heard
         if finite:
             loss.backward()
             grads = [p.grad for p in self._tensors() if p.grad is not None]
@@ -268,6 +293,9 @@ class Dreamer:
                     if s["/reg/grad_noise"] > 0:
                         g.add_(torch.randn(g.shape, generator=self.generator).to(g.device) * s["/reg/grad_noise"]
                                * (g.std() if g.numel() > 1 else 1.0))
+                self._last_good = self._tensors_copy()  # the kept loop, to go back to
+                for group in self._optimizer.param_groups:
+                    group["lr"] = s["/opt/lr"] * group["lr_scale"] * self.control.scale
                 self._optimizer.step()
                 self.param.post_step()
             else:
@@ -276,22 +304,39 @@ class Dreamer:
             x = self.waveform_tensor()
             if not torch.isfinite(x).all():
                 finite = False
-                for p, good in zip(self._tensors(), self._last_good):
-                    p.data.copy_(good)
-            elif not self.param.writes_back:
-                self._last_good = self._tensors_copy()  # e.g. a grid: it renders at its own fixed peak
-            else:
+                self._restore(self._last_good)
+            elif self.param.writes_back:  # a grid renders at its own fixed peak instead
                 peak = x.abs().max()
                 if peak > 1.0:  # peak-normalise rather than clip: keeps the shape of the sound
                     x = x / peak
                 mix = float(s["/reg/mix"])
                 if mix > 0 and self.reference is not None:
                     x = (1 - mix) * x + mix * _resample(self.reference, x.numel()).to(x.device)
+                    self.control.rebase()  # pulled toward the reference on purpose: no step to take back
                 self._write(x)
-                self._last_good = self._tensors_copy()
         self.step_count += 1
         return StepStats(self.step_count, float(loss.detach()) if finite else float("nan"),
-                         float(score.detach()) if finite else float("nan"), time.perf_counter() - t0, finite)
+                         heard if finite else float("nan"), time.perf_counter() - t0, finite)
+
+    @torch.no_grad()
+    def settle(self) -> float:
+        """Judge the loop the last step made now, without waiting for the next step (one forward
+        pass of the loop alone, no gradient): keep it if it scores at least the best kept so far,
+        else go back to that one. Returns the target score of the loop kept. For a loop that leaves
+        the dream for good (a rendered file); a running dream judges each loop at its next step."""
+        loss, scores, _ = self._evaluate(1)
+        heard = float(scores[0])
+        if self.control.judge(heard - float(loss + scores.mean())):
+            self._kept = heard
+            self._last_good = self._tensors_copy()
+        else:
+            self._restore(self._last_good)
+        return self._kept
+
+    def _restore(self, tensors: list) -> None:
+        with torch.no_grad():
+            for p, good in zip(self._tensors(), tensors):
+                p.copy_(good)
 
     def _write(self, x: Tensor) -> None:
         self.param.write(x)
@@ -304,16 +349,30 @@ class Dreamer:
     @torch.no_grad()
     def clean(self):
         """Loss, score and view of the current loop without jitter or masks (what is heard)."""
-        saved = {k: self.settings[k] for k in ("/reg/time_shift", "/reg/pitch_cents", "/reg/time_mask",
-                                               "/reg/freq_mask", "/opt/batch")}
-        self.settings.update({"/reg/time_shift": 0.0, "/reg/pitch_cents": 0.0, "/reg/time_mask": 0.0,
-                              "/reg/freq_mask": 0.0, "/opt/batch": 1})
-        try:
-            return self.evaluate()
-        finally:
-            self.settings.update(saved)
+        return self.evaluate(batch=1)
 
 
+def _pitch(x: Tensor, generator: torch.Generator, s: Mapping) -> Tensor:
+    return T.pitch_jitter(x, generator, cents=float(s["/reg/pitch_cents"]))
+
+
+def _time_mask(spec: Tensor, generator: torch.Generator, s: Mapping, *, fill: float) -> Tensor:
+    return T.time_mask(spec, generator, width=float(s["/reg/time_mask"]), fill=fill)
+
+
+def _freq_mask(spec: Tensor, generator: torch.Generator, s: Mapping, *, fill: float) -> Tensor:
+    return T.freq_mask(spec, generator, width=float(s["/reg/freq_mask"]), fill=fill)
+
+
+#: The batch's transforms in order, on the waveform and then on its scaleogram: ``transform(x,
+#: generator, settings)``. Every one leaves copy 0 as it is, so the loop as heard is always in the
+#: batch, and a batch of one is the loop without jitter or masks.
+WAVEFORM_TRANSFORMS = (_pitch,)
+SCALEOGRAM_TRANSFORMS = (_time_mask, _freq_mask)
+
+
+#: Settings that change what a step is judged by (the objective and the parameterization's own penalty).
+_JUDGED = ("/target/", "/reg/", "/grid/sparsity", "/opt/context")
 #: Settings after which the parameterization is made again (a grid keeps its notes).
 _REBUILD = ("/opt/param", "/opt/algorithm", "/opt/spectral_decay", "/clock/beats_per_bar", "/loop/bars")
 #: Grid settings read as they are, without making the grid again.
