@@ -41,6 +41,7 @@ def _render(args: argparse.Namespace) -> int:
         for i in range(args.loops):
             for _ in range(args.steps_per_loop):
                 stats = dreamer.step()
+            dreamer.settle()  # the loop written is one the dream kept, never a step it would take back
             x = dreamer.waveform()
             write_wav(out / f"loop-{i:03d}.wav", x, sr=dreamer.sr)
             pattern = dreamer.pattern()  # with /opt/param grid, the notes beside the sound
