@@ -44,6 +44,7 @@ async def main():
                 link.set_is_playing_and_request_beat_at_time(True, when, 0.0)
             elif words[0] == "stop":
                 link.playing = False
+            print(f"did {words[0]}", flush=True)
         await asyncio.sleep(0.02)
 
 asyncio.run(main())
@@ -58,6 +59,7 @@ class LinkPeer:
         self.proc = subprocess.Popen([sys.executable, "-c", PEER, str(bpm)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.grid: list[tuple[float, float, float, int, int]] = []
+        self.did: list[str] = []  # the commands it has carried out, in order
         threading.Thread(target=self._read, daemon=True).start()
         assert wait_until(lambda: len(self.grid) > 3, 10.0), "the Link peer did not start"
 
@@ -66,6 +68,8 @@ class LinkPeer:
             words = line.split()
             if words and words[0] == "grid":
                 self.grid.append((float(words[1]), float(words[2]), float(words[3]), int(words[4]), int(words[5])))
+            elif words and words[0] == "did":
+                self.did.append(words[1])
 
     def _say(self, line: str) -> None:
         self.proc.stdin.write(line + "\n")
@@ -75,8 +79,11 @@ class LinkPeer:
         self._say(f"tempo {bpm}")
 
     def set_quantum(self, beats: int) -> None:
-        """Its bar (the beats its phase counts); its printed beats line up with peers of the same quantum."""
+        """Its bar (the beats its phase counts); its printed beats line up with peers of the same
+        quantum. Returns once the peer has its new bar: the grid it prints from then on counts in it."""
+        done = self.did.count("quantum")
         self._say(f"quantum {beats}")
+        assert wait_until(lambda: self.did.count("quantum") > done, 10.0), "the Link peer did not take its quantum"
 
     def play(self, after_s: float) -> None:
         """Start the session on its first bar line at least ``after_s`` from now."""

@@ -85,7 +85,7 @@ def test_live_notes_arrive_on_the_bar_lines(jack_server, jack_clock, dump):
         f0, t0 = jack_clock.frame(), time.monotonic()
         with NoteOut(lambda: grid, service.send, lead_s=0.01) as out:
             out.queue(p)
-            time.sleep(1.2 + 3.2)
+            time.sleep(1.2 + 3.2)  # deliberately: the pattern plays on the wall clock (its Timeline) meanwhile
         f1, t1 = jack_clock.frame(), time.monotonic()
         jack_clock.sleep_s(0.3)  # the last notes through the graph to jack_midi_dump
     finally:
