@@ -38,7 +38,7 @@ from earengine.optvis import regularizers as R
 from earengine.optvis import transforms as T
 from earengine.optvis.objectives import Objective, Region, View, build
 from earengine.optvis.param import FACTORIES, Parameterization, make
-from earengine.optvis.params import OPT_COMMANDS, OPT_PARAMS
+from earengine.optvis.params import MIX_ON_GRID, OPT_COMMANDS, OPT_PARAMS
 from earengine.optvis.stepsize import StepControl
 from earengine.optvis.targets import parse_many
 from earengine.params.registry import check_choices, check_table
@@ -127,6 +127,8 @@ class Dreamer:
     def configure(self, settings: Mapping) -> None:
         """Apply registry values at a step boundary; raises ParameterError, changing nothing."""
         new = {**self.settings, **settings}
+        if new.get("/opt/param") == "grid" and new.get("/reg/mix", 0.0) > 0:
+            raise ParameterError(f"/reg/mix={new['/reg/mix']}: {MIX_ON_GRID}")
         objective = self._objective(new)
         n = loop_samples(bars=new["/loop/bars"], bpm=new["/clock/bpm"],
                          beats_per_bar=new["/clock/beats_per_bar"], sr=self.sr)

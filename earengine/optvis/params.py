@@ -15,7 +15,7 @@ from earengine.errors import ParameterError
 from earengine.music import DIVISIONS, NOTE_NAMES, SCALES, steps_per_bar
 from earengine.params.spec import ArgSpec, CommandSpec, ParamSpec
 
-__all__ = ["OPT_PARAMS", "OPT_COMMANDS", "TAPS", "DREAM_PARAMS", "GRID_PARAMS", "GRID_COMMANDS", "PARAMETERIZATIONS", "GRID_SCALES", "GRID_DIVISIONS", "install_checks"]
+__all__ = ["OPT_PARAMS", "OPT_COMMANDS", "TAPS", "DREAM_PARAMS", "GRID_PARAMS", "GRID_COMMANDS", "PARAMETERIZATIONS", "GRID_SCALES", "GRID_DIVISIONS", "MIX_ON_GRID", "install_checks"]
 
 #: What the dream optimizes (``/opt/param``): the waveform, its 1/f-scaled spectrum, or notes on the grid.
 PARAMETERIZATIONS = ("grid", "raw", "spectral")
@@ -128,9 +128,16 @@ GRID_COMMANDS: tuple[CommandSpec, ...] = (
 )
 
 
+#: Why ``/reg/mix`` (and its reference clip) cannot act on a grid: the one sentence every refusal gives.
+MIX_ON_GRID = ("/reg/mix pulls the waveform toward the reference clip after each step, and /opt/param grid "
+               "renders its loop from notes, which no waveform can be written back into")
+
+
 def install_checks(registry) -> None:
-    """Checks across rows, at the boundary: a division that does not divide the bar is refused
-    (``/fail`` over OSC) whichever of ``/grid/division`` or ``/clock/beats_per_bar`` changes."""
+    """Checks across rows, at the boundary (``/fail`` over OSC, nothing changed): a division that
+    does not divide the bar is refused whichever of ``/grid/division`` or ``/clock/beats_per_bar``
+    changes; ``/reg/mix`` above 0 is refused with ``/opt/param grid``, whichever is set second.
+    (``/reg/seam`` needs no check: it is a penalty on the rendered loop, a grid's too.)"""
 
     def division(value: Any) -> Any:
         steps_per_bar(value, beats_per_bar=registry.get("/clock/beats_per_bar"))
@@ -144,5 +151,17 @@ def install_checks(registry) -> None:
                 raise ParameterError(f"/clock/beats_per_bar={value}: {exc}") from None
         return value
 
+    def mix(value: Any) -> Any:
+        if value > 0 and registry.get("/opt/param") == "grid":
+            raise ParameterError(f"/reg/mix={value}: {MIX_ON_GRID}; set /opt/param raw or spectral first")
+        return value
+
+    def param(value: Any) -> Any:
+        if value == "grid" and registry.get("/reg/mix") > 0:
+            raise ParameterError(f"/opt/param=grid: {MIX_ON_GRID}; set /reg/mix 0 first")
+        return value
+
     registry.add_check("/grid/division", division)
     registry.add_check("/clock/beats_per_bar", beats)
+    registry.add_check("/reg/mix", mix)
+    registry.add_check("/opt/param", param)

@@ -25,6 +25,7 @@ import numpy as np
 
 from earengine.audiofile import read_mono
 from earengine.errors import EarEngineError, ParameterError
+from earengine.optvis.params import MIX_ON_GRID
 from earengine.pattern import Pattern
 from earengine.stops import STOP_SIGNALS
 from earengine.streams.activations import ActivationBuffer
@@ -223,6 +224,8 @@ class DreamSupervisor:
             self.reset(kind, samples)
 
         def reference(args: tuple, sender: tuple) -> None:
+            if args and self.registry.get("/opt/param") == "grid":
+                raise ParameterError(f"/reg/reference: the clip is what /reg/mix pulls toward; {MIX_ON_GRID}")
             self.reference(read_mono(args[0], sr=sr) if args else None)
 
         return {"/opt/reset": reset, "/reg/reference": reference}

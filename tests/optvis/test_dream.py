@@ -232,3 +232,26 @@ def test_the_shipped_ear_dreams_upward_on_every_seed(shipped, spec):
                     cpc=shipped.cpc)
         kept = [d.step().target for _ in range(8)]
         assert d.settle() > kept[0], (spec, seed, kept)
+
+
+def test_mix_toward_a_reference_is_refused_on_a_grid_not_ignored(ear):
+    from earengine.optvis.params import MIX_ON_GRID
+
+    with pytest.raises(ParameterError, match="renders its loop from notes"):
+        Dreamer(ear, {**settings(), "/opt/param": "grid", "/reg/mix": 0.3})
+    d = Dreamer(ear, {**settings(), "/opt/param": "grid"})
+    with pytest.raises(ParameterError, match=MIX_ON_GRID):
+        d.configure({"/reg/mix": 0.3})
+    assert d.settings["/reg/mix"] == 0.0  # refused: nothing changed
+
+
+def test_the_seam_penalty_acts_on_a_grid_loop(ear):
+    # A grid renders its loop: the seam penalty is taken on what it renders, with a gradient to its notes.
+    d = Dreamer(ear, {**settings(), "/opt/param": "grid", "/reg/seam": 1000.0})
+    loss, score, _ = d.evaluate()
+    plain = Dreamer(ear, {**settings(), "/opt/param": "grid"})
+    plain_loss, plain_score, _ = plain.evaluate()
+    assert float(score.detach()) == pytest.approx(float(plain_score.detach()), rel=1e-5)
+    assert float(loss.detach()) > float(plain_loss.detach())  # the seam is in the loss
+    loss.backward()
+    assert float(d.param.notes.grad.abs().sum()) > 0

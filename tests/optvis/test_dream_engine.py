@@ -90,3 +90,19 @@ def test_render_writes_loops_pngs_and_settings(tiny_ear_dir, tmp_path, capsys):
     assert record["settings"]["/target/spec"] == "enc.2*1" or record["settings"]["/target/spec"] == "enc.2"
     assert len(record["target_scores"]) == 3 and record["model_hash"]
     assert record["target_scores"][-1] > record["target_scores"][0]
+
+
+def test_mix_and_grid_refuse_each_other_over_osc(engine, peer):
+    from earengine.optvis.params import MIX_ON_GRID
+
+    assert engine.registry.get("/opt/param") == "grid"
+    address, args = peer.ask("/reg/mix", 0.5, reply="/fail")
+    assert args[0] == "/reg/mix" and MIX_ON_GRID in args[1]
+    assert engine.registry.get("/reg/mix") == 0.0
+    peer.send("/opt/param", "raw")
+    peer.send("/reg/mix", 0.5)
+    assert peer.ask("/sync", 2, reply="/synced") == ("/synced", (2,))
+    assert engine.registry.get("/reg/mix") == 0.5
+    address, args = peer.ask("/opt/param", "grid", reply="/fail")
+    assert args[0] == "/opt/param" and "set /reg/mix 0 first" in args[1]
+    assert engine.registry.get("/opt/param") == "raw"
