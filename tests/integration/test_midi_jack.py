@@ -66,7 +66,11 @@ class Controller:
 
     def send(self, *data: int) -> None:
         """Send one event, in a JACK cycle of its own: returns once a cycle has taken it."""
-        self.pending.append(bytes(data))
+        self.send_together(data)
+
+    def send_together(self, *events: tuple) -> None:
+        """Send events in one JACK cycle, back to back (as a controller sends a 14-bit pair)."""
+        self.pending.extend([bytes(data) for data in events])  # at once: one cycle takes them all
         assert _wait_until(lambda: not self.pending, 10.0, step_s=0.001), "the controller's JACK cycles stopped"
 
     def wait_cycles(self, n: int) -> None:
@@ -128,8 +132,7 @@ def test_learn_binds_and_fourteen_bits_resolve(rig):
     ctl.send(0xB3, 5, 127)
     assert wait_until(lambda: reg.get("/son/base") == 4000.0)
     control.learn("/loop/xfade")
-    ctl.send(0xB0, 7, 64)
-    ctl.send(0xB0, 39, 0)  # the LSB right behind its MSB: a 14-bit pair
+    ctl.send_together((0xB0, 7, 64), (0xB0, 39, 0))  # the LSB right behind its MSB: a 14-bit pair
     assert wait_until(lambda: any(b.control == "cc14 1/7" for b in control.bindings))
     spec = reg.spec("/loop/xfade")
 
@@ -138,8 +141,7 @@ def test_learn_binds_and_fourteen_bits_resolve(rig):
         return min(abs(pos - k / 127) for k in range(128))
 
     lsb = max(range(128), key=off_grid)
-    ctl.send(0xB0, 7, 64)
-    ctl.send(0xB0, 39, lsb)
+    ctl.send_together((0xB0, 7, 64), (0xB0, 39, lsb))
     expected = spec.from_unit(((64 << 7) | lsb) / 16383)
     assert wait_until(lambda: reg.get("/loop/xfade") == pytest.approx(expected))
     assert off_grid(lsb) > 0.4 / 127  # a value 7 bits cannot say
