@@ -6,7 +6,7 @@ import argparse
 import logging
 
 from earengine.clock.params import CLOCK_SOURCES
-from earengine.engine.config import DEVICES, EngineConfig
+from earengine.engine.config import BESIDE_OSCQUERY, DEVICES, EngineConfig
 from earengine.midi.ports import BACKENDS as MIDI_BACKENDS
 from earengine.params import default_registry, parse_sets
 from earengine.resources import DEFAULT_EAR
@@ -22,7 +22,8 @@ def config_from_args(args: argparse.Namespace) -> EngineConfig:
     return EngineConfig(
         audio=args.audio, osc_host=args.osc_host, osc_port=args.osc_port, allow=allow, reply_port=args.reply_port,
         preset_dir=args.preset_dir, overrides=overrides, ear=None if args.no_dream else args.ear,
-        device=args.device, stream_ws_port=args.stream_ws_port,
+        device=args.device,
+        stream_ws_port=None if args.no_stream_ws else (BESIDE_OSCQUERY if args.stream_ws_port is None else args.stream_ws_port),
         oscquery_port=None if args.no_oscquery else args.oscquery_port, zeroconf=not args.no_zeroconf,
         allow_origin=args.allow_origin or (),
         midi_in=args.midi_in or (), midi_out=args.midi_out, midi_backend=args.midi_backend, midi_map=args.midi_map)
@@ -85,7 +86,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="controller map to load at start: bcf2000, launch-control-xl, or one saved with /midi/save")
     # -- streams and OSCQuery (earengine/streams/, control/oscquery.py) -----------------------
     p.add_argument("--stream-ws-port", type=int, default=None, metavar="PORT",
-                   help="also stream activations to WebSocket receivers on this TCP port (default: off)")
+                   help="TCP port of the streams' WebSocket, which the web page draws the ear from "
+                        "(default: the OSCQuery port + 1, or a free one when that is taken)")
+    p.add_argument("--no-stream-ws", action="store_true", help="serve no activation streams over WebSocket")
     p.add_argument("--oscquery-port", type=int, default=9001, metavar="PORT",
                    help="TCP port of the OSCQuery namespace (HTTP + WebSocket; default 9001)")
     p.add_argument("--no-oscquery", action="store_true", help="serve no OSCQuery namespace")

@@ -24,7 +24,11 @@ from earengine.errors import ParameterError
 from earengine.midi.ports import BACKENDS as MIDI_BACKENDS
 from earengine.synth.server import MODES as AUDIO_MODES
 
-__all__ = ["EngineConfig", "DEVICES"]
+__all__ = ["EngineConfig", "DEVICES", "BESIDE_OSCQUERY"]
+
+#: ``stream_ws_port`` that puts the streams' WebSocket beside OSCQuery: on its port + 1, or on a
+#: free port when that one is taken (the engine's page learns which from HOST_INFO).
+BESIDE_OSCQUERY = "auto"
 
 #: Where the worker runs the ear.
 DEVICES = ("cpu", "cuda")
@@ -56,8 +60,10 @@ class EngineConfig:
         Ear checkpoint folder to dream with; ``None`` plays loops only, starting no worker.
     device : {'cpu', 'cuda'}
         Where the worker runs the ear.
-    stream_ws_port : int in [0, 65535], optional
-        Also stream activations to WebSocket receivers on this TCP port.
+    stream_ws_port : int in [0, 65535] or 'auto', optional
+        Also stream activations to WebSocket receivers on this TCP port; ``'auto'``
+        (:data:`BESIDE_OSCQUERY`, what ``earengine run`` asks for unless told otherwise): beside
+        OSCQuery, on its port + 1 or a free one, none when OSCQuery is off.
     oscquery_port : int in [0, 65535], optional
         TCP port of the OSCQuery namespace; ``None`` serves none.
     zeroconf : bool
@@ -85,7 +91,7 @@ class EngineConfig:
     max_datagram: Optional[int] = None
     ear: Optional[Path] = None
     device: str = "cpu"
-    stream_ws_port: Optional[int] = None
+    stream_ws_port: Optional[int | str] = None
     oscquery_port: Optional[int] = None
     zeroconf: bool = False
     allow_origin: tuple[str, ...] = ()
@@ -107,7 +113,8 @@ class EngineConfig:
             raise ParameterError("osc_host='' must name an interface, e.g. 127.0.0.1 (--osc-host)")
         _port("osc_port", self.osc_port, low=0)
         _port("reply_port", self.reply_port, low=1)
-        _port("stream_ws_port", self.stream_ws_port, low=0)
+        if self.stream_ws_port != BESIDE_OSCQUERY:
+            _port("stream_ws_port", self.stream_ws_port, low=0)
         _port("oscquery_port", self.oscquery_port, low=0)
         if self.max_datagram is not None and not 0 < self.max_datagram <= MAX_UDP_PAYLOAD:
             raise ParameterError(f"max_datagram={self.max_datagram} must be within [1, {MAX_UDP_PAYLOAD}]")

@@ -15,11 +15,13 @@ import time
 from pathlib import Path
 from typing import IO, Any, Callable, Optional
 
+import numpy as np
+
 from earengine.clock.control import ClockControl
 from earengine.control.jobs import JobQueue
 from earengine.control.osc import OscRouter, OscServer
 from earengine.control.oscquery import OscQueryServer
-from earengine.engine.config import EngineConfig
+from earengine.engine.config import BESIDE_OSCQUERY, EngineConfig
 from earengine.errors import EarEngineError, ParameterError
 from earengine.files import user_dir
 from earengine.midi.bindings import MapStore
@@ -29,6 +31,7 @@ from earengine.midi.notes import NoteOut
 from earengine.midi.service import MidiService
 from earengine.optvis.params import install_checks, TAPS
 from earengine.optvis.targets import command_handlers as target_handlers, format_many, parse_many
+from earengine.osc.wire import encode_message
 from earengine.params import default_registry, Registry
 from earengine.params.presets import PresetStore
 from earengine.sonify.receiver import SonReceiver
@@ -212,7 +215,8 @@ class Engine:
         """Gradient voices on the bar clock, and the /son/* frame handlers (see earengine.sonify)."""
         self.voices = GradientVoices(self.audio, self.registry, clock=self.player.clock, out=False)
         self._closers.append(self.voices.close)
-        self.sonify = SonReceiver(self.registry, self.voices, notify=self._to_listeners, send=self._to_sender)
+        self.sonify = SonReceiver(self.registry, self.voices, notify=self._to_listeners, send=self._to_sender,
+                                  seen=self._show_son)
         self._closers.append(self.sonify.close)
 
     def _to_sender(self, sender: Any, address: str, args: tuple) -> None:
@@ -221,10 +225,21 @@ class Engine:
             self.router.send(self.router.reply_dest(sender), address, args)
 
     def _to_listeners(self, address: str, args: tuple) -> None:
-        """Send an event (``/son/nan``) to every ``/notify`` subscriber."""
+        """Send an event (``/son/nan``) to every ``/notify`` subscriber, and to the pages that
+        receive the streams."""
         if self.router is not None:
             for dest in tuple(self.router.listeners):
                 self.router.send(dest, address, args)
+        if self.stream_ws is not None:
+            self.stream_ws.broadcast([encode_message(address, args)], frame=False)
+
+    def _show_son(self, run: str, step: int, norms, hz) -> None:
+        """A sonified frame, for the pages that receive the streams: ``/son/seen <run> <step>
+        <norms> <hz>``, each a blob of big-endian float32 per layer (NaN marks a silent layer)."""
+        ws = self.stream_ws
+        if ws is not None and ws.count() > 0:
+            ws.broadcast([encode_message("/son/seen", (run, int(step), np.asarray(norms, ">f4").tobytes(),
+                                                       np.asarray(hz, ">f4").tobytes()))], frame=False)
 
     # -- tempo and MIDI ----------------------------------------------------------------------
     def _start_clock_midi(self) -> None:
@@ -299,10 +314,21 @@ class Engine:
         self._closers.append(self.streams.close)
         if self.dream is not None:
             self._layout(compute=False)
-        if self.config.stream_ws_port is not None:
-            ws = self.stream_ws = WebSocketStreams(self.streams, host=self.config.osc_host,
-                                                   port=self.config.stream_ws_port,
-                                                   allow_origins=self.config.allow_origin)
+        port = self.config.stream_ws_port
+        if port == BESIDE_OSCQUERY:  # beside OSCQuery, where the engine's page finds it (HOST_INFO)
+            if self.config.oscquery_port is None:
+                return
+            port = self.config.oscquery_port + 1 if 0 < self.config.oscquery_port < 65535 else 0
+        if port is not None:
+            try:
+                ws = WebSocketStreams(self.streams, host=self.config.osc_host, port=port,
+                                      allow_origins=self.config.allow_origin)
+            except EarEngineError:
+                if self.config.stream_ws_port != BESIDE_OSCQUERY:
+                    raise
+                ws = WebSocketStreams(self.streams, host=self.config.osc_host, port=0,
+                                      allow_origins=self.config.allow_origin)
+            self.stream_ws = ws
             self._closers.append(ws.close)
             self.say("streams: WebSocket receivers on ws://%s:%d" % ws.address)
 
@@ -374,6 +400,7 @@ class Engine:
                  + (", advertised as _oscjson._tcp" if self.config.zeroconf else ""))
         if self.stream_ws is not None:  # a page the engine serves here may receive the streams
             self.stream_ws.gate.trust_page_port(port)
+            self.oscquery.info["EARENGINE_STREAMS_PORT"] = self.stream_ws.address[1]
 
     # -- commands ----------------------------------------------------------------------------
     def command_handlers(self) -> dict[str, Callable]:

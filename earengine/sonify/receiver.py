@@ -91,6 +91,10 @@ class SonReceiver:
     send : callable, optional
         ``send(sender, address, args)`` sends a message back to the sender of a run's
         ``/son/begin`` (the pace when it changes); without it the pace only answers ``/son/begin``.
+    seen : callable, optional
+        ``seen(run, step, norms, hz)`` is told every frame delivered, with each layer's norm and
+        the pitch it sounds as (its band's, in Hz; NaN where the layer is silent for a NaN or inf),
+        so a page can draw what is heard; it must not block.
     """
 
     def __init__(
@@ -102,6 +106,7 @@ class SonReceiver:
         max_runs: int = MAX_RUNS,
         now: Callable[[], float] = time.monotonic,
         send: Optional[Callable[[Any, str, tuple], None]] = None,
+        seen: Optional[Callable[[str, int, np.ndarray, np.ndarray], None]] = None,
     ) -> None:
         self.registry = registry
         self.voices = voices
@@ -109,6 +114,7 @@ class SonReceiver:
         self.max_runs = int(max_runs)
         self.now = now
         self.send = send
+        self.seen = seen
         self.runs: dict[str, _Run] = {}
         self.counts = {"frames": 0, "refused": 0, "cues": 0}
         self._lock = threading.Lock()
@@ -293,6 +299,14 @@ class SonReceiver:
         targets = state.mapper(bands, bpm=self._bpm)
         self.voices.submit(state.slot, targets)
         self.counts["frames"] += 1
+        if self.seen is not None:
+            band = np.searchsorted(state.starts, np.arange(norms.size), side="right") - 1
+            hz = np.asarray(targets.freq_hz, dtype=np.float64)[band]
+            hz[~finite] = np.nan
+            try:
+                self.seen(state.name, step, norms, hz)
+            except Exception:  # a page that cannot be reached must not stop the sound
+                log.debug("cannot show a /son frame", exc_info=True)
         if not finite.all():
             self._cue(state, step, int(np.flatnonzero(~finite)[0]))
 

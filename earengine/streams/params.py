@@ -18,6 +18,12 @@ and, when it changes, to each new destination and every few seconds::
     /stream/shape <tap> <values> <channels> <freq>     what one frame of a tap holds
     /stream/mask/<tap> <frame> <start> <count> m…      1 where the dream's target reads, else 0
     /stream/layout/<tap> <frame> <start> <count> x y…  the neuron layout (see earengine.viz.layout)
+
+and, over WebSocket only (to the engine's web page and other bulk receivers)::
+
+    /stream/loop/scaleogram <step> <freq> <time> <blob>  the playing loop's scaleogram, once per loop
+    /son/seen <run> <step> <norms blob> <hz blob>         a sonified training step: norms and pitches
+    /son/nan <run> <step> <layer>                        the NaN cue, as /notify subscribers get it
 """
 
 from __future__ import annotations

@@ -15,13 +15,16 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
+import numpy as np
+
 from earengine.errors import EarEngineError
+from earengine.osc.wire import encode_message
 from earengine.wsio import Gate, cut_off, parse_origin, websocket_log
 
 if TYPE_CHECKING:
     from earengine.streams.hub import StreamHub
 
-__all__ = ["WebSocketStreams", "WS_FRAMES", "WS_NOTICES"]
+__all__ = ["WebSocketStreams", "WS_FRAMES", "WS_NOTICES", "SCALEOGRAM_COLUMNS"]
 
 log = logging.getLogger("earengine.streams")
 
@@ -29,6 +32,8 @@ log = logging.getLogger("earengine.streams")
 WS_FRAMES = 8
 #: Announcements and layouts waiting for one WebSocket receiver (a few per tap).
 WS_NOTICES = 256
+#: Most time columns of the playing loop's scaleogram sent to a page (about 220 KB at 216 rows).
+SCALEOGRAM_COLUMNS = 256
 
 
 class _WsClient:
@@ -102,6 +107,7 @@ class WebSocketStreams:
         self._clients: list[_WsClient] = []
         self._lock = threading.Lock()
         self._dropped_gone = 0  # frames dropped for receivers that have left
+        self._scaleogram_of = None  # the ActivationSet whose scaleogram was sent last
         allow_origins = [parse_origin(o) for o in allow_origins]  # a bad one: before the port is taken
         try:
             self.server = serve(self._handle, host, port, compression=None, max_size=2 ** 16, close_timeout=1,
@@ -140,17 +146,47 @@ class WebSocketStreams:
 
     def broadcast(self, datagrams: Sequence[bytes], *, frame: bool = True) -> None:
         """Offer messages to every receiver: a frame (dropped oldest-first for a slow receiver)
-        or notices (shapes, masks, the layout)."""
+        or notices (shapes, masks, the layout). With a frame, the scaleogram of a loop that has
+        just begun to play goes first (:meth:`loop_scaleogram`)."""
         clients = tuple(self._clients)
+        if frame and clients:
+            notice = self.loop_scaleogram()
+            if notice is not None:
+                for client in clients:
+                    client.offer(notice, frame=False)
         for data in datagrams:
             for client in clients:
                 client.offer(data, frame=frame)
+
+    def loop_scaleogram(self, *, force: bool = False) -> Optional[bytes]:
+        """``/stream/loop/scaleogram <step> <freq> <time> <blob>``: the scaleogram of the loop
+        playing, once per loop (``force``: again), for a page to draw whole with a playhead; the
+        blob holds ``freq × time`` big-endian float32, frequency-major, lowest row first, at most
+        :data:`SCALEOGRAM_COLUMNS` time columns (averaged down). None when it is unchanged or
+        nothing with activations plays."""
+        acts = self.hub.playing()
+        if acts is None or (acts is self._scaleogram_of and not force):
+            return None
+        self._scaleogram_of = acts
+        a = acts.acts.get("scaleogram")
+        if a is None:
+            return None
+        a = np.asarray(a, dtype=np.float32).reshape(-1, a.shape[-1])  # (freq, time)
+        t = a.shape[1]
+        if t > SCALEOGRAM_COLUMNS:  # average down to at most SCALEOGRAM_COLUMNS columns
+            edges = np.linspace(0, t, SCALEOGRAM_COLUMNS + 1).astype(int)
+            a = np.add.reduceat(a, edges[:-1], axis=1) / np.diff(edges)
+        a = np.ascontiguousarray(a, dtype=">f4")
+        return encode_message("/stream/loop/scaleogram", (int(acts.step), a.shape[0], a.shape[1], a.tobytes()))
 
     def _handle(self, conn) -> None:
         client = _WsClient(conn)
         hub = self.hub
         for data in hub.greeting():
             client.offer(data, frame=False)
+        scaleogram = self.loop_scaleogram(force=True)
+        if scaleogram is not None:
+            client.offer(scaleogram, frame=False)
         with self._lock:
             self._clients.append(client)
         hub.update_demand()
