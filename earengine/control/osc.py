@@ -15,7 +15,12 @@ The router answers the server's own commands itself: ``/get``, ``/status``, ``/n
 other command's handler is attached with :meth:`OscRouter.on` by its subsystem.
 
 Replies go to the sender's address and port, or to the port it named with ``/reply/port``.
-Every rejected message is answered ``/fail <address> <reason>`` and changes nothing.
+They follow one rule, scsynth's, derived from the rows in one place (:meth:`OscRouter.answer`):
+setting a parameter is silent; a command answers ``/done <address>`` once it has done its work
+(a ``later`` one when its job ends); a query answers with its reply instead; data rows
+(``silent``, ``/son/frame``) answer nothing. Every rejected message is answered ``/fail <address>
+<reason>`` and changes nothing; a read-only row (``access="r"``) is rejected as ``/fail <address>
+read-only …``.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from earengine.osc.wire import (
     peek_address,
 )
 from earengine.params.registry import Change, Registry
+from earengine.params.spec import CommandSpec
 
 __all__ = ["OscRouter", "OscServer", "udp_drops"]
 
@@ -156,7 +162,9 @@ class OscRouter:
             return [Reply("/fail", (address, f"internal error: {type(exc).__name__}: {exc}"))]
 
     def _dispatch(self, address: str, args: tuple, sender: Address) -> Optional[Sequence[Reply]]:
-        if address in self.registry.specs:
+        spec = self.registry.specs.get(address)
+        if spec is not None:
+            spec.check_writable()  # a reading is the engine's to set: /fail <address> read-only …
             self.registry.set_args(address, args, source=f"osc:{sender[0]}:{sender[1]}")
             return None
         command = self.registry.commands.get(address)
@@ -171,9 +179,8 @@ class OscRouter:
 
             def job() -> None:
                 try:
-                    for reply in handler(checked, sender) or ():
+                    for reply in self.answer(command, handler(checked, sender)):
                         self.send(reply.dest or dest, reply.address, reply.args)
-                    self.send(dest, "/done", (address,))
                 except EarEngineError as exc:
                     self.send(dest, "/fail", (address, str(exc)))
                 except Exception as exc:
@@ -185,7 +192,21 @@ class OscRouter:
             else:
                 self.jobs.submit(job)
             return None
-        return handler(checked, sender)
+        return self.answer(command, handler(checked, sender))
+
+    @staticmethod
+    def answer(command: CommandSpec, replies: Optional[Sequence[Reply]]) -> list[Reply]:
+        """What a command that has done its work answers: its handler's replies, then ``/done
+        <address>`` where its row says so (:attr:`CommandSpec.answers
+        <earengine.params.spec.CommandSpec.answers>`) — the one place the rule is applied.
+
+        >>> OscRouter.answer(CommandSpec("/stream/remove"), None)
+        [Reply(address='/done', args=('/stream/remove',), dest=None)]
+        """
+        out = list(replies or ())
+        if command.answers == "/done":
+            out.append(Reply("/done", (command.address,)))
+        return out
 
     # -- built-in commands -------------------------------------------------------------------
     def _get(self, args: tuple, sender: Address) -> list[Reply]:

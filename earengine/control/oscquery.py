@@ -23,9 +23,10 @@ is neither this engine's own page nor one the user allowed (``--allow-origin``) 
 served, and it changes nothing.
 
 Types are the ones the engine speaks: a ``bool`` travels as ``i`` (0/1, which Pure Data and Max
-read), an ``enum`` as ``s`` with its choices in RANGE's VALS. Parameters are readable and
-writable (ACCESS 3). A command holds no value to read back, and hosts that browse treat a node
-with ACCESS 2 but no VALUE as broken, so commands are ACCESS 0 with their argument types in TYPE.
+read), an ``enum`` as ``s`` with its choices in RANGE's VALS. A parameter's ACCESS comes from its
+row: 3 (read and write), or 1 for a reading the engine sets itself (``access="r"``). A command
+holds no value to read back, and hosts that browse treat a node with ACCESS 2 but no VALUE as
+broken, so commands are ACCESS 0 with their argument types in TYPE.
 Out-of-range values are refused, never clipped, so CLIPMODE says which ends are bounded.
 """
 
@@ -46,8 +47,8 @@ from websockets.sync.server import ServerConnection, serve
 
 from earengine.errors import EarEngineError
 from earengine.osc.wire import decode_packet, encode_message
-from earengine.params.registry import Change, Registry
-from earengine.params.spec import CommandSpec, ParamSpec
+from earengine.params.registry import Change, Registry, check_table
+from earengine.params.spec import ACCESS, CommandSpec, ParamSpec
 from earengine.wsio import Gate, cut_off, parse_origin, websocket_log
 
 __all__ = ["namespace", "node", "host_info", "OscQueryServer", "ATTRIBUTES", "EXTENSIONS"]
@@ -69,8 +70,12 @@ def _json_value(spec: ParamSpec, value: Any) -> Any:
     return int(value) if spec.type == "bool" else value
 
 
+#: OSCQuery's ACCESS of a parameter, by its row's ``access`` (1: read only, 3: read and write).
+_ACCESS = check_table("parameter access", ACCESS, {"r": 1, "rw": 3})
+
+
 def _param_node(spec: ParamSpec, value: Any) -> dict:
-    out: dict = {"FULL_PATH": spec.address, "TYPE": spec.typetag, "ACCESS": 3,
+    out: dict = {"FULL_PATH": spec.address, "TYPE": spec.typetag, "ACCESS": _ACCESS[spec.access],
                  "VALUE": [_json_value(spec, value)], "DESCRIPTION": spec.doc}
     if spec.type == "enum":
         out["RANGE"] = [{"VALS": list(spec.choices)}]
@@ -232,7 +237,6 @@ class OscQueryServer:
         self.osc_port = int(osc_port)
         self.osc_host = osc_host or host
         self.handle = handle
-        self.info: dict[str, Any] = {}  # more of HOST_INFO: where the engine's streams are
         self._listeners: list[_Listener] = []
         self._lock = threading.Lock()
         self._gone = {"replaced": 0, "dropped": 0}  # of listeners that have left
@@ -320,8 +324,8 @@ class OscQueryServer:
         path = unquote(url.path) or "/"
         query = url.query.split("&")[0].split("=")[0].upper() if url.query else ""
         if query == "HOST_INFO":
-            return self._respond(200, {**host_info(name=self.name, osc_ip=self.osc_host, osc_port=self.osc_port),
-                                       **self.info}, origin)
+            return self._respond(200, host_info(name=self.name, osc_ip=self.osc_host, osc_port=self.osc_port),
+                                 origin)
         found = node(self.registry, path)
         if found is None:
             return self._respond(404, f"no node at {path}", origin)

@@ -35,7 +35,7 @@ OSC_PARAMS: tuple[ParamSpec, ...] = (
 )
 
 OSC_COMMANDS: tuple[CommandSpec, ...] = (
-    CommandSpec("/get", (ArgSpec("address", "str"),),
+    CommandSpec("/get", (ArgSpec("address", "str"),), reply="<address>",
                 doc="Answers with the message that would set the parameter: <address> <value>."),
     CommandSpec("/status", (), reply="/status.reply",
                 doc="Answers /status.reply <worker> <step> <steps_per_s> <loss> <loops> <bpm> <bar> <beat> <xruns>: "

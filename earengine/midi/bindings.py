@@ -235,7 +235,12 @@ def check_binding(b: Binding, registry: Registry) -> Binding:
                                  f"({', '.join(name for name, m in MODES.items() if m.commands)})")
         registry.commands[b.address].validate(b.args)
         return b
-    why = mode.needs(b, registry.spec(b.address))
+    spec = registry.spec(b.address)
+    try:
+        spec.check_writable()
+    except ParameterError as exc:
+        raise ParameterError(f"{where}: {exc}") from None
+    why = mode.needs(b, spec)
     if why is not None:
         raise ParameterError(f"{where}: {why}")
     return b

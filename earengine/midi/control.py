@@ -290,6 +290,7 @@ class MidiControl:
             value = args or None
         elif address in self.registry.specs:
             spec = self.registry.spec(address)
+            spec.check_writable()
             if len(values) > 1:
                 raise ParameterError(f"/midi/learn {address} takes one value, got {len(values)}")
             if values:

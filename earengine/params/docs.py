@@ -36,6 +36,18 @@ def _default(spec, unit: str = "") -> str:
     return f"{text} {unit}" if unit and text and spec.type in ("int", "float") else text
 
 
+def _access(spec) -> str:
+    """The row's access in words, as the docs and ``earengine params`` show it."""
+    return "read-write" if spec.writable else "read-only"
+
+
+def _answers(command) -> str:
+    """What the command answers on success, in words (:attr:`CommandSpec.answers`)."""
+    if command.answers == "/done":
+        return f"/done {command.address}"
+    return command.answers or "nothing (data)"
+
+
 def markdown(registry: Registry) -> str:
     """The OSC reference, one table row per parameter and per command (docs/osc.md)."""
     lines = [
@@ -45,9 +57,14 @@ def markdown(registry: Registry) -> str:
         "edit by hand. Each feature declares its rows in its own `params.py`; `earengine/params/catalog.py`",
         "gathers them.",
         "",
-        "Send to UDP 127.0.0.1:9000 by default. Setting a parameter is silent on success; every rejected",
-        "message is answered `/fail <address> <reason>` and changes nothing. `/get <address>` answers with",
-        "the message that would set it. Replies go to the sender's port, or to the port named with",
+        "Send to UDP 127.0.0.1:9000 by default. Replies follow one rule, scsynth's, for every row:",
+        "setting a parameter is silent on success; a command answers `/done <address>` once it has done",
+        "its work (one that reads or writes files, when that is over); a query answers with its own reply",
+        "instead (the `answers` column); data sent many times a second (`/son/frame`, `/son/part`) answers",
+        "nothing. Every rejected message is answered `/fail <address> <reason>` and changes nothing.",
+        "`/get <address>` answers with the message that would set it. A read-only parameter is a reading",
+        "the engine sets itself: read it with `/get` or `/notify`; setting it is answered",
+        "`/fail <address> read-only …`. Replies go to the sender's port, or to the port named with",
         "`/reply/port <n>`.",
         "",
     ]
@@ -57,12 +74,12 @@ def markdown(registry: Registry) -> str:
         lines.append(f"## /{ns}")
         lines.append("")
         if params:
-            lines.append("| address | type | range | default | unit | ramp ms | live | what it does |")
-            lines.append("|---|---|---|---|---|---|---|---|")
+            lines.append("| address | type | range | default | unit | ramp ms | live | access | what it does |")
+            lines.append("|---|---|---|---|---|---|---|---|---|")
             for s in params:
                 lines.append(
                     f"| `{s.address}` | {s.type} | {_range(s)} | {_default(s)} | {s.unit} | "
-                    f"{s.ramp_ms:g} | {'yes' if s.live else 'no'} | {s.doc} |"
+                    f"{s.ramp_ms:g} | {'yes' if s.live else 'no'} | {_access(s)} | {s.doc} |"
                 )
             lines.append("")
         if commands:
@@ -70,8 +87,7 @@ def markdown(registry: Registry) -> str:
             lines.append("|---|---|---|---|")
             for c in commands:
                 args = " ".join(f"<{a.name}>" for a in c.args)
-                answers = c.reply or ("/done" if c.later else "")
-                lines.append(f"| `{c.address}` | {args} | {answers} | {c.doc} |")
+                lines.append(f"| `{c.address}` | {args} | {_answers(c)} | {c.doc} |")
             lines.append("")
     return "\n".join(lines)
 
@@ -88,11 +104,11 @@ def plain_lines(registry: Registry) -> list[str]:
     out = []
     for s in registry:
         rng = _range(s)
-        out.append(f"{s.address}: {s.type}, default {_default(s)}{' ' + s.unit if s.unit else ''}"
-                   f"{', range ' + rng if rng else ''}. {s.doc}")
+        out.append(f"{s.address}: {s.type}{'' if s.writable else ', read-only'}, default {_default(s)}"
+                   f"{' ' + s.unit if s.unit else ''}{', range ' + rng if rng else ''}. {s.doc}")
     for c in registry.commands.values():
         args = " ".join(f"<{a.name}>" for a in c.args)
-        out.append(f"{c.address}{' ' + args if args else ''}: command. {c.doc}")
+        out.append(f"{c.address}{' ' + args if args else ''}: command, answers {_answers(c)}. {c.doc}")
     return out
 
 
@@ -111,7 +127,8 @@ def param_table(registry: Registry, prefixes: "tuple[str, ...] | list[str]") -> 
         if any(s.address.startswith(p) for p in prefixes):
             default = _default(s, s.unit)
             default = f"`{default}`" if s.type in ("enum", "str") and default else default
-            lines.append(f"| `{s.address}` | {default} | {_range(s, s.unit)} | {s.doc} |")
+            doc = s.doc if s.writable else f"Read-only (the engine sets it). {s.doc}"
+            lines.append(f"| `{s.address}` | {default} | {_range(s, s.unit)} | {doc} |")
     return "\n".join(lines)
 
 

@@ -5,8 +5,9 @@ Writing is atomic (temp file + rename). Loading validates every value before any
 warns once about unknown addresses, and gives missing ones their defaults, except those in
 :data:`KEPT_UNLESS_GIVEN`: the controller map and the transport belong to the rig and the
 moment, not to a sound, so a preset that does not name them leaves them as they are (and one
-that names them sets them). Names are plain words (letters, digits, ``-``, ``_``) so a name can
-never reach outside the preset folder.
+that names them sets them). Readings the engine sets itself (rows with ``access="r"``, such as
+``/clock/peers``) are neither saved nor set. Names are plain words (letters, digits, ``-``,
+``_``) so a name can never reach outside the preset folder.
 """
 
 from __future__ import annotations
@@ -25,22 +26,20 @@ from earengine.osc.wire import Reply
 from earengine.params.registry import Registry
 from earengine.resources import PRESETS
 
-__all__ = ["Preset", "PresetStore", "SHIPPED_DIR", "READINGS", "KEPT_UNLESS_GIVEN", "NOT_CAPTURED", "check_name"]
+__all__ = ["Preset", "PresetStore", "SHIPPED_DIR", "KEPT_UNLESS_GIVEN", "NOT_CAPTURED", "check_name"]
 
 log = logging.getLogger("earengine.presets")
 
 #: Presets shipped with earengine (read-only).
 SHIPPED_DIR = PRESETS
 FORMAT = 1
-#: Readings the engine keeps, never settings: a preset neither saves nor sets them.
-READINGS = ("/clock/peers",)
 #: Addresses a preset sets only when it names them. ``/midi/map``: loading a sound must not
 #: unplug the controller (a preset that carries a map replaces it); ``/clock/playing``: nor stop
 #: or start the transport, which under Link start/stop sync is the whole session's.
-KEPT_UNLESS_GIVEN = ("/midi/map", "/clock/playing") + READINGS
-#: Addresses :meth:`Preset.capture` leaves out: the transport (saving a preset while playing
-#: must not make loading it start the transport) and the readings.
-NOT_CAPTURED = ("/clock/playing",) + READINGS
+KEPT_UNLESS_GIVEN = ("/midi/map", "/clock/playing")
+#: Addresses :meth:`Preset.capture` leaves out (besides the read-only rows): the transport
+#: (saving a preset while playing must not make loading it start the transport).
+NOT_CAPTURED = ("/clock/playing",)
 
 
 def check_name(name: str) -> str:
@@ -57,10 +56,11 @@ class Preset:
 
     @classmethod
     def capture(cls, name: str, registry: Registry) -> "Preset":
-        """The registry's values now; an empty controller map is left out, so loading the
-        preset later keeps whatever map is in use then."""
+        """The registry's values now, but the readings (read-only rows) and
+        :data:`NOT_CAPTURED`; an empty controller map is left out, so loading the preset later
+        keeps whatever map is in use then."""
         values = {a: v for a, v in registry.snapshot().items()
-                  if a not in NOT_CAPTURED and not (a == "/midi/map" and not v)}
+                  if registry.spec(a).writable and a not in NOT_CAPTURED and not (a == "/midi/map" and not v)}
         return cls(check_name(name), tuple(sorted(values.items())))
 
     def to_dict(self) -> dict:
@@ -75,20 +75,20 @@ class Preset:
 
     def resolve(self, registry: Registry) -> tuple[dict, list[str]]:
         """Values to apply (defaults for missing addresses but those of
-        :data:`KEPT_UNLESS_GIVEN`) and the unknown addresses.
+        :data:`KEPT_UNLESS_GIVEN`; never a read-only row) and the unknown addresses.
 
         Raises PresetError naming the first invalid value; nothing is applied by this call.
         """
         values = {spec.address: spec.default for spec in registry
-                  if (spec.live or not registry.running) and spec.address not in KEPT_UNLESS_GIVEN}
+                  if spec.writable and (spec.live or not registry.running) and spec.address not in KEPT_UNLESS_GIVEN}
         unknown = []
         for address, value in self.values:
             if address not in registry.specs:
                 unknown.append(address)
                 continue
-            if address in READINGS:
-                continue  # a preset written by hand that names one changes nothing
             spec = registry.spec(address)
+            if not spec.writable:
+                continue  # a reading: a preset written by hand that names one changes nothing
             if registry.running and not spec.live:
                 continue
             try:

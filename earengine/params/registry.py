@@ -86,7 +86,9 @@ def check_table(label: str, choices: Sequence[str], table: Mapping[str, Any]) ->
 
 
 def parse_text(spec: ParamSpec, text: str) -> Any:
-    """Parse a value typed on a command line (``--set /clock/bpm=128``) and validate it."""
+    """Parse a value typed on a command line (``--set /clock/bpm=128``) and validate it; a
+    read-only row is refused (:meth:`~earengine.params.spec.ParamSpec.check_writable`)."""
+    spec.check_writable()
     raw: Any = text
     if spec.type == "float":
         try:

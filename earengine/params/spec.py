@@ -15,12 +15,15 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, TypeVar
 
 from earengine.errors import ConfigError, ParameterError
 
-__all__ = ["ParamSpec", "CommandSpec", "ArgSpec", "TYPES", "SCALES", "row"]
+__all__ = ["ParamSpec", "CommandSpec", "ArgSpec", "TYPES", "SCALES", "ACCESS", "row"]
 
 #: Value types a parameter can hold, with their OSC type tags.
 TYPES = {"float": "f", "int": "i", "bool": "i", "enum": "s", "str": "s"}
 #: How a normalised control position (0..1, e.g. a MIDI CC) maps onto a numeric range.
 SCALES = ("lin", "log")
+#: Who may set a parameter: ``rw`` anyone (OSC, MIDI, presets, the command line); ``r`` only the
+#: engine, which writes it as a reading (``/clock/peers``): others read it with /get or /notify.
+ACCESS = ("rw", "r")
 
 _ADDRESS = re.compile(r"^(/[a-z][a-z0-9_]*)+$")
 
@@ -107,6 +110,10 @@ class ParamSpec:
         Whether the value may change while the engine runs (else only at start).
     doc : str
         One line saying what it does.
+    access : {'rw', 'r'}
+        ``r``: a reading the engine sets itself; OSC, MIDI, presets and ``--set`` cannot set it
+        (:meth:`check_writable`), while the engine's own :meth:`Registry.set
+        <earengine.params.registry.Registry.set>` can.
 
     Examples
     --------
@@ -115,6 +122,10 @@ class ParamSpec:
     -6.0
     >>> ParamSpec.from_dict(gain.to_dict()) == gain
     True
+    >>> ParamSpec("/clock/peers", "int", 0, min=0, access="r").check_writable()
+    Traceback (most recent call last):
+    ...
+    earengine.errors.ParameterError: read-only: /clock/peers is set by the engine; read it with /get or /notify
     """
 
     address: str
@@ -128,6 +139,7 @@ class ParamSpec:
     ramp_ms: float = 0.0
     live: bool = True
     doc: str = ""
+    access: str = "rw"
 
     def __post_init__(self) -> None:
         if not _ADDRESS.match(self.address):
@@ -136,6 +148,8 @@ class ParamSpec:
             raise ValueError(f"{self.address}: type={self.type!r} must be one of {', '.join(TYPES)}")
         if self.scale not in SCALES:
             raise ValueError(f"{self.address}: scale={self.scale!r} must be lin or log")
+        if self.access not in ACCESS:
+            raise ValueError(f"{self.address}: access={self.access!r} must be one of {', '.join(ACCESS)}")
         object.__setattr__(self, "choices", tuple(self.choices))
         if self.type == "enum" and not self.choices:
             raise ValueError(f"{self.address}: an enum needs choices")
@@ -159,6 +173,17 @@ class ParamSpec:
     @property
     def numeric(self) -> bool:
         return self.type in ("float", "int")
+
+    @property
+    def writable(self) -> bool:
+        """Whether anyone but the engine may set it (``access`` is ``rw``)."""
+        return self.access == "rw"
+
+    def check_writable(self) -> None:
+        """Raise a one-line ParameterError, starting ``read-only``, when only the engine sets this
+        row: the check of every path a user sets through (OSC, MIDI maps, ``--set``)."""
+        if not self.writable:
+            raise ParameterError(f"read-only: {self.address} is set by the engine; read it with /get or /notify")
 
     # -- validation -------------------------------------------------------------------------
     def validate(self, args: Sequence[Any]) -> Any:
@@ -248,8 +273,33 @@ class ArgSpec:
 class CommandSpec:
     """An action addressed over OSC, such as ``/loop/load <path>``.
 
-    ``args`` are validated like parameter values; ``later`` says the command completes later and
-    answers ``/done <address>`` when it has; ``reply`` names the address of an answer it sends.
+    What it answers follows one rule, scsynth's (:attr:`answers`): a command answers ``/done
+    <address>`` once it has done its work; a query answers with its own ``reply`` instead; data
+    that streams in (``silent``, as scsynth's ``/b_setn``) is as silent as a setting. Every
+    refusal is answered ``/fail <address> <reason>``.
+
+    Parameters
+    ----------
+    address : str
+    args : tuple of ArgSpec
+        Validated like parameter values.
+    doc : str
+    later : bool
+        It completes later, off the OSC thread (file I/O); ``/done`` comes when it has.
+    reply : str
+        A query: the address of the answer it sends instead of ``/done`` (``<address>``: the
+        parameter asked about).
+    variadic : bool
+        The last argument may repeat (e.g. several values).
+    silent : bool
+        Data sent many times a second (a frame of norms): nothing answers it but a refusal.
+
+    Examples
+    --------
+    >>> CommandSpec("/loop/load", (ArgSpec("path", "str"),), later=True).answers
+    '/done'
+    >>> CommandSpec("/status", reply="/status.reply").answers
+    '/status.reply'
     """
 
     address: str
@@ -257,13 +307,24 @@ class CommandSpec:
     doc: str = ""
     later: bool = False
     reply: str = ""
-    variadic: bool = False  # the last argument may repeat (e.g. several values)
+    variadic: bool = False
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+    silent: bool = False
 
     def __post_init__(self) -> None:
         if not _ADDRESS.match(self.address):
             raise ValueError(f"address={self.address!r} must look like /namespace/name")
+        if self.silent and (self.reply or self.later):
+            raise ValueError(f"{self.address}: silent data neither replies nor completes later")
         object.__setattr__(self, "args", tuple(a if isinstance(a, ArgSpec) else ArgSpec(*a) for a in self.args))
+
+    @property
+    def answers(self) -> str:
+        """What it answers on success: its ``reply`` (a query), ``/done`` (``/done <address>``),
+        or ``""`` (``silent`` data). Derived here, sent by the OSC router, shown in the docs."""
+        if self.reply:
+            return self.reply
+        return "" if self.silent else "/done"
 
     @property
     def namespace(self) -> str:
@@ -293,6 +354,7 @@ class CommandSpec:
             "later": self.later,
             "reply": self.reply,
             "variadic": self.variadic,
+            "silent": self.silent,
         }
 
     @classmethod
@@ -304,6 +366,7 @@ class CommandSpec:
             bool(data.get("later", False)),
             data.get("reply", ""),
             bool(data.get("variadic", False)),
+            silent=bool(data.get("silent", False)),
         )
 
 

@@ -148,10 +148,10 @@ SON_COMMANDS: tuple[CommandSpec, ...] = (
                     "resets it. Answers /son/pace <run> <step_ms>, and sends it again whenever the step length "
                     "changes: frames closer together than a step are never heard."),
     CommandSpec("/son/end", (_RUN,), doc="Close a run and silence it."),
-    FrameCommandSpec("/son/frame", (_RUN, _STEP, _NORMS), variadic=True,
+    FrameCommandSpec("/son/frame", (_RUN, _STEP, _NORMS), variadic=True, silent=True,
                      doc="One step's gradient norms, one per layer (NaN or inf sound the NaN cue)."),
     FrameCommandSpec("/son/part", (_RUN, _STEP, ArgSpec("start", "int"), ArgSpec("count", "int"), _NORMS),
-                     variadic=True,
+                     variadic=True, silent=True,
                      doc="Part of a frame too big for one datagram: count norms from layer start on."),
     CommandSpec("/son/nan", (_RUN, _STEP, ArgSpec("layer", "int")),
                 doc="Sound the NaN cue for a layer; the engine also sends this to /notify listeners when a frame holds NaN or inf."),

@@ -30,6 +30,14 @@ def test_set_is_silent_and_applies(router):
     assert router.registry.get("/loop/mute") is True
 
 
+def test_a_read_only_row_is_refused_over_osc_and_changes_nothing(router):
+    router.registry.set("/clock/peers", 2, source="link")  # the engine sets its readings
+    (reply,) = router.handle_datagram(encode_message("/clock/peers", (5,)), SENDER)
+    assert reply.address == "/fail" and reply.args[0] == "/clock/peers" and reply.args[1].startswith("read-only")
+    assert router.registry.get("/clock/peers") == 2
+    assert router.handle_datagram(encode_message("/get", ("/clock/peers",)), SENDER) == [Reply("/clock/peers", (2,))]
+
+
 def test_get_answers_with_the_setting_message(router):
     router.registry.set("/loop/gain", -9)
     (reply,) = router.handle_datagram(encode_message("/get", ("/loop/gain",)), SENDER)

@@ -28,7 +28,7 @@ def test_every_parameter_appears_with_its_type_range_value_and_unit():
     for spec in registry:
         leaf = found[spec.address]
         assert leaf["TYPE"] == {"float": "f", "int": "i", "bool": "i", "enum": "s", "str": "s"}[spec.type]
-        assert leaf["ACCESS"] == 3 and leaf["DESCRIPTION"] == spec.doc
+        assert leaf["ACCESS"] == (3 if spec.writable else 1) and leaf["DESCRIPTION"] == spec.doc
         value = registry.get(spec.address)
         assert leaf["VALUE"] == [int(value) if spec.type == "bool" else value]
         if spec.type == "enum":
@@ -43,6 +43,7 @@ def test_every_parameter_appears_with_its_type_range_value_and_unit():
             assert "RANGE" not in leaf and leaf["CLIPMODE"] == ["none"]
         assert leaf.get("UNIT") == ([spec.unit] if spec.unit else None)
     assert found["/loop/gain"]["VALUE"] == [-12.5]
+    assert found["/clock/peers"]["ACCESS"] == 1  # a reading: hosts show it, never set it
     # commands: no value to read; their arguments' types and choices
     for cmd in registry.commands.values():
         leaf = found[cmd.address]

@@ -387,3 +387,12 @@ def test_a_mode_on_a_control_it_is_not_for_is_refused_naming_the_ones_that_fit()
     ):
         with pytest.raises(ParameterError, match=words):
             reg.set("/midi/map", bad)
+
+
+def test_a_read_only_row_cannot_be_bound_or_learned():
+    reg, ctl, _, _ = control([])
+    with pytest.raises(ParameterError, match="read-only: /clock/peers"):
+        reg.set("/midi/map", '[{"address": "/clock/peers", "cc": 5}]')
+    with pytest.raises(ParameterError, match="read-only: /clock/peers"):
+        ctl.learn("/clock/peers")
+    assert reg.get("/midi/map") == ""

@@ -96,3 +96,17 @@ def test_presets_and_midi_maps_are_one_named_json_store(tmp_path):
     (user / "list.json").write_text("[1]")
     with pytest.raises(PresetError, match="must be a JSON object with a 'values' object"):
         presets.read("list")
+
+
+def test_a_reading_is_neither_saved_nor_set_by_a_preset(tmp_path):
+    reg = default_registry()
+    reg.set("/clock/peers", 3, source="link")
+    preset = Preset.capture("with-peers", reg)
+    assert "/clock/peers" not in dict(preset.values)
+    store = PresetStore(tmp_path, shipped=None)
+    (tmp_path / "hand.json").write_text(json.dumps({"values": {"/clock/peers": 7, "/clock/bpm": 100}}))
+    store.load("hand", reg)
+    assert reg.get("/clock/peers") == 3 and reg.get("/clock/bpm") == 100.0
+    store.save(Preset.capture("plain", reg))
+    store.load("plain", reg)  # nor does a missing reading fall back to its default
+    assert reg.get("/clock/peers") == 3

@@ -164,3 +164,18 @@ def test_an_int_that_an_osc_answer_could_not_carry_is_refused_at_the_boundary():
     (reply,) = router.handle("/sync", (2147483648.0,), ("127.0.0.1", 1))
     assert reply.address == "/fail" and "32 bits" in reply.args[1]
     assert router.handle("/sync", (2147483647,), ("127.0.0.1", 1))[0].args == (2147483647,)
+
+
+def test_read_only_rows_are_the_engines_to_set_and_round_trip_with_their_access():
+    from earengine.params.spec import ACCESS
+
+    peers = default_registry().spec("/clock/peers")
+    assert peers.access == "r" and not peers.writable
+    assert ParamSpec.from_dict(peers.to_dict()) == peers and peers.to_dict()["access"] == "r"
+    assert {s.access for s in PARAMS} <= set(ACCESS)
+    with pytest.raises(ValueError, match="access='w' must be one of rw, r"):
+        ParamSpec("/x/y", "int", 0, access="w")
+    with pytest.raises(ParameterError, match="^read-only: /clock/peers is set by the engine"):
+        parse_text(peers, "3")  # --set /clock/peers=3
+    reg = default_registry()
+    assert reg.set("/clock/peers", 2, source="link") == 2  # the engine's own path still sets it

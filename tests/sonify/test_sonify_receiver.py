@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from earengine.osc.wire import encode_message
+from earengine.osc.wire import Reply, encode_message
 from earengine.control.osc import OscRouter
 from earengine.params import default_registry
 from earengine.sonify.params import MAX_RUNS
@@ -176,7 +176,7 @@ def test_nan_in_a_frame_sounds_the_cue_and_tells_listeners(rig):
     send(router, "/son/frame", "r", 9, math.nan, 1.0, 1.0)
     assert voices.cues == 2 and events[-1] == ("/son/nan", ("r", 9, 0))
     clock.t += 1.0
-    assert send(router, "/son/nan", "r", 10, 2) == []  # a sender that detects NaN itself
+    assert send(router, "/son/nan", "r", 10, 2) == [Reply("/done", ("/son/nan",))]  # a sender that detects NaN itself
     assert voices.cues == 3
 
 
