@@ -36,18 +36,19 @@ def _render(args: argparse.Namespace) -> int:
         dreamer.reset(args.start)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    scores, notes = [], []
+    scores, notes, strongest = [], [], []
     with Progress(args.loops, "render") as progress:
         for i in range(args.loops):
             for _ in range(args.steps_per_loop):
                 stats = dreamer.step()
-            dreamer.settle()  # the loop written is one the dream kept, never a step it would take back
             x = dreamer.waveform()
             write_wav(out / f"loop-{i:03d}.wav", x, sr=dreamer.sr)
             pattern = dreamer.pattern()  # with /opt/param grid, the notes beside the sound
             if pattern is not None:
                 write_pattern(out / f"loop-{i:03d}.mid", pattern, bpm=args.bpm)
                 notes.append(len(pattern.notes))
+                with torch.no_grad():
+                    strongest.append(float(dreamer.param.strengths().max()))
             with torch.no_grad():
                 spec = dreamer.ear.scaleogram(torch.from_numpy(x)[None].to(args.device))[0, 0].cpu().numpy()
             _png(out / f"loop-{i:03d}.png", spec, f"loop {i}, step {stats.step}", dreamer.ear.scaleogram.config)
@@ -67,12 +68,12 @@ def _render(args: argparse.Namespace) -> int:
     (out / "render.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     print(f"target activation: first loop {scores[0]:.4f}, last loop {scores[-1]:.4f}")
     threshold = settings["/grid/threshold"]
-    for i, n in enumerate(notes):
+    for i, n in enumerate(notes):  # the grid's notes: a silent MIDI file is said, not just written
         if n:
             print(f"loop {i}: {n} note{'s' if n != 1 else ''} in loop-{i:03d}.mid")
         else:
-            print(f"loop {i}: no note reaches /grid/threshold {threshold:g}; loop-{i:03d}.mid is empty "
-                  "(more --steps-per-loop, or --set /grid/threshold=… lower)")
+            print(f"loop {i}: no note reaches /grid/threshold {threshold:g} (the strongest is "
+                  f"{strongest[i]:.2f}); loop-{i:03d}.mid is empty")
     empty = sum(1 for n in notes if not n)
     midi = ""
     if notes:
