@@ -187,7 +187,16 @@ class Engine:
             self.say(f"dream: no ear at {self.config.ear} (train one with 'earengine train'); playing loops only")
             return
 
+        last_step = [None]
+
         def deliver(samples, stats) -> None:
+            if stats.get("step") == last_step[0]:
+                # The held loop again, sent with its activations because streams asked for them
+                # (see earengine.worker.process): it only replaces itself, never a loop loaded meanwhile.
+                current = self.player.current
+                if current is None or current.source != "dream":
+                    return
+            last_step[0] = stats.get("step")
             pattern = stats.get("pattern")  # the loop's notes, with /opt/param grid
             # the loop's activations (while streams want them) go with it: the streams show them
             # from the bar line where it enters

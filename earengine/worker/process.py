@@ -50,7 +50,7 @@ def worker_main(model: str, settings: dict, shm_name: str, inbox, outbox, device
     import torch
 
     from earengine.ear.checkpoint import load_ear
-    from earengine.optvis.dream import Dreamer
+    from earengine.optvis.dream import Dreamer, StepStats
 
     # Leave a core to the engine process: its audio thread must not wait for the ear, and OpenMP
     # threads spinning on an oversubscribed machine can make each step a hundred times slower.
@@ -77,25 +77,40 @@ def worker_main(model: str, settings: dict, shm_name: str, inbox, outbox, device
             if not inbox_state.drain(inbox):
                 return
             if not dreamer.settings["/opt/run"]:
+                if inbox_state.asked and inbox_state.publisher is not None:
+                    # Streams asked while the loop is held: the loop playing was dreamed before
+                    # anyone wanted its activations. Send it again, with them, so every frame of
+                    # the loop heard carries its activations, dreaming or not.
+                    with torch.no_grad():
+                        loss, score, _ = dreamer.clean()
+                    held = StepStats(dreamer.step_count, float(loss), float(score), 0.0, True)
+                    _publish(buf, inbox_state.publisher, dreamer, held, recent, outbox)
+                inbox_state.asked = False
                 buf.beat()
                 time.sleep(0.05)
                 continue
+            inbox_state.asked = False  # a dreamed loop carries its activations anyway
             stats = dreamer.step()
             recent = (recent + [stats.seconds])[-20:]
-            samples = dreamer.waveform()
-            if stats.finite and np.all(np.isfinite(samples)):
-                if inbox_state.publisher is not None:  # before the loop: the engine pairs them by step
-                    _publish_activations(inbox_state.publisher, dreamer, stats, outbox)
-                _publish_pattern(dreamer, stats, outbox)
-                buf.write(samples, step=stats.step, loss=stats.loss, target=stats.target,
-                          steps_per_s=len(recent) / max(1e-9, sum(recent)), bars=dreamer.settings["/loop/bars"],
-                          sr=dreamer.sr)
-            else:
-                buf.beat()
+            _publish(buf, inbox_state.publisher, dreamer, stats, recent, outbox)
     finally:
         if inbox_state.publisher is not None:
             inbox_state.publisher.close()
         buf.close()
+
+
+def _publish(buf, publisher, dreamer, stats, recent: list, outbox) -> None:
+    """The loop, its activations (while streams ask for them) and its notes, if it is finite."""
+    samples = dreamer.waveform()
+    if not (stats.finite and np.all(np.isfinite(samples))):
+        buf.beat()
+        return
+    if publisher is not None:  # before the loop: the engine pairs them by step
+        _publish_activations(publisher, dreamer, stats, outbox)
+    _publish_pattern(dreamer, stats, outbox)
+    buf.write(samples, step=stats.step, loss=stats.loss, target=stats.target,
+              steps_per_s=len(recent) / max(1e-9, sum(recent)) if recent else 0.0,
+              bars=dreamer.settings["/loop/bars"], sr=dreamer.sr)
 
 
 class _Inbox:
@@ -105,6 +120,7 @@ class _Inbox:
         self.dreamer = dreamer
         self.outbox = outbox
         self.publisher: Optional[ActivationPublisher] = None  # activations, while the engine asks for them
+        self.asked = False  # the engine has just asked for activations
         self._changes: dict = {}
         self._handlers = {
             Settings: self._settings,
@@ -148,6 +164,7 @@ class _Inbox:
             self.publisher.close()
         try:
             self.publisher = ActivationPublisher(msg.buffer) if msg.buffer else None
+            self.asked = self.publisher is not None
         except FileNotFoundError:  # replaced by a larger one meanwhile: its name is on the way
             self.publisher = None
 

@@ -68,3 +68,32 @@ def test_frames_carry_the_playing_loops_activations_while_the_engine_dreams(tiny
     assert changes, "no new loop entered while we listened"
     assert all(table[n]["phase"] < 0.05 or table[n]["phase"] > 0.98 for n in changes), \
         [(n, table[n]["phase"]) for n in changes]
+
+
+def test_a_stream_added_while_the_loop_is_held_gets_its_activations(tiny_ear_dir):
+    # The loop playing was dreamed before anyone asked for activations; held (/opt/run 0), no newer
+    # loop will bring them: the worker sends the held loop again, with them.
+    args = ["--audio", "null", "--ear", str(tiny_ear_dir), "--status-every", "1000"]
+    for address, value in SETTINGS.items():
+        args += ["--set", f"{address}={value}"]
+    rx = Receiver()
+    with EngineProcess(args, ready_s=60.0) as engine:
+        peer = Peer(engine.address)
+        try:
+            assert wait_for(lambda: peer.ask("/status", reply="/status.reply")[1][4] >= 2, 120), engine.output()
+            peer.send("/opt/run", 0)
+            assert peer.ask("/sync", 1, reply="/synced") == ("/synced", (1,))
+            held = peer.ask("/status", reply="/status.reply")[1][1]
+            peer.send("/stream/add", rx.dest)
+            assert rx.wait_for(lambda r: sum(f["acts"] for f in frame_table(r.items).values()) >= 30, 60), \
+                engine.output()
+            since = len(rx.items)
+            assert rx.wait_for(lambda r: len(frame_table(r.items[since:])) >= 30, 30)
+            table = frame_table(rx.items[since:])
+        finally:
+            peer.close()
+            rx.close()
+    steps = {f["step"] for f in table.values()}
+    share = sum(f["acts"] for f in table.values()) / len(table)
+    assert share >= 0.9, f"{share:.0%} of the held loop's frames carry activations"
+    assert len(steps) == 1 and steps.pop() >= held - 1  # the held loop, not a newer one
