@@ -237,6 +237,7 @@ class OscQueryServer:
         self.osc_port = int(osc_port)
         self.osc_host = osc_host or host
         self.handle = handle
+        self.info: dict[str, Any] = {}  # more of HOST_INFO: where the engine's streams are
         self._listeners: list[_Listener] = []
         self._lock = threading.Lock()
         self._gone = {"replaced": 0, "dropped": 0}  # of listeners that have left
@@ -324,8 +325,8 @@ class OscQueryServer:
         path = unquote(url.path) or "/"
         query = url.query.split("&")[0].split("=")[0].upper() if url.query else ""
         if query == "HOST_INFO":
-            return self._respond(200, host_info(name=self.name, osc_ip=self.osc_host, osc_port=self.osc_port),
-                                 origin)
+            return self._respond(200, {**host_info(name=self.name, osc_ip=self.osc_host, osc_port=self.osc_port),
+                                       **self.info}, origin)
         found = node(self.registry, path)
         if found is None:
             return self._respond(404, f"no node at {path}", origin)
