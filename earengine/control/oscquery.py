@@ -11,6 +11,12 @@ One TCP port serves both halves of the protocol, as OSCQuery asks:
   receives every change of that parameter as a binary OSC message (``IGNORE`` stops it); binary
   OSC messages it sends are handled like UDP ones (set a value, run a command).
 
+- **The web page**: a browser asking for HTML at ``/`` (``Accept: text/html``) gets the control
+  surface, whose files (``earengine/control/web/``) are served under ``/ui/``; it builds its
+  controls from the JSON above and drives the engine over the WebSocket below, as any client
+  could. A numeric row on a log scale says so with ``"SCALE": ["log"]``, and a command names its
+  arguments in ``"ARGUMENTS"`` (neither is an OSCQuery attribute; clients ignore them).
+
 Both halves are served by the ``websockets`` package: its ``process_request`` hook answers a
 plain GET before any upgrade (:meth:`OscQueryServer._http`), and lets a WebSocket handshake
 through to the listener's session. The service is advertised with zeroconf as
@@ -34,10 +40,12 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import socket
 import threading
 from collections import deque
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 from urllib.parse import unquote, urlsplit
 
@@ -51,7 +59,7 @@ from earengine.params.registry import Change, Registry, check_table
 from earengine.params.spec import ACCESS, CommandSpec, ParamSpec
 from earengine.wsio import Gate, cut_off, parse_origin, websocket_log
 
-__all__ = ["namespace", "node", "host_info", "OscQueryServer", "ATTRIBUTES", "EXTENSIONS"]
+__all__ = ["namespace", "node", "host_info", "web_file", "wants_html", "OscQueryServer", "ATTRIBUTES", "EXTENSIONS"]
 
 log = logging.getLogger("earengine.oscquery")
 
@@ -61,9 +69,49 @@ ATTRIBUTES = ("FULL_PATH", "CONTENTS", "TYPE", "ACCESS", "VALUE", "RANGE", "DESC
 EXTENSIONS = {
     "ACCESS": True, "VALUE": True, "RANGE": True, "DESCRIPTION": True, "TYPE": True, "UNIT": True,
     "CLIPMODE": True, "LISTEN": True, "TAGS": False, "EXTENDED_TYPE": False, "CRITICAL": False,
-    "OVERLOADS": False, "HTML": False, "ECHO": False, "PATH_CHANGED": False, "PATH_RENAMED": False,
+    "OVERLOADS": False, "HTML": True, "ECHO": False, "PATH_CHANGED": False, "PATH_RENAMED": False,
     "PATH_ADDED": False, "PATH_REMOVED": False,
 }
+
+
+#: The web page's files, served under ``/ui/`` (``index.html`` also at ``/`` for a browser).
+WEB = Path(__file__).resolve().parent / "web"
+#: Content types of the files the page may consist of; no other file is served.
+WEB_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+             ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png",
+             ".txt": "text/plain; charset=utf-8"}
+#: A file name of the page: one plain name in the folder, never a path out of it.
+_WEB_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+#: The page loads nothing from elsewhere, runs no inline script and cannot be framed by another page.
+_PAGE_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+                "connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+
+
+def web_file(name: str) -> Optional[tuple[bytes, str]]:
+    """(contents, content type) of one file of the web page, or None when there is none such.
+
+    >>> web_file("index.html")[1], web_file("../oscquery.py"), web_file("nope.exe")
+    ('text/html; charset=utf-8', None, None)
+    """
+    kind = WEB_TYPES.get(Path(name).suffix)
+    if kind is None or not _WEB_NAME.match(name) or ".." in name:
+        return None
+    try:
+        return (WEB / name).read_bytes(), kind
+    except OSError:
+        return None
+
+
+def wants_html(accept: Optional[str]) -> bool:
+    """Whether a request's ``Accept`` header asks for a page (a browser) rather than JSON.
+
+    >>> wants_html("text/html,application/xhtml+xml,*/*;q=0.8"), wants_html("application/json")
+    (True, False)
+    >>> wants_html(None), wants_html("*/*")
+    (False, False)
+    """
+    types = [part.split(";")[0].strip().lower() for part in (accept or "").split(",")]
+    return "text/html" in types and "application/json" not in types
 
 
 def _json_value(spec: ParamSpec, value: Any) -> Any:
@@ -90,6 +138,8 @@ def _param_node(spec: ParamSpec, value: Any) -> dict:
         out["RANGE"] = [rng]
     if spec.unit:
         out["UNIT"] = [spec.unit]
+    if spec.numeric and spec.scale != "lin":  # not an OSCQuery attribute: the web page's sliders read it
+        out["SCALE"] = [spec.scale]
     low = spec.type == "bool" or (spec.numeric and spec.min is not None)
     high = spec.type == "bool" or (spec.numeric and spec.max is not None)
     out["CLIPMODE"] = ["both" if low and high else "low" if low else "high" if high else "none"]
@@ -100,6 +150,8 @@ def _command_node(cmd: CommandSpec) -> dict:
     out: dict = {"FULL_PATH": cmd.address, "ACCESS": 0, "DESCRIPTION": cmd.doc}
     if cmd.args:
         out["TYPE"] = cmd.typetags
+        # not an OSCQuery attribute: the names a form on the web page labels its fields with
+        out["ARGUMENTS"] = [{"NAME": a.name, **({"OPTIONAL": True} if a.optional else {})} for a in cmd.args]
         ranges = [{"VALS": list(a.choices)} if a.choices else {} for a in cmd.args]
         if any(ranges):
             out["RANGE"] = ranges
@@ -155,6 +207,7 @@ class _Listener:
     def __init__(self, conn) -> None:
         self.conn = conn
         self.paths: set[str] = set()
+        self.peer: Optional[tuple] = None  # the sender its OSC messages are handled as
         self._values: dict[str, bytes] = {}
         self._replies: deque[bytes] = deque(maxlen=64)
         self._lock = threading.Lock()
@@ -311,6 +364,17 @@ class OscQueryServer:
             headers["Vary"] = "Origin"
         return Response(status, HTTPStatus(status).phrase, headers, data)
 
+    def _page(self, name: str) -> Response:
+        """One file of the web page (never cached stale, never framed), or 404."""
+        found = web_file(name)
+        if found is None:
+            return self._respond(404, f"no file /ui/{name}")
+        data, kind = found
+        headers = Headers([("Content-Type", kind), ("Content-Length", str(len(data))), ("Connection", "close"),
+                           ("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff"),
+                           ("Content-Security-Policy", _PAGE_POLICY), ("Referrer-Policy", "no-referrer")])
+        return Response(200, "OK", headers, data)
+
     def _request(self, conn: ServerConnection, request: Request) -> Optional[Response]:
         """``process_request``: refuse a foreign Host or a foreign page's handshake, answer an
         HTTP GET, or let a WebSocket handshake through."""
@@ -324,6 +388,8 @@ class OscQueryServer:
         url = urlsplit(request.path)
         path = unquote(url.path) or "/"
         query = url.query.split("&")[0].split("=")[0].upper() if url.query else ""
+        if path.startswith("/ui/") or (path == "/" and not query and wants_html(request.headers.get("Accept"))):
+            return self._page(path[len("/ui/"):] if path.startswith("/ui/") else "index.html")
         if query == "HOST_INFO":
             return self._respond(200, {**host_info(name=self.name, osc_ip=self.osc_host, osc_port=self.osc_port),
                                        **self.info}, origin)
@@ -392,9 +458,20 @@ class OscQueryServer:
         except Exception as exc:
             listener.offer(encode_message("/fail", ("?", str(exc))))
             return
+        listener.peer = peer
         for _, address, args in items:
             for reply in self.handle(address, args, peer) or ():
                 listener.offer(encode_message(reply.address, reply.args))
+
+    def deliver(self, dest: tuple, address: str, args: tuple) -> bool:
+        """Send a reply that comes later (``/done`` or ``/fail`` of a command that ran as a job,
+        ``/changed`` after ``/notify``) to the WebSocket client whose messages came from ``dest``;
+        False when no client here did (the reply is a UDP peer's)."""
+        for listener in tuple(self._listeners):
+            if listener.peer == tuple(dest[:2]):
+                listener.offer(encode_message(address, args))
+                return True
+        return False
 
     def _on_change(self, change: Change) -> None:
         listeners = [x for x in tuple(self._listeners) if change.address in x.paths]

@@ -404,6 +404,9 @@ class Engine:
             self.say(f"oscquery: {exc}")
             return
         self._closers.append(self.oscquery.close)
+        udp_send, oscquery = self.router.send, self.oscquery  # replies that come later reach a WebSocket too
+        self.router.send = lambda dest, address, args: (oscquery.deliver(dest, address, args)
+                                                        or udp_send(dest, address, args))
         host, port = self.oscquery.address
         self.say(f"oscquery: http://{host}:{port}/ (WebSocket LISTEN on the same port)"
                  + (", advertised as _oscjson._tcp" if self.config.zeroconf else ""))
