@@ -41,6 +41,7 @@ def _render(args: argparse.Namespace) -> int:
         for i in range(args.loops):
             for _ in range(args.steps_per_loop):
                 stats = dreamer.step()
+            dreamer.settle()  # the loop written is one the dream kept, never a step it would take back
             x = dreamer.waveform()
             write_wav(out / f"loop-{i:03d}.wav", x, sr=dreamer.sr)
             pattern = dreamer.pattern()  # with /opt/param grid, the notes beside the sound
@@ -72,8 +73,7 @@ def _render(args: argparse.Namespace) -> int:
         if n:
             print(f"loop {i}: {n} note{'s' if n != 1 else ''} in loop-{i:03d}.mid")
         else:
-            print(f"loop {i}: no note reaches /grid/threshold {threshold:g} (the strongest is "
-                  f"{strongest[i]:.2f}); loop-{i:03d}.mid is empty")
+            print(f"loop {i}: no note sounds (the strongest is {strongest[i]:.3f}); loop-{i:03d}.mid is empty")
     empty = sum(1 for n in notes if not n)
     midi = ""
     if notes:

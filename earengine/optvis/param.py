@@ -53,6 +53,8 @@ __all__ = ["Parameterization", "Raw", "Spectral", "Grid", "FACTORIES", "make", "
 #: Grid logits move this many times faster than a raw sample at the same /opt/lr: one /opt/lr
 #: serves every parameterization (with /opt/grad_norm a step moves each value by about lr × scale).
 GRID_LR_SCALE = 40.0
+#: Below this strength nothing of the grid is taken to sound (a loop of all-silent notes has no notes).
+SILENT_STRENGTH = 1e-3
 #: Peak of a grid loop (it is normalised: the strengths set the balance, not the level).
 GRID_PEAK = 0.9
 
@@ -317,19 +319,28 @@ class Grid(Parameterization):
 
     # -- notes out ------------------------------------------------------------------------------
     def pattern(self, settings: Mapping) -> Pattern:
-        """The notes whose strength passes ``/grid/threshold`` (velocity from the strength above it),
-        and the drum hits that pass it, on ``/grid/midi_channel`` and ``/grid/drum_channel``."""
+        """The notes and drum hits whose strength, as a share of the loop's strongest, passes
+        ``/grid/threshold`` (velocity from the share above it), on ``/grid/midi_channel`` and
+        ``/grid/drum_channel``.
+
+        A share, not the strength itself: the loop is rendered at a fixed peak, so raising every
+        strength alike sounds the same, and the dream leaves them low (the sparsity penalty pulls
+        them all down together). What is heard is each note against the strongest one."""
         threshold = float(settings["/grid/threshold"])
         length = float(settings["/grid/note_steps"])
         notes: list[Note] = []
         with torch.no_grad():
             rows = [(self.strengths().cpu().numpy(), self.shape.notes, int(settings["/grid/midi_channel"]))]
             if self.drum_level > 0:
-                rows.append((torch.sigmoid(self.drums).cpu().numpy(), tuple(DRUM_NOTES[d] for d in DRUMS),
+                rows.append((self.drum_strengths().cpu().numpy(), tuple(DRUM_NOTES[d] for d in DRUMS),
                              int(settings["/grid/drum_channel"])))
+        strongest = max(float(r[0].max()) for r in rows)
+        if strongest < SILENT_STRENGTH:
+            rows = []  # nothing sounds: no note is the strongest
         for strengths, pitches, channel in rows:
-            for p, s in zip(*np.nonzero(strengths >= threshold)):
-                above = (strengths[p, s] - threshold) / max(1e-6, 1.0 - threshold)
+            share = strengths / strongest
+            for p, s in zip(*np.nonzero(share >= threshold)):
+                above = (share[p, s] - threshold) / max(1e-6, 1.0 - threshold)
                 notes.append(Note(int(s), int(pitches[p]), int(round(40 + 87 * min(1.0, above))), channel, length))
         return Pattern(tuple(notes), self.shape.steps_per_bar, self.shape.bars, int(settings["/clock/beats_per_bar"]))
 

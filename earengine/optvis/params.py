@@ -118,7 +118,7 @@ GRID_PARAMS: tuple[ParamSpec, ...] = (
     _P("/grid/drum_channel", "int", 10, min=1, max=16, doc="MIDI channel of the drum hits (General MIDI: 10)."),
     _P("/grid/note_steps", "float", 1.0, min=0.25, max=16.0, unit="steps", doc="Length of each MIDI note, in steps."),
     _P("/grid/threshold", "float", 0.5, min=0.01, max=0.99,
-       doc="Strength a note needs to be sent as MIDI; its velocity follows the strength above it."),
+       doc="Share of the loop's strongest note a note needs to be sent as MIDI; its velocity follows the share above it."),
     _P("/grid/midi", "bool", True, doc="Send each new loop's notes on --midi-out on the bar grid."),
 )
 

