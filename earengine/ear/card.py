@@ -89,8 +89,8 @@ def _beside_the_paper(probes: Mapping) -> list:
         "The paper fits its classifier on some clips and evaluates it on others, \"partitioned into a "
         "training and an evaluation set\", without saying that whole sections or works are held out: "
         "the random split is its protocol, like for like. The held-out split, earengine's default, is "
-        "stricter (no evaluation clip comes from music next to a training clip). Held-out or "
-        "evaluation accuracy:",
+        "stricter: its evaluation clips come from the last fifth of each track, or from works, that "
+        "no training clip was drawn from and the ear did not train on. Held-out or evaluation accuracy:",
         "",
         "| task | split | this ear | random init | supervised | paper: CPC / SAT | paper: supervised |",
         "|---|---|---|---|---|---|---|",
