@@ -108,6 +108,14 @@ def test_the_sdist_and_the_wheel_carry_the_shipped_ears_byte_for_byte(built):
         assert not [n for n in whl.namelist() if n.startswith("models/") or "/data/ears/" in n]
 
 
+def test_the_wheel_carries_the_web_page(built):
+    _, wheel, _ = built
+    page = {p.name: p.read_bytes() for p in (ROOT / "earengine" / "control" / "web").iterdir() if p.is_file()}
+    assert {"index.html", "controls.js", "style.css"} <= set(page)
+    with zipfile.ZipFile(wheel) as whl:
+        assert {name: whl.read(f"earengine/control/web/{name}") for name in page} == page
+
+
 def test_params_runs_from_the_wheel(installed):
     venv, env, cwd = installed
     out = _run([venv / "bin" / "earengine", "params"], cwd=cwd, env=env)
