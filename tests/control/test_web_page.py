@@ -198,9 +198,17 @@ def test_commands_are_forms_whose_answers_show_beside_them(driver, url, peer):
     assert wait_until(lambda: driver.find_element("id", "p-target-clear-out").text == "done")
     learn = driver.find_element("css selector", '[data-address="/loop/gain"] button.learn')
     assert learn.get_attribute("aria-label") == "MIDI learn loop gain"
-    learn.click()  # whatever the engine answers (waiting, or no MIDI here) shows beside the control
+    learn.click()  # the engine's answer shows beside the control: waiting for a MIDI control, or why not
+    expected = peer.ask("/midi/learn", "/loop/gain", reply="/done")
+    peer.send("/midi/cancel")
     note = driver.find_element("id", "p-loop-gain-fail")
-    assert wait_until(lambda: note.is_displayed() and note.text)
+    if expected[0] == "/fail":
+        assert wait_until(lambda: note.text == expected[1][1]), note.text
+    else:
+        assert wait_until(lambda: note.text.startswith("learning")), note.text
+        assert learn.get_attribute("aria-pressed") == "true"
+        learn.click()  # pressed again: stop waiting
+        assert not note.is_displayed() and learn.get_attribute("aria-pressed") == "false"
 
 
 @needs_browser

@@ -11,6 +11,7 @@
 //   earengine.on(fn)                        fn(address, args) for every OSC message the engine sends
 //   earengine.values                        the engine's value of every parameter, by address
 //   earengine.ready                         a Promise of the namespace, once the controls are built
+//   earengine.announce(key, text)           say text in the page's one polite live region (coalesced by key)
 "use strict";
 (function () {
   // -- OSC 1.0: strings, int32, float32 (and what the engine may send: double, int64, blobs, bundles)
@@ -89,6 +90,7 @@
   const handlers = [];
   let ws = null;
   let namespace = null;
+  let learning = null;    // the address whose MIDI learn this page started last
   const $ = (id) => document.getElementById(id);
   const idOf = (address) => "p" + address.replace(/\//g, "-");
 
@@ -214,12 +216,21 @@
     }
     if (!readOnly && type !== "s") {
       row.append(el("button", { type: "button", class: "learn", "aria-label": "MIDI learn " + where + name, text: "learn" }));
-      row.lastChild.addEventListener("click", () => {
-        localAt["/midi/learn"] = performance.now();
+      const button = row.lastChild;
+      button.setAttribute("aria-pressed", "false");
+      button.addEventListener("click", () => {
+        if (button.getAttribute("aria-pressed") === "true") {  // a second press stops waiting
+          send("/midi/cancel", "", []);
+          button.setAttribute("aria-pressed", "false");
+          fail.hidden = true;
+          return;
+        }
+        learning = address;
         send("/midi/learn", "s", [address]);
+        button.setAttribute("aria-pressed", "true");
         fail.hidden = false;
         fail.className = "note";
-        fail.textContent = "learning: move a control on the MIDI controller";
+        fail.textContent = "learning: move a control on the MIDI controller (press learn again to stop)";
       });
     }
     row.append(help, fail);
@@ -356,7 +367,12 @@
       if (!own) announce(address, c.name + " " + c.say(args[0]));
     } else if (address === "/fail") {
       const [what, reason] = [String(args[0]), String(args[1] || "")];
-      if (what in controls) controls[what].fail(reason);
+      if (what === "/midi/learn" && learning in controls) {
+        controls[learning].fail(reason);
+        const button = document.querySelector('[data-address="' + learning + '"] button.learn');
+        if (button) button.setAttribute("aria-pressed", "false");
+      }
+      else if (what in controls) controls[what].fail(reason);
       else if (what in commands) commands[what].show(reason, true);
       else $("connection").textContent = "the engine refused " + what + ": " + reason;
       announce("fail " + what, "refused: " + reason);
@@ -410,7 +426,7 @@
 
   let resolveReady;
   const ready = new Promise((resolve) => { resolveReady = resolve; });
-  window.earengine = { send, on, values, ready, encodeOsc, decodeOsc };
+  window.earengine = { send, on, values, ready, announce, encodeOsc, decodeOsc };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", connect);
   else connect();
 })();

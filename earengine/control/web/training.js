@@ -31,6 +31,7 @@
       r.nan.push({ step: args[1], layer: args[2] });
       if (r.nan.length > 32) r.nan.shift();
       note.textContent = "NaN cue: run " + args[0] + ", step " + args[1] + ", layer " + args[2];
+      if (window.earengine && earengine.announce) earengine.announce("nan", note.textContent);  // the page's one live region
       dirty = true;
     }
   }
@@ -114,7 +115,6 @@
     canvas.setAttribute("aria-label", "gradient norms of each sonified training run over its last steps, beside the pitches they sound as");
     ctx = canvas.getContext("2d");
     note = Object.assign(document.createElement("p"), { id: "training-note", className: "ear-note" });
-    note.setAttribute("role", "status");
     canvas.after(note);
     dirty = true;
     if (window.earengine) {
