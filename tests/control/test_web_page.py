@@ -189,6 +189,11 @@ def test_a_preset_round_trips_from_the_page(driver, url, peer):
     slider = driver.find_element("id", "p-loop-gain")
     assert wait_until(lambda: slider.get_attribute("aria-valuetext") == "-20 dB")
     assert wait_until(lambda: out.text == "loaded")
+    # a job's refusal comes back to the page too, with the engine's reason
+    address, (what, reason) = peer.ask("/preset/load", "no-such-preset", reply="/done")
+    assert address == "/fail"
+    driver.execute_script("earengine.send('/preset/load', 's', ['no-such-preset'])")
+    assert wait_until(lambda: out.text == reason, 10), out.text
 
 
 @needs_browser
