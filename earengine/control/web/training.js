@@ -5,13 +5,15 @@
 // The engine sends each sonified step to the pages that receive its streams as
 // /son/seen <run> <step> <norms> <hz> (blobs of float32 per layer) and the cue as /son/nan;
 // ear.js hands them here through window.earengine.training. Open runs are asked for over the
-// OSCQuery WebSocket every second.
+// OSCQuery WebSocket every second. Each run is also a line of text under the plot (its name, step,
+// each layer's norm and pitch, and the last NaN cue) for screen readers and tests; the cue is
+// announced once through the page's one live region. earengine.training.runs holds what is shown.
 "use strict";
 (function () {
   const W = 800, ROW = 150, PLOT = 600, STEPS = 200;
   const NOTES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
   const runs = new Map();
-  let canvas, ctx, note, dirty = false;
+  let canvas, ctx, note, list, dirty = false;
 
   function run(name) {
     let r = runs.get(name);
@@ -30,6 +32,8 @@
       const r = run(args[0]);
       r.nan.push({ step: args[1], layer: args[2] });
       if (r.nan.length > 32) r.nan.shift();
+      const s = r.steps.find((x) => x.step === args[1]);
+      if (s) s.nan = true;  // a cue sent on its own (/son/nan) marks its step too
       note.textContent = "NaN cue: run " + args[0] + ", step " + args[1] + ", layer " + args[2];
       if (window.earengine && earengine.announce) earengine.announce("nan", note.textContent);  // the page's one live region
       dirty = true;
@@ -47,10 +51,39 @@
     const m = Math.round(69 + 12 * Math.log2(hz / 440));
     return NOTES[((m % 12) + 12) % 12] + (Math.floor(m / 12) - 1);
   }
-  function hue(i, n) { return "hsl(" + Math.round(200 - 200 * i / Math.max(1, n - 1)) + ",80%,60%)"; }
+  // blue (the first layer) to amber (the last): never the red that marks a NaN
+  function hue(i, n) { return "hsl(" + Math.round(210 - 170 * i / Math.max(1, n - 1)) + ",80%,60%)"; }
 
+  function fmt(v) { return Number.isFinite(v) ? (Math.abs(v) >= 1e3 || (v !== 0 && Math.abs(v) < 1e-2) ? v.toExponential(2) : v.toPrecision(3)) : String(v); }
+  function describe(r) {
+    // one run as text: what the plot and the pitches show, newest step
+    const last = r.steps[r.steps.length - 1];
+    let text = "run " + r.name;
+    if (!last) return text + ": no step yet";
+    text += ", step " + last.step + ": ";
+    text += [...last.norms].map((v, i) => {
+      const hz = last.hz[i];
+      return "layer " + i + " norm " + fmt(v) + (Number.isFinite(hz) && hz > 0 ? " at " + Math.round(hz) + " Hz (" + pitchName(hz) + ")" : " silent");
+    }).join(", ");
+    const cue = r.nan[r.nan.length - 1];
+    if (cue) text += "; NaN cue at step " + cue.step + ", layer " + cue.layer;
+    return text;
+  }
+  function lines() {
+    const items = [...runs.values()].map((r) => {
+      const li = document.createElement("li");
+      li.dataset.run = r.name;
+      li.textContent = describe(r);
+      return li;
+    });
+    const old = list.children;
+    if (old.length === items.length && items.every((li, k) => old[k].textContent === li.textContent)) return;
+    list.replaceChildren(...items);
+  }
+  let linesAt = -1e9, stale = false;
   function paint() {
     dirty = false;
+    stale = true;
     const list = [...runs.values()];
     const height = Math.max(1, list.length) * ROW;
     if (canvas.height !== height) canvas.height = height;
@@ -106,7 +139,11 @@
     });
     if (!list.length) { ctx.fillStyle = "#9aa3ab"; ctx.fillText("no sonified training run", 6, 20); }
   }
-  function frame() { if (dirty) paint(); requestAnimationFrame(frame); }
+  function frame(ms) {
+    if (dirty) paint();
+    if (stale && ms - linesAt > 250) { linesAt = ms; stale = false; lines(); }  // the text: 4 times a second at most
+    requestAnimationFrame(frame);
+  }
 
   function start() {
     canvas = document.getElementById("training-canvas");
@@ -115,9 +152,12 @@
     canvas.setAttribute("aria-label", "gradient norms of each sonified training run over its last steps, beside the pitches they sound as");
     ctx = canvas.getContext("2d");
     note = Object.assign(document.createElement("p"), { id: "training-note", className: "ear-note" });
-    canvas.after(note);
+    list = Object.assign(document.createElement("ul"), { id: "training-runs", className: "ear-note" });
+    list.setAttribute("aria-label", "sonified training runs");
+    canvas.after(list, note);
     dirty = true;
     if (window.earengine) {
+      seen.runs = runs;
       earengine.training = seen;
       earengine.on(open);
       setInterval(() => earengine.send("/son/runs", "", []), 1000);
