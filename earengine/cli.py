@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "earengine.optvis.commands",
     "earengine.sonify.commands",
     "earengine.viz.commands",
+    "earengine.worker.commands",
 )
 
 
@@ -89,7 +90,8 @@ def _midi_map(value: str, args: argparse.Namespace) -> Optional[str]:
 #: file's folder is checked. :func:`build_parser` checks each entry against the options.
 INPUTS: dict[str, dict[str, tuple[Callable[[str, argparse.Namespace], Optional[str]], Optional[str]]]] = {
     "run": {"ear": (_ear, "no_dream"), "loop": (_file, None), "preset": (_preset, None),
-            "midi_map": (_midi_map, None), "record": (_new_file, None)},
+            "midi_map": (_midi_map, None), "record": (_new_file, None), "secret_file": (_file, None)},
+    "worker": {"ear": (_ear, None), "secret_file": (_file, None), "new_secret": (_new_file, None)},
     "render": {"model": (_ear, None)},
     "train": {"data": (_clips, None)},
     "probe": {"model": (_ear, None), "compare": (_ear, None), "data": (_clips, None)},

@@ -26,7 +26,8 @@ def config_from_args(args: argparse.Namespace) -> EngineConfig:
         stream_ws_port=None if args.no_stream_ws else (BESIDE_OSCQUERY if args.stream_ws_port is None else args.stream_ws_port),
         oscquery_port=None if args.no_oscquery else args.oscquery_port, zeroconf=not args.no_zeroconf,
         allow_origin=args.allow_origin or (),
-        midi_in=args.midi_in or (), midi_out=args.midi_out, midi_backend=args.midi_backend, midi_map=args.midi_map)
+        midi_in=args.midi_in or (), midi_out=args.midi_out, midi_backend=args.midi_backend, midi_map=args.midi_map,
+        worker=args.worker, secret_file=args.secret_file)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -66,6 +67,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="ear checkpoint folder to dream with (default: the shipped one, models/ear-default)")
     p.add_argument("--device", default="cpu", choices=DEVICES, help="where the worker runs the ear")
     p.add_argument("--no-dream", action="store_true", help="play loops only; start no worker")
+    p.add_argument("--worker", default=None, metavar="HOST:PORT",
+                   help="dream with a worker on another machine (earengine worker --listen there) instead of here")
+    p.add_argument("--secret-file", default=None, metavar="FILE",
+                   help="the keys both hosts hold (earengine worker --new-secret; needed beyond loopback)")
     p.add_argument("--preset-dir", default=None, help="where presets are saved")
     p.add_argument("--preset", default=None, help="load this preset at start")
     p.add_argument("--loop", default=None, help="audio file to play from the first bar")

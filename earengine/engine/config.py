@@ -79,6 +79,12 @@ class EngineConfig:
     midi_backend : {'auto', 'jack', 'alsa'}
     midi_map : str, optional
         Controller map to load at start (``bcf2000``, ``launch-control-xl`` or a saved one).
+    worker : str, optional
+        ``HOST:PORT`` of a worker on another machine (``earengine worker --listen``) to dream with
+        instead of a local worker process; ``ear`` and ``device`` are then the server's.
+    secret_file : path-like, optional
+        The keys both hosts hold (``earengine worker --new-secret``); required when ``worker``
+        is beyond loopback.
     """
 
     audio: str = "auto"
@@ -99,6 +105,8 @@ class EngineConfig:
     midi_out: Optional[str] = None
     midi_backend: str = "auto"
     midi_map: Optional[str] = None
+    worker: Optional[str] = None
+    secret_file: Optional[Path] = None
 
     def __post_init__(self) -> None:
         # here, not at module level: `earengine --help` reads this module and stays free of numpy,
@@ -124,7 +132,14 @@ class EngineConfig:
         set_(self, "midi_in", _names("midi_in", self.midi_in))
         set_(self, "allow_origin", tuple(parse_origin(o) for o in _names("allow_origin", self.allow_origin)))
         set_(self, "overrides", MappingProxyType(dict(self.overrides)))
-        for name in ("preset_dir", "ear"):  # a path, or None for '' as well
+        if self.worker is not None:
+            from earengine.worker.wire import parse_endpoint, refuse_open_listen
+
+            host, port = parse_endpoint(self.worker, "--worker")
+            if port == 0:
+                raise ParameterError(f"--worker {self.worker}: port 0 names no worker; give the port it listens on")
+            refuse_open_listen(host, self.secret_file or None, "--worker")
+        for name in ("preset_dir", "ear", "secret_file"):  # a path, or None for '' as well
             value = getattr(self, name)
             set_(self, name, Path(os.fspath(value)) if value else None)
 

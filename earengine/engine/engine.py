@@ -183,7 +183,7 @@ class Engine:
         install_checks(self.registry)  # a grid division must divide the bar
         if self.config.ear is None:
             return
-        if not (self.config.ear / "config.json").is_file():
+        if self.config.worker is None and not (self.config.ear / "config.json").is_file():
             self.say(f"dream: no ear at {self.config.ear} (train one with 'earengine train'); playing loops only")
             return
 
@@ -206,11 +206,21 @@ class Engine:
             if self.notes_out is not None:
                 self.notes_out.queue(pattern)
 
-        self.dream = DreamSupervisor(self.registry, str(self.config.ear), deliver=deliver, say=self.say,
-                                     device=self.config.device)
+        if self.config.worker is not None:  # on another machine (earengine worker --listen there)
+            from earengine.worker.remote import RemoteSupervisor
+            from earengine.worker.wire import parse_endpoint
+
+            host, port = parse_endpoint(self.config.worker, "--worker")
+            self.dream = RemoteSupervisor(self.registry, host, port, deliver=deliver, say=self.say,
+                                          secret=self.config.secret_file,
+                                          bar_clock=lambda: self.player.clock.bar_position)
+        else:
+            self.dream = DreamSupervisor(self.registry, str(self.config.ear), deliver=deliver, say=self.say,
+                                         device=self.config.device)
         self.dream.start()
         self._closers.append(self.dream.close)
-        self.say(f"dream: ear {self.config.ear}, target {self.target_description()}")
+        where = f"worker {self.config.worker}" if self.config.worker else f"ear {self.config.ear}"
+        self.say(f"dream: {where}, target {self.target_description()}")
 
     def target_description(self) -> str:
         spec = self.registry.get("/target/spec")
@@ -445,6 +455,8 @@ class Engine:
         """The engine's part of ``/counts``: xruns, worker restarts, sonified frames, streams,
         OSCQuery listeners (the OSC server adds its own)."""
         out = {"xruns": int(self.audio.xruns), "worker_restarts": self.dream.restarts if self.dream else 0}
+        if hasattr(self.dream, "counts"):  # a remote worker: reconnects, refused peers and frames
+            out.update(self.dream.counts())
         if self.sonify is not None:  # training runs heard: frames, refused ones, NaN/inf cues
             out.update({f"son_{k}": v for k, v in self.sonify.counts.items()})
         if self.streams is not None:
@@ -465,6 +477,8 @@ class Engine:
         else:
             last = self.dream.last
             worker, step, rate, loss = self.dream.state, last["step"], last["steps_per_s"], last["loss"]
+            if hasattr(self.dream, "where"):  # "dreaming, worker remote host:port, rtt N ms"
+                worker = f"{worker}, {self.dream.where()}"
         bar, beat = divmod(float(clock.beat), clock.beats_per_bar)
         return (worker, int(step), float(rate), float(loss), int(self.player.loops_started), float(clock.bpm),
                 int(bar) + 1, float(beat) + 1.0, int(self.audio.xruns))
@@ -509,6 +523,8 @@ class Engine:
             d = self.dream.last
             line += (f"; dream {self.dream.state}, step {d['step']}, {d['steps_per_s']:.2f} steps/s, "
                      f"loss {d['loss']:.4g}, target {d['target']:.4g}, loops made {self.dream.loops}")
+            if hasattr(self.dream, "where"):
+                line += f", {self.dream.where()}"
         return line
 
     def run(self, *, duration_s: Optional[float] = None, status_every_s: float = 5.0) -> None:
