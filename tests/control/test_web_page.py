@@ -256,3 +256,36 @@ def test_a_new_registry_row_appears_on_the_page_by_itself(driver):
         type_into(typed, "0.75")
         assert wait_until(lambda: registry.get("/web/brightness") == 0.75)
     router.close()
+
+
+@needs_browser
+def test_midi_learn_ends_on_the_page_when_a_controller_moves(engine, driver, url, peer):
+    """The page learns the outcome from /midi/map (which it LISTENs to): the control says which MIDI
+    control now moves it, its learn button is released, and the controller moves the slider."""
+    open_page(driver, url)
+    learn = driver.find_element("css selector", '[data-address="/loop/gain"] button.learn')
+    note = driver.find_element("id", "p-loop-gain-fail")
+    bound = driver.find_element("id", "p-loop-gain-midi")
+    learn.click()
+    assert wait_until(lambda: note.text.startswith("learning"), 10), note.text
+    if engine.midi_control._learning is None:  # the engine refused (its reason is on the page)
+        pytest.skip(note.text)
+    try:
+        # a controller's knob turns, as the MIDI service hands it over from a port: CC 81 on channel 1
+        engine.midi_control.handle((0xB0, 81, 20), 0.0)
+        assert wait_until(lambda: note.text == "learned: cc 1/81 now moves loop gain", 10), note.text
+        assert learn.get_attribute("aria-pressed") == "false"
+        assert bound.text == "MIDI cc 1/81"
+        assert "p-loop-gain-midi" in driver.find_element("id", "p-loop-gain").get_attribute("aria-describedby")
+        assert wait_until(lambda: "learned: cc 1/81 now moves loop gain" in
+                          driver.find_element("id", "announce").get_attribute("textContent"), 5)
+        # the knob now moves the engine's value, and the slider with it
+        slider = driver.find_element("id", "p-loop-gain")
+        before = slider.get_attribute("value")
+        engine.midi_control.handle((0xB0, 81, 127), 0.0)
+        assert wait_until(lambda: slider.get_attribute("value") != before, 10)
+        assert get(peer, "/loop/gain") == pytest.approx(engine.registry.spec("/loop/gain").max)
+    finally:
+        peer.send("/midi/forget", "/loop/gain")
+        peer.send("/loop/gain", float(engine.registry.spec("/loop/gain").default))
+    assert wait_until(lambda: bound.text == "", 10), bound.text

@@ -149,7 +149,7 @@
     const row = el("div", { class: "param", "data-address": address });
     const help = el("p", { class: "help", id: id + "-help", text: node.DESCRIPTION || "" });
     const fail = el("p", { class: "fail", id: id + "-fail", hidden: true });
-    const describedBy = id + "-help " + id + "-fail";
+    const describedBy = id + "-help " + id + "-fail " + id + "-midi";
     const where = address.split("/")[1] + " ";  // said, not shown: the group's heading shows it
     const labelText = name + (unit ? " (" + unit + ")" : "");
     const label = () => el("label", { for: id }, el("span", { class: "visually-hidden", text: where }), labelText);
@@ -214,17 +214,22 @@
       row.append(label(), text);
       show = (v) => { if (document.activeElement !== text) text.value = String(v); };
     }
+    // the MIDI controls that move it (from /midi/map, which every page LISTENs to)
+    const midi = el("span", { class: "midi", id: id + "-midi" });
+    let learnButton = null;
     if (!readOnly && type !== "s") {
       row.append(el("button", { type: "button", class: "learn", "aria-label": "MIDI learn " + where + name, text: "learn" }));
-      const button = row.lastChild;
+      const button = learnButton = row.lastChild;
       button.setAttribute("aria-pressed", "false");
       button.addEventListener("click", () => {
         if (button.getAttribute("aria-pressed") === "true") {  // a second press stops waiting
           send("/midi/cancel", "", []);
           button.setAttribute("aria-pressed", "false");
+          if (learning === address) learning = null;
           fail.hidden = true;
           return;
         }
+        if (learning && learning !== address && controls[learning]) controls[learning].learned(null);  // one learn at a time
         learning = address;
         send("/midi/learn", "s", [address]);
         button.setAttribute("aria-pressed", "true");
@@ -233,10 +238,10 @@
         fail.textContent = "learning: move a control on the MIDI controller (press learn again to stop)";
       });
     }
-    row.append(help, fail);
+    row.append(midi, help, fail);
     controls[address] = {
       node, unit, name, say,
-      show: (v) => { values[address] = v; show(v); },
+      show: (v) => { values[address] = v; show(v); if (address === "/midi/map") mapped(String(v)); },
       fail: (reason) => {
         fail.hidden = false;
         fail.className = "fail";
@@ -244,9 +249,42 @@
         if (address in values) show(values[address]);  // the control keeps the engine's value
       },
       clear: () => { fail.hidden = true; fail.textContent = ""; },
+      midi: (words) => { midi.textContent = words ? "MIDI " + words : ""; },
+      // learning ended: with the control that now moves it (words), or stopped (null)
+      learned: (words) => {
+        if (learnButton) learnButton.setAttribute("aria-pressed", "false");
+        if (words === null) { fail.hidden = true; return ""; }
+        fail.hidden = false;
+        fail.className = "note";
+        return (fail.textContent = "learned: " + words + " now moves " + where + name);
+      },
     };
     if (node.VALUE) controls[address].show(node.VALUE[0]);
     return row;
+  }
+
+  // -- MIDI bindings: /midi/map (JSON) to each control's words, and the end of a learn -----------
+  let bound = new Map();  // address -> "cc 1/81, note 1/60" as the engine says them
+  function controlWords(b) {
+    const ch = b.channel || 1;
+    if (b.cc !== undefined) return (b.bits === 14 ? "cc14 " : "cc ") + ch + "/" + b.cc;
+    if (b.note_high !== undefined) return "notes " + ch + "/" + b.note + "-" + b.note_high;
+    return "note " + ch + "/" + b.note;
+  }
+  function mapped(text) {
+    let list;
+    try { list = text ? JSON.parse(text) : []; } catch (e) { return; }
+    if (!Array.isArray(list)) return;
+    const now = new Map();
+    for (const b of list) if (b && b.address) now.set(b.address, (now.has(b.address) ? now.get(b.address) + ", " : "") + controlWords(b));
+    for (const [address, c] of Object.entries(controls)) c.midi(now.get(address) || "");
+    const words = learning && now.get(learning);
+    if (words && words !== bound.get(learning)) {  // the control this page was learning is bound now
+      const c = controls[learning];
+      learning = null;
+      if (c) announce("learn", c.learned(words));
+    }
+    bound = now;
   }
 
   function set(address, type, value) {
@@ -354,6 +392,7 @@
       out.push(details);
     }
     $("control-groups").replaceChildren(...out);
+    if ("/midi/map" in values) mapped(String(values["/midi/map"]));  // every control built: say what moves it
     presets();
   }
 
@@ -371,6 +410,7 @@
         controls[learning].fail(reason);
         const button = document.querySelector('[data-address="' + learning + '"] button.learn');
         if (button) button.setAttribute("aria-pressed", "false");
+        learning = null;
       }
       else if (what in controls) controls[what].fail(reason);
       else if (what in commands) commands[what].show(reason, true);
