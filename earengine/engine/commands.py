@@ -27,6 +27,7 @@ def config_from_args(args: argparse.Namespace) -> EngineConfig:
         oscquery_port=None if args.no_oscquery else args.oscquery_port, zeroconf=not args.no_zeroconf,
         allow_origin=args.allow_origin or (),
         midi_in=args.midi_in or (), midi_out=args.midi_out, midi_backend=args.midi_backend, midi_map=args.midi_map,
+        input=args.input,
         worker=args.worker, secret_file=args.secret_file)
 
 
@@ -67,6 +68,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="ear checkpoint folder to dream with (default: the shipped one, models/ear-default)")
     p.add_argument("--device", default="cpu", choices=DEVICES, help="where the worker runs the ear")
     p.add_argument("--no-dream", action="store_true", help="play loops only; start no worker")
+    p.add_argument("--input", action="store_true",
+                   help="open the audio inputs (JACK: earengine:input_1/2; else the PortAudio input device) "
+                        "to listen to (/listen/run 1) and capture from (/loop/capture <bars>)")
     p.add_argument("--worker", default=None, metavar="HOST:PORT",
                    help="dream with a worker on another machine (earengine worker --listen there) instead of here")
     p.add_argument("--secret-file", default=None, metavar="FILE",

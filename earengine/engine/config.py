@@ -79,6 +79,9 @@ class EngineConfig:
     midi_backend : {'auto', 'jack', 'alsa'}
     midi_map : str, optional
         Controller map to load at start (``bcf2000``, ``launch-control-xl`` or a saved one).
+    input : bool
+        Open the audio inputs (JACK capture ports ``earengine:input_1/2``, else the PortAudio
+        input device) for listening and captures (:mod:`earengine.listen`).
     worker : str, optional
         ``HOST:PORT`` of a worker on another machine (``earengine worker --listen``) to dream with
         instead of a local worker process; ``ear`` and ``device`` are then the server's.
@@ -105,6 +108,7 @@ class EngineConfig:
     midi_out: Optional[str] = None
     midi_backend: str = "auto"
     midi_map: Optional[str] = None
+    input: bool = False
     worker: Optional[str] = None
     secret_file: Optional[Path] = None
 

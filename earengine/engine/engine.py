@@ -24,6 +24,7 @@ from earengine.control.oscquery import OscQueryServer
 from earengine.engine.config import BESIDE_OSCQUERY, EngineConfig
 from earengine.errors import EarEngineError, ParameterError
 from earengine.files import user_dir
+from earengine.listen.service import Listening
 from earengine.midi.bindings import MapStore
 from earengine.midi.control import MidiControl
 from earengine.midi.handlers import command_handlers as midi_handlers, loop_handlers
@@ -103,6 +104,7 @@ class Engine:
         self.notes_out = None  # NoteOut: the dream's notes on --midi-out (earengine/midi/notes.py)
         self._transport_muted = False
         self.dream = None  # DreamSupervisor when an ear is given
+        self.listening = None  # Listening (earengine/listen/) with --input
         self.jobs: Optional[JobQueue] = None
         self.router: Optional[OscRouter] = None
         self.osc: Optional[OscServer] = None
@@ -131,7 +133,7 @@ class Engine:
                 raise
 
     def start(self) -> None:
-        self.audio = AudioServer(self.config.audio)
+        self.audio = AudioServer(self.config.audio, inputs=2 if self.config.input else 0)
         self.say(self.audio.reason)
         self.audio.start()
         self._closers.append(self.audio.close)
@@ -144,6 +146,7 @@ class Engine:
         self.jobs = JobQueue()
         self._closers.append(self.jobs.close)
         self._start_dream()
+        self._start_listen()
         self._start_clock_midi()
         self.router = OscRouter(self.registry, status=self.status, jobs=self.jobs, reply_port=self.config.reply_port)
         self._closers.append(self.router.close)
@@ -221,6 +224,33 @@ class Engine:
         self._closers.append(self.dream.close)
         where = f"worker {self.config.worker}" if self.config.worker else f"ear {self.config.ear}"
         self.say(f"dream: {where}, target {self.target_description()}")
+
+    def _start_listen(self) -> None:
+        """The audio input, the ear listening to it in a process of its own, the meter and
+        captures (see earengine.listen); without --input, their rows say what is missing."""
+        if self.config.input and not self.audio.inputs:
+            self.say(f"listen: --audio {self.audio.mode} has no input; run with JACK or a sound card to listen")
+        if not self.audio.inputs:
+            def refuse(value):
+                if value and value != "dream":
+                    raise ParameterError("needs the audio input: earengine run --input")
+                return value
+
+            self.registry.add_check("/listen/run", refuse)
+            self.registry.add_check("/stream/source", refuse)
+            return
+        ear = self.config.ear
+        model = str(ear) if ear is not None and (ear / "config.json").is_file() else None
+        self.listening = Listening(self.registry, self.audio, self.player, model=model, say=self.say,
+                                   on_captured=self._loop_loaded, notify=self._to_listeners)
+        self._closers.append(self.listening.close)
+
+    def _stream_position(self):
+        """Where the streams cut their frames: the loop playing, or the input as heard
+        (``/stream/source``)."""
+        if self.listening is not None and self.registry.get("/stream/source") == "input":
+            return self.listening.position()
+        return self.tracker()
 
     def target_description(self) -> str:
         spec = self.registry.get("/target/spec")
@@ -328,7 +358,7 @@ class Engine:
 
         self.tracker = PlayerTracker(self.player, self.audio)
         self._closers.append(self.tracker.close)
-        self.streams = StreamHub(self.registry, position=self.tracker, on_demand=self._stream_demand,
+        self.streams = StreamHub(self.registry, position=self._stream_position, on_demand=self._stream_demand,
                                  reply=lambda dest, address, args: self.router.send(dest, address, args))
         self._closers.append(self.streams.close)
         if self.dream is not None:
@@ -436,11 +466,34 @@ class Engine:
         }
         if self.sonify is not None:
             handlers.update(self.sonify.handlers())
+        handlers.update(self._listen_handlers(handlers["/opt/reset"]))
         if self.streams is not None:
             handlers.update(self.streams.handlers(self.router.reply_dest))
         if self.midi_control is not None:
             handlers.update(midi_handlers(self.midi_control, self.midi_maps, self.midi))
         return handlers
+
+    def _listen_handlers(self, reset: Callable) -> dict[str, Callable]:
+        """``/loop/capture``, and ``/opt/reset input`` (the dream from the last capture) before
+        the dream's own kinds."""
+        listening = self.listening
+
+        def capture(args: tuple, sender: tuple) -> None:
+            if listening is None:
+                raise EarEngineError("/loop/capture needs the audio input: earengine run --input")
+            listening.capture(int(args[0]))
+
+        def reset_input(args: tuple, sender: tuple) -> None:
+            if args[0] != "input" or self.dream is None:
+                return reset(args, sender)
+            if listening is None or listening.last_capture is None:
+                raise EarEngineError("/opt/reset input needs a capture first: /loop/capture <bars> "
+                                     "(with earengine run --input)")
+            if len(args) > 1:
+                raise ParameterError("/opt/reset input takes no path")
+            self.dream.reset("input", listening.last_capture)
+
+        return {"/loop/capture": capture, "/opt/reset": reset_input}
 
     def load_loop(self, path: str) -> None:
         """Read an audio file and play it from the next bar line (any thread but audio)."""
@@ -461,6 +514,8 @@ class Engine:
             out.update({f"son_{k}": v for k, v in self.sonify.counts.items()})
         if self.streams is not None:
             out.update(self.streams.all_counts())
+        if self.listening is not None:
+            out.update(self.listening.counts())
         if self.oscquery is not None:
             out.update(self.oscquery.counts())
         return out

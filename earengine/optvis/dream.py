@@ -403,7 +403,8 @@ def _samples(dreamer: Dreamer, kind: str, n: int, samples: Optional[np.ndarray])
 #: ``/opt/reset`` kind -> ``start(dreamer, kind, n, samples)``, the waveform a dream starts from
 #: (checked against the command's choices).
 STARTS = check_table("/opt/reset kind", row(OPT_COMMANDS, "/opt/reset").args[0].choices,
-                     {"silence": _silence, "noise": _noise, "file": _samples, "current": _samples})
+                     {"silence": _silence, "noise": _noise, "file": _samples, "current": _samples,
+                      "input": _samples})
 
 
 def _resample(x: Tensor, n: int) -> Tensor:

@@ -77,8 +77,8 @@ OPT_COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("/target/add", (ArgSpec("spec", "str"), ArgSpec("weight", "float")),
                 doc="Add a weighted shorthand target to the ones already set."),
     CommandSpec("/target/clear", (), doc="Drop the shorthand targets: the region target applies again."),
-    CommandSpec("/opt/reset", (ArgSpec("kind", "enum", ("silence", "noise", "file", "current")), ArgSpec("path", "str", optional=True)),
-                later=True, doc="Restart the dream from silence, noise, a file (path) or the current loop."),
+    CommandSpec("/opt/reset", (ArgSpec("kind", "enum", ("silence", "noise", "file", "current", "input")), ArgSpec("path", "str", optional=True)),
+                later=True, doc="Restart the dream from silence, noise, a file (path), the current loop or the last /loop/capture."),
     CommandSpec("/reg/reference", (ArgSpec("path", "str", optional=True),), later=True,
                 doc="Clip that /reg/mix pulls toward (no path: none)."),
 )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from earengine.clock.params import CLOCK_PARAMS
 from earengine.control.params import COUNTS_COMMANDS, OSC_COMMANDS, OSC_PARAMS
+from earengine.listen.params import LISTEN_COMMANDS, LISTEN_PARAMS
 from earengine.midi.params import MIDI_COMMANDS, MIDI_PARAMS
 from earengine.optvis.params import DREAM_PARAMS, GRID_COMMANDS, GRID_PARAMS, OPT_COMMANDS, OPT_PARAMS
 from earengine.params.spec import ArgSpec, CommandSpec, ParamSpec
@@ -33,10 +34,10 @@ PRESET_COMMANDS: tuple[CommandSpec, ...] = (
 
 PARAMS: tuple[ParamSpec, ...] = (
     CLOCK_PARAMS + MIDI_PARAMS + LOOP_PARAMS + SON_PARAMS + OPT_PARAMS + STREAM_PARAMS
-    + DREAM_PARAMS + GRID_PARAMS + OSC_PARAMS
+    + DREAM_PARAMS + GRID_PARAMS + OSC_PARAMS + LISTEN_PARAMS
 )
 
 COMMANDS: tuple[CommandSpec, ...] = (
     OPT_COMMANDS + LOOP_COMMANDS + PRESET_COMMANDS + OSC_COMMANDS + SON_COMMANDS
-    + MIDI_COMMANDS + STREAM_COMMANDS + GRID_COMMANDS + COUNTS_COMMANDS
+    + MIDI_COMMANDS + STREAM_COMMANDS + GRID_COMMANDS + COUNTS_COMMANDS + LISTEN_COMMANDS
 )

@@ -62,6 +62,7 @@ ANNOUNCE_EVERY_S = 2.0
 BACKLOG_PER_FRAME = 24
 #: Largest message over WebSocket: none (its frames are not datagrams).
 UNLIMITED = 1 << 30
+_ASK = object()  # frame_messages: ask where the sound is
 
 
 def parse_layers(text: str, taps: Sequence[str]) -> tuple[str, ...]:
@@ -329,16 +330,17 @@ class StreamHub:
         dest.backlog.extend(self._layout_datagrams(self.frame, self.settings().max_bytes))
 
     def frame_messages(self, frame: int, when_s: float, period_s: float, layers: Sequence[str], reduce: str,
-                       *packers: BundlePacker) -> None:
+                       *packers: BundlePacker, pos=_ASK) -> None:
         """Pack one frame (the sound at ``when_s``, lasting ``period_s``) of ``layers``, reduced by
         ``reduce`` (``/stream/reduce``), into each of ``packers``; every message is made once,
-        whatever the number of packers."""
+        whatever the number of packers. ``pos``: where the sound is (by default, asked now)."""
 
         def add(message: bytes) -> None:
             for packer in packers:
                 packer.add(message)
 
-        pos = self.position()
+        if pos is _ASK:
+            pos = self.position()
         if pos is None:
             add(encode_message("/stream/phase", (frame, -1.0)))
             return
@@ -396,11 +398,14 @@ class StreamHub:
         # the frame is for the moment it was due, not when this thread woke up: evenly spaced
         # timetags, and a late wake only eats into the lookahead
         when = self.clock() - (mono - due) + settings.lookahead_s
+        pos = self.position()
+        if pos is not None and pos.live:  # the input: its newest frame, timetagged when it was heard
+            when = pos.time_s - period
         self._maybe_announce(frame, settings, mono, dests, ws)
         udp = BundlePacker(settings.max_bytes, when) if dests else None
         web = BundlePacker(UNLIMITED, when) if ws is not None else None
         self.frame_messages(frame, when, period, settings.layers, settings.reduce,
-                            *(p for p in (udp, web) if p is not None))
+                            *(p for p in (udp, web) if p is not None), pos=pos)
         if udp is not None:
             datagrams = udp.finish()
             for dest in dests:

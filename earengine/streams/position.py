@@ -31,7 +31,10 @@ class Position:
     ``duration_s`` is the loop's length at the current tempo, so the phase at any nearby moment
     follows (:meth:`at`). ``acts`` are that loop's activations (None: it has none, such as a loop
     played from a file); they are what the position refers to, not part of its value, so
-    :meth:`to_dict` leaves them out and equality ignores them.
+    :meth:`to_dict` leaves them out and equality ignores them. A ``live`` position is the input
+    as heard (:mod:`earengine.listen`): ``acts`` cover the ``duration_s`` up to ``time_s``, when
+    their last sample was heard, and the streams send their newest frame, timetagged with when it
+    was heard, instead of a loop's frame ahead of the playhead.
 
     >>> p = Position(1.5, 0.75, 2.0, 9)
     >>> Position.from_dict(p.to_dict()) == p
@@ -43,17 +46,20 @@ class Position:
     duration_s: float
     key: Optional[int] = None
     acts: Optional["ActivationSet"] = field(default=None, compare=False, repr=False)
+    live: bool = False
 
     def at(self, when_s: float) -> float:
         """Loop phase in [0, 1) at ``when_s``."""
         return (self.phase + (when_s - self.time_s) / max(1e-9, self.duration_s)) % 1.0
 
     def to_dict(self) -> dict:
-        return {"time_s": self.time_s, "phase": self.phase, "duration_s": self.duration_s, "key": self.key}
+        return {"time_s": self.time_s, "phase": self.phase, "duration_s": self.duration_s, "key": self.key,
+                "live": self.live}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "Position":
-        return cls(float(data["time_s"]), float(data["phase"]), float(data["duration_s"]), data.get("key"))
+        return cls(float(data["time_s"]), float(data["phase"]), float(data["duration_s"]), data.get("key"),
+                   live=bool(data.get("live", False)))
 
 
 class PlayerTracker:

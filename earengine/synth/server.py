@@ -136,6 +136,9 @@ class AudioServer:
         Output channels.
     jack_name : str
         JACK client name.
+    inputs : int >= 0
+        Input channels to open (JACK: capture ports ``<jack_name>:input_1`` …, left unconnected;
+        PortAudio: the default input device). The devices without a sound card have none.
     """
 
     def __init__(
@@ -146,6 +149,7 @@ class AudioServer:
         buffersize: int = 256,
         nchnls: int = 2,
         jack_name: str = "earengine",
+        inputs: int = 0,
     ) -> None:
         self.requested = mode
         self.mode, self.reason = resolve_mode(mode)
@@ -154,6 +158,8 @@ class AudioServer:
         self.buffersize = int(buffersize)
         self.nchnls = int(nchnls)
         self.jack_name = jack_name
+        # only a sound card has inputs: offline and null hear nothing
+        self.inputs = int(inputs) if self.mode in ("jack", "portaudio") else 0
         self.server = None
         self.buffers = 0
         self.xruns = 0
@@ -175,14 +181,17 @@ class AudioServer:
         import pyo
 
         os.environ.setdefault("JACK_NO_START_SERVER", "1")
-        server = pyo.Server(sr=self.sr, nchnls=self.nchnls, buffersize=self.buffersize, duplex=0,
-                            audio=self.device.pyo_audio, jackname=self.jack_name)
+        server = pyo.Server(sr=self.sr, nchnls=self.nchnls, buffersize=self.buffersize, duplex=int(self.inputs > 0),
+                            ichnls=max(1, self.inputs), audio=self.device.pyo_audio, jackname=self.jack_name)
         server.setVerbosity(1)  # errors only
         server.deactivateMidi()  # MIDI is earengine.midi's business, not pyo's
         if self.device.jack:
             server.setJackAuto(False, True)
         server.boot()
         if not server.getIsBooted():
+            if self.inputs:
+                raise DeviceError(f"audio: cannot start pyo with {self.mode} and {self.inputs} inputs; "
+                                  "check the input device, or run without --input")
             raise DeviceError(f"audio: cannot start pyo with {self.mode}; try --audio null or check the device")
         self.server = server
         self.sr = int(server.getSamplingRate())
@@ -207,6 +216,23 @@ class AudioServer:
             self._jack_monitor = client
         except Exception as exc:  # the count is informative; audio does not depend on it
             log.warning("cannot watch JACK xruns (%s); counting late buffers instead", exc)
+
+    def input_names(self) -> tuple[str, ...]:
+        """The input ports others connect to (JACK), else the input channels' names."""
+        if self.device.jack:
+            return tuple(f"{self.jack_name}:input_{i + 1}" for i in range(self.inputs))
+        return tuple(f"input {i + 1}" for i in range(self.inputs))
+
+    def input_sources(self) -> Optional[dict[str, list[str]]]:
+        """For each JACK input port, the ports connected to it; None where that cannot be told
+        (no JACK, or its watcher did not start). Not for the audio thread."""
+        client = self._jack_monitor
+        if client is None or not self.inputs:
+            return None
+        try:
+            return {port: [p.name for p in client.get_all_connections(port)] for port in self.input_names()}
+        except Exception:  # the port went away with the server: say nothing rather than fail
+            return None
 
     def _on_jack_xrun(self, delay_us: float) -> None:
         self.xruns += 1

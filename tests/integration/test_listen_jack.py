@@ -1,0 +1,129 @@
+"""Listening on the real JACK dummy server: another JACK client plays into earengine:input_*.
+
+The engine runs as ``earengine run --audio jack --input``; a client of the test's own plays a
+signal known frame by frame (its value at JACK frame F is ``signal(F)``) into both inputs, so what
+the engine captured or heard can be compared with what was played, to the frame.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import soundfile
+
+from tests.helpers.engines import engine_process
+from tests.helpers.jack import JackProbe
+from tests.helpers.streams import Receiver, frames
+from tests.helpers.waits import wait_until
+
+jack = pytest.importorskip("jack", reason="the JACK-Client package is needed: pip install JACK-Client")
+
+EAR = "models/ear-default"
+
+
+@pytest.fixture
+def jack_env(jack_server, monkeypatch):
+    """The test server, named in this process's environment so the test's own clients find it."""
+    for key in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER"):
+        monkeypatch.setenv(key, jack_server.env[key])
+    return jack_server
+
+
+class Player:
+    """A JACK client playing ``signal(frames) -> samples`` (frames: JACK frame numbers) into the
+    engine's inputs, once connected."""
+
+    def __init__(self, signal, name: str = "earengine-test-player") -> None:
+        self.signal = signal
+        self.client = jack.Client(name, no_start_server=True)
+        self.out = self.client.outports.register("out")
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+
+    def _process(self, n: int) -> None:
+        f0 = self.client.last_frame_time
+        self.out.get_array()[:] = self.signal(f0 + np.arange(n, dtype=np.int64))
+
+    def connect(self) -> None:
+        for port in ("earengine:input_1", "earengine:input_2"):
+            self.client.connect(self.out, port)
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+def _get(osc, address: str, timeout_s: float = 2.0):
+    osc.send("/get", address)
+    reply = osc.wait_for(address, timeout_s)
+    assert reply is not None, f"no answer to /get {address}"
+    return reply[0]
+
+
+def _wait_get(osc, address: str, ok, timeout_s: float = 10.0):
+    seen = []
+    assert wait_until(lambda: (seen.append(_get(osc, address)) or ok(seen[-1])), timeout_s), \
+        f"{address} never satisfied the test; last {seen[-1:]}"
+    return seen[-1]
+
+
+def test_no_input_connected_is_a_status_then_level_and_clips_are_read(jack_env):
+    jack_server = jack_env
+    sine = lambda f: (0.5 * np.sin(2 * np.pi * 441.0 * f / jack_server.sr)).astype(np.float32)  # noqa: E731
+    with engine_process(jack_server, ("--no-dream", "--input")) as eng:
+        status = _wait_get(eng.osc, "/listen/status", lambda s: "no input connected" in s)
+        assert "earengine:input_1" in status
+        assert any(line.startswith("listen: no input connected") for line in eng.lines)
+        player = Player(sine)
+        try:
+            player.connect()
+            _wait_get(eng.osc, "/listen/status", lambda s: s.startswith("hearing"))
+            level = _wait_get(eng.osc, "/listen/level_db", lambda v: v > -20.0)
+            level = _wait_get(eng.osc, "/listen/level_db", lambda v: abs(v - 20 * np.log10(0.5)) < 0.5)
+            assert _get(eng.osc, "/listen/clips") == 0
+            player.signal = lambda f: (1.5 * np.sign(np.sin(2 * np.pi * 2.0 * f / jack_server.sr))).astype(np.float32)
+            _wait_get(eng.osc, "/listen/clips", lambda v: v >= 2)
+            eng.osc.send("/listen/level_db", -3.0)  # read-only: refused, value kept
+            assert eng.osc.wait_for("/fail", 2.0) is not None
+        finally:
+            player.close()
+
+
+def test_a_captured_loop_starts_on_a_bar_line_and_is_what_was_played(jack_env, tmp_path):
+    jack_server = jack_env
+    noise = np.random.default_rng(7).uniform(-0.5, 0.5, 1 << 20).astype(np.float32)
+    signal = lambda f: noise[f % noise.size]  # noqa: E731
+    with engine_process(jack_server, ("--no-dream", "--input", "--set", "/clock/bpm=120")) as eng:
+        player, probe = Player(signal), JackProbe("earengine-test-out", midi=False, seconds=30)
+        try:
+            player.connect()
+            probe.connect("earengine:output_1", probe.ins[0])
+            eng.osc.send("/notify", 1)
+            eng.osc.send("/loop/capture", 1)
+            assert eng.osc.wait_for("/loop/captured", 15.0) == (1,)
+            eng.osc.wait_loops(1)  # it plays from the next bar line
+            path = tmp_path / "captured.wav"
+            eng.osc.send("/loop/save", str(path))
+            assert wait_until(lambda: path.is_file(), 10.0)
+            captured, sr = soundfile.read(str(path), dtype="float32")
+            bar = int(round(2.0 * sr))
+            assert sr == jack_server.sr and abs(captured.size - bar) <= 1
+            # the capture is the bars that were played: the played noise at some frame F, to the sample
+            start = int(np.flatnonzero(noise == captured[0])[0])
+            assert np.allclose(captured[:1000], noise[start:start + 1000], atol=1e-6)
+            # ... and F is a bar line: the loop, played from a bar line, lines up with it mod a bar
+            assert wait_until(lambda: probe.filled > 14 * sr, 40.0)
+            out = probe.audio[0, : probe.filled]
+            loud = np.flatnonzero(np.abs(out) > 1e-3)
+            g0 = int(loud[0])  # the loop's first sample enters on a bar line (after a crossfade)
+            seg = out[g0 + sr // 2: g0 + sr // 2 + 4096]
+            corr = np.correlate(captured, seg, mode="valid")  # where in the loop that stretch is
+            into = int(np.argmax(corr))
+            played_frame = probe.first_frame + g0 + sr // 2 - into  # JACK frame of the loop's sample 0
+            off = (played_frame - start) % bar
+            assert min(off, bar - off) <= 2, f"the capture began {off} samples off the bar line"
+        finally:
+            player.close()
+            probe.close()
