@@ -127,3 +127,47 @@ def test_a_captured_loop_starts_on_a_bar_line_and_is_what_was_played(jack_env, t
         finally:
             player.close()
             probe.close()
+
+
+def test_a_sweep_heard_lights_the_scaleogram_rows_in_pitch_order_then_silence_is_silence(jack_env):
+    jack_server = jack_env
+    sr = jack_server.sr
+    marks = {}
+
+    def sweep(f):  # silence, 4 s from 110 Hz to 1760 Hz (four octaves), silence
+        if "start" not in marks:
+            marks["start"], marks["t0"] = int(f[0]) + sr, time.time() + 1.0
+        t = (f - marks["start"]) / sr
+        phase = 2 * np.pi * 110.0 * 4.0 / np.log(16.0) * (16.0 ** (t / 4.0) - 1.0)
+        return np.where((t >= 0) & (t < 4.0), 0.5 * np.sin(phase), 0.0).astype(np.float32)
+
+    with engine_process(jack_server, ("--input", "--ear", EAR, "--set", "/opt/run=0"), ready_s=60) as eng:
+        rx = Receiver()
+        try:
+            for address, value in (("/stream/layers", "scaleogram"), ("/stream/reduce", "channel_freq"),
+                                   ("/stream/source", "input"), ("/listen/run", 1)):
+                eng.osc.send(address, value)
+            eng.osc.send("/stream/add", rx.dest)
+            assert rx.wait_for(lambda r: any(a == "/stream/act/scaleogram" for _, _, a, _ in r.items), 60.0)
+            player = Player(sweep)
+            try:
+                player.connect()
+                assert wait_until(lambda: "t0" in marks, 10.0)
+                t0 = marks["t0"]
+                assert rx.wait_for(lambda r: any(w and w > t0 + 12.0 for _, w, _, _ in r.items[-50:]), 40.0)
+            finally:
+                player.close()
+        finally:
+            rx.close()
+    got = [f for f in frames(rx.items).values() if "scaleogram" in f["acts"] and f.get("when")]
+    during = sorted((f["when"], int(np.argmax(f["acts"]["scaleogram"]))) for f in got if t0 + 0.5 < f["when"] < t0 + 3.5)
+    assert len(during) > 30
+    when, peak = np.array(during).T
+    rank = lambda v: np.argsort(np.argsort(v))  # noqa: E731
+    assert np.corrcoef(rank(when), rank(peak))[0, 1] > 0.9, "the loudest row does not climb with the pitch"
+    # three octaves, 72 rows, at most: the mark is on the wall clock, which a busy machine parts from JACK's
+    assert peak[-1] - peak[0] > 36
+    before = [f["acts"]["scaleogram"] for f in got if f["when"] < t0 - 0.3]
+    after = [f["acts"]["scaleogram"] for f in got if f["when"] > t0 + 4.0 + 5.0]  # the window heard only silence
+    assert before and after, "no frames of silence before or after the sweep"
+    assert np.allclose(after[-1], before[-1], atol=1e-3), "silence after the sweep is not heard as silence"
