@@ -233,7 +233,7 @@ class WorkerServer:
 
             self._auth = ThreadAuthenticator(self._ctx, log=logging.getLogger("earengine.worker.auth"))
             self._auth.start()
-            self._auth.configure_curve_callback("*", credentials_provider=self)
+            self._auth.configure_curve_callback("earengine", credentials_provider=self)
             _curve(self._sock, self.secret, server=True)
             self._sock.zap_domain = b"earengine"
         self._monitor = self._sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
@@ -538,11 +538,11 @@ class RemoteSupervisor(DreamSupervisor):
         elif isinstance(msg, Reference):
             self._queue("reference", samples=None if msg.samples is None else floats_to_bytes(msg.samples))
 
-    def _queue(self, kind: str, **fields: Any) -> None:
+    def _queue(self, type_: str, /, **fields: Any) -> None:
         try:
-            self._out.put_nowait((kind, fields))
+            self._out.put_nowait((type_, fields))
         except queue.Full:
-            log.warning("worker link backed up; %s dropped", kind)
+            log.warning("worker link backed up; %s dropped", type_)
 
     def stream_activations(self, on: bool) -> None:
         self._want_acts = bool(on)
@@ -577,11 +577,11 @@ class RemoteSupervisor(DreamSupervisor):
                 log.exception("remote worker link")
                 time.sleep(0.1)
 
-    def _send_frame(self, kind: str, **fields: Any) -> bool:
+    def _send_frame(self, type_: str, /, **fields: Any) -> bool:
         import zmq
 
         try:
-            self._sock.send(encode(kind, **fields), zmq.NOBLOCK)
+            self._sock.send(encode(type_, **fields), zmq.NOBLOCK)
         except zmq.ZMQError:  # no link up (IMMEDIATE): what matters is sent again on connect
             return False
         return True
@@ -636,10 +636,10 @@ class RemoteSupervisor(DreamSupervisor):
             return
         while True:
             try:
-                kind, fields = self._out.get_nowait()
+                type_, fields = self._out.get_nowait()
             except queue.Empty:
                 break
-            self._send_frame(kind, **fields)
+            self._send_frame(type_, **fields)
         now = time.monotonic()
         if now - self._ping_at >= _PING_S:
             self._ping_at = now

@@ -272,11 +272,11 @@ FROM_WORKER: dict[str, dict[str, Callable]] = {
 }
 
 
-def encode(kind: str, **fields: Any) -> bytes:
-    """One frame: ``{"v": VERSION, "t": kind, **fields}`` in msgpack."""
+def encode(type_: str, /, **fields: Any) -> bytes:
+    """One frame: ``{"v": VERSION, "t": type_, **fields}`` in msgpack."""
     import msgpack
 
-    return msgpack.packb({"v": VERSION, "t": kind, **fields}, use_bin_type=True)
+    return msgpack.packb({"v": VERSION, "t": type_, **fields}, use_bin_type=True)
 
 
 def decode(frame: bytes, schema: Mapping[str, Mapping[str, Callable]]) -> tuple[str, dict]:
@@ -293,7 +293,8 @@ def decode(frame: bytes, schema: Mapping[str, Mapping[str, Callable]]) -> tuple[
                                max_bin_len=MAX_FRAME, max_str_len=1 << 20, max_array_len=1 << 16,
                                max_map_len=1 << 16, max_ext_len=0)
     except ValueError as exc:
-        why = "size" if "exceeds max" in str(exc) else "type"
+        # an extension type (none is allowed) is refused by a zero length limit: a type error
+        why = "size" if "exceeds max" in str(exc) and "ext" not in str(exc) else "type"
         raise WireError(f"not msgpack: {exc}".splitlines()[0], why) from None
     except Exception as exc:  # msgpack's own errors (truncated, extra data, bad bytes)
         raise WireError(f"not msgpack: {type(exc).__name__}: {exc}".splitlines()[0]) from None
