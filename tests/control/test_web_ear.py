@@ -47,10 +47,12 @@ def test_the_neurons_light_while_streaming_hold_still_without_and_a_click_aims_t
             assert wait_until(lambda: shots.add(snapshot(driver)) or len(shots) >= 3, 10), "the ear stays still while streaming"
 
             osc.send("/stream/run", 0)
+            osc.send("/get", "/stream/run")  # answered once the engine stopped streaming
+            assert osc.wait_for("/stream/run", 5) == (0,)
             count = driver.execute_script(drawn)  # frames already queued are drawn when they sound
-            assert wait_until(lambda: driver.execute_script("return earengine.ear.stats.received") ==
-                              driver.execute_script("return earengine.ear.stats.drawn + earengine.ear.stats.skipped")
-                              and driver.execute_script(drawn) >= count, 5)
+            settled = ("const s = earengine.ear.stats;"  # read at once: every frame received is drawn or skipped
+                       "return s.received === s.drawn + s.skipped && s.drawn >= arguments[0];")
+            assert wait_until(lambda: driver.execute_script(settled, count), 5)
             still = snapshot(driver)
             deadline = time.monotonic() + 1.0
             while time.monotonic() < deadline:  # a second of animation frames with nothing streamed

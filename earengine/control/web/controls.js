@@ -12,6 +12,8 @@
 //   earengine.values                        the engine's value of every parameter, by address
 //   earengine.ready                         a Promise of the namespace, once the controls are built
 //   earengine.announce(key, text)           say text in the page's one polite live region (coalesced by key)
+//   earengine.shown(part)                   "controls" or "layout" is drawn; once both are, earengine.readyAt
+//                                           is the page's ready time (ms since navigation start)
 "use strict";
 (function () {
   // -- OSC 1.0: strings, int32, float32 (and what the engine may send: double, int64, blobs, bundles)
@@ -392,6 +394,7 @@
       out.push(details);
     }
     $("control-groups").replaceChildren(...out);
+    shown("controls");
     if ("/midi/map" in values) mapped(String(values["/midi/map"]));  // every control built: say what moves it
     presets();
   }
@@ -464,9 +467,17 @@
     };
   }
 
+  const drawn = new Set();
+  function shown(part) {
+    drawn.add(part);
+    if (drawn.has("controls") && drawn.has("layout") && window.earengine.readyAt === undefined) {
+      window.earengine.readyAt = performance.now();
+    }
+  }
+
   let resolveReady;
   const ready = new Promise((resolve) => { resolveReady = resolve; });
-  window.earengine = { send, on, values, ready, announce, encodeOsc, decodeOsc };
+  window.earengine = { send, on, values, ready, announce, shown, encodeOsc, decodeOsc };
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", connect);
   else connect();
 })();

@@ -5,7 +5,9 @@
 // The frames come over the streams' WebSocket (its port is HOST_INFO's EARENGINE_STREAMS_PORT):
 // one OSC bundle per frame, timetagged for when it sounds; a frame is drawn by the first
 // animation frame at or after that moment (on the page's clock, less its offset from the engine's),
-// and a newer frame due at the same time replaces an older one (counted as skipped). The neuron
+// one frame per animation frame: frames that came due together (a late animation frame, frames
+// that arrived in a burst) are drawn one after the other, and a frame is skipped (counted) only
+// when a newer one is already more than LATE_MS overdue, so the view never falls behind the sound. The neuron
 // view is drawn only when a frame or the layout or the target changes: with nothing streaming it
 // holds still. Clicking a neuron sets the target to its channel, a layer button to the whole layer
 // (/target/set over the OSCQuery WebSocket, as any OSC client could). Counts for benchmarks are in
@@ -15,7 +17,8 @@
   const W = 800, H = 560, MARGIN = 14, DOT = 2;
   const NTP_UNIX_S = 2208988800;
   const $ = (id) => document.getElementById(id);
-  const stats = { received: 0, drawn: 0, skipped: 0, first: -1, last: -1, lags: [], offsetMs: 0 };
+  const LATE_MS = 25;
+  const stats = { received: 0, drawn: 0, skipped: 0, ticks: 0, first: -1, last: -1, lags: [], offsetMs: 0 };
   const ear = { taps: new Map(), order: [], stats, connected: false };
 
   // -- OSC: bundles of messages with i, f, s, b arguments (the streams' whole vocabulary) ----------
@@ -274,20 +277,22 @@
   function tick(ms) {
     const local = performance.timeOrigin + ms;
     const due = local - stats.offsetMs + 8; // half a 60 Hz display frame early at most
-    let chosen = null;
-    while (queue.length && queue[0].when <= due) {
-      if (chosen) stats.skipped++;
-      chosen = queue.shift();
-    }
+    stats.ticks++;
+    while (queue.length > 1 && queue[1].when <= due - LATE_MS) { queue.shift(); stats.skipped++; }
+    const chosen = queue.length && queue[0].when <= due ? queue.shift() : null;
     if (chosen && ear.order.length) {
       draw(chosen);
       paint();
       stats.drawn++;
+      if (!ear.drawnAt) { ear.drawnAt = performance.now(); if (window.earengine && earengine.shown) earengine.shown("layout"); }
       const lag = performance.timeOrigin + performance.now() - (chosen.when + stats.offsetMs);
       stats.lags.push(lag);
       if (stats.lags.length > 4000) stats.lags.splice(0, 2000);
     } else if (chosen) { phase = chosen.phase; stats.skipped++; }
-    else if (dirty && ear.order.length) paint();
+    else if (dirty && ear.order.length) {
+      paint();
+      if (!ear.drawnAt) { ear.drawnAt = performance.now(); if (window.earengine && earengine.shown) earengine.shown("layout"); }
+    }
     if (ear.scaleograms !== sSeen) { sSeen = ear.scaleograms; sDirty = true; }
     paintScaleogram();
     requestAnimationFrame(tick);
