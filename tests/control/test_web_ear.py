@@ -43,6 +43,8 @@ def test_the_neurons_light_while_streaming_hold_still_without_and_a_click_aims_t
             # the layout (computed once for this ear) and frames with activations arrive
             drawn = "return window.earengine && earengine.ear ? earengine.ear.stats.drawn : 0"
             assert wait_until(lambda: driver.execute_script(drawn) > 10, 120), "no frame drawn"
+            # the page says when it was ready: controls and layout drawn (bench/web_view.py times it)
+            assert driver.execute_script("return typeof earengine.readyAt") == "number"
             shots = {snapshot(driver)}
             assert wait_until(lambda: shots.add(snapshot(driver)) or len(shots) >= 3, 10), "the ear stays still while streaming"
 
