@@ -361,6 +361,8 @@ class Engine:
         self.streams = StreamHub(self.registry, position=self._stream_position, on_demand=self._stream_demand,
                                  reply=lambda dest, address, args: self.router.send(dest, address, args))
         self._closers.append(self.streams.close)
+        if self.listening is not None:  # the input's newest frame leaves as soon as it is heard
+            self.listening.on_heard = self.streams.frame_ready
         if self.dream is not None:
             self._layout(compute=False)
         port = self.config.stream_ws_port

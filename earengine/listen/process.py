@@ -9,7 +9,8 @@ thread: the audio and the dreaming worker come first. torch is imported inside t
 the engine process, which names this entry point, stays free of it.
 
 Messages (plain tuples): in ``("run", bool)``, ``("acts", buffer name)``, ``("stop",)``; out
-``("ready", taps, window_s, floats)`` and ``("error", text, fatal)``.
+``("ready", taps, window_s, floats)``, ``("forwards", [ms, …])`` (how long the ear's forwards took,
+about once a second) and ``("error", text, fatal)``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ __all__ = ["listener_main", "NICE", "MAX_WINDOW_S"]
 NICE = 10
 #: The longest window heard at once, whatever the ear's receptive field.
 MAX_WINDOW_S = 6.0
+#: Seconds between two reports of the forwards' times.
+REPORT_S = 1.0
 
 
 def listener_main(model: str, ring_name: str, inbox, outbox, threads: int = 1) -> None:
@@ -63,6 +66,8 @@ def listener_main(model: str, ring_name: str, inbox, outbox, threads: int = 1) -
         ring.close()
         return
     run, count, last_head = False, 0, -(1 << 62)
+    took: list[float] = []
+    report_at = time.monotonic() + REPORT_S
     try:
         while os.getppid() == parent:
             while True:
@@ -94,8 +99,14 @@ def listener_main(model: str, ring_name: str, inbox, outbox, threads: int = 1) -
                 x = np.concatenate([np.zeros(n_in - x.size, np.float32), x])
             if rate != sr:  # the ear hears at its own rate
                 x = np.interp(np.arange(n_window) * (rate / sr), np.arange(n_in), x).astype(np.float32)
+            t0 = time.perf_counter()
             with torch.no_grad():
                 out = ear(torch.from_numpy(np.ascontiguousarray(x))[None, :])
+            took.append((time.perf_counter() - t0) * 1000.0)
+            if time.monotonic() >= report_at:
+                report_at = time.monotonic() + REPORT_S
+                outbox.put(("forwards", took))
+                took = []
             window = {t: as_3d(a[0].float().numpy()) for t, a in out.items()}
             if not acts.write(count, state.time_s, window, {}, taps=taps):
                 outbox.put(("error", "listener: activations do not fit their buffer", False))

@@ -25,6 +25,7 @@ import queue
 import signal
 import threading
 import time
+from collections import deque
 from typing import Callable, Optional
 
 import numpy as np
@@ -91,6 +92,11 @@ class Listening:
         self.window_s = 0.0
         self.latest: Optional[tuple[ActivationSet, float]] = None  # (set, when its last sample was heard)
         self.sets = 0  # sets of input activations received
+        #: Called (from this service's thread) when a new set of input activations has come and
+        #: the streams show the input: the engine hands it the streams' ``frame_ready``, so the
+        #: set leaves at once instead of at their next tick.
+        self.on_heard: Callable[[], None] = lambda: None
+        self.forward_ms: deque[float] = deque(maxlen=256)  # the listener's newest ear forwards
         self.restarts = 0
         self.acts: Optional[ActivationBuffer] = None
         self._process = None
@@ -160,6 +166,8 @@ class Listening:
                 self._send(("acts", self.acts.name))
                 self.say(f"listen: the ear hears the last {self.window_s:.1f} s of the input "
                          "(a process of its own, niced, one thread)")
+            elif msg[0] == "forwards":
+                self.forward_ms.extend(msg[1])
             elif msg[0] == "error":
                 self.say(msg[1])
                 if msg[2]:
@@ -178,6 +186,8 @@ class Listening:
         heard = found.loss  # the listener sends when the window's last sample was heard there
         self.latest = (ActivationSet(key=found.key, step=found.step, loss=0.0, acts=found.acts), heard)
         self.sets += 1
+        if self.registry.get("/stream/source") == "input":
+            self.on_heard()
 
     def position(self) -> Optional[Position]:
         """The newest input heard, as a live position for the streams; None when listening is
@@ -316,7 +326,13 @@ class Listening:
         return {"/loop/capture": capture}
 
     def counts(self) -> dict[str, int]:
-        return {"listen_sets": self.sets, "listen_restarts": self.restarts}
+        """Sets heard, listener restarts, and the ear forward's time in the listener (ms, over its
+        newest forwards: median, 95th percentile and longest; 0 before the first)."""
+        out = {"listen_sets": self.sets, "listen_restarts": self.restarts}
+        ms = np.array(self.forward_ms, dtype=np.float64)
+        for name, value in (("p50", 50), ("p95", 95), ("max", 100)):
+            out[f"listen_forward_ms_{name}"] = int(round(np.percentile(ms, value))) if ms.size else 0
+        return out
 
     def _stop_process(self) -> None:
         if self._process is None:

@@ -146,6 +146,9 @@ class StreamHub:
         self._ws: Optional["WebSocketStreams"] = None
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._fresh = False  # frame_ready: a newer frame than the last one sent waits
+        self._sent_at = float("-inf")  # when the last frame left (monotonic)
+        self._live = (0.0, 0.0)  # the newest input frame sent: (when heard, seconds it spans)
         self._closed = False
         self._announced: Optional[tuple] = None
         self._announced_at = 0.0
@@ -359,6 +362,14 @@ class StreamHub:
                     packer.add_array(f"/stream/act/{tap}", frame, values)
 
     # -- the sender thread -----------------------------------------------------------------------
+    def frame_ready(self) -> None:
+        """A frame newer than the last one sent is ready now (the input, just heard: see
+        :mod:`earengine.listen`): send it at once rather than at the next tick of ``/stream/fps``,
+        so it leaves one ear forward after the sound, not up to a frame period later. Frames
+        still leave at most :data:`MAX_FPS` a second, and the ticks go on from this frame."""
+        self._fresh = True
+        self._wake.set()
+
     def _run(self) -> None:
         next_t = time.monotonic()
         while not self._closed:
@@ -368,13 +379,17 @@ class StreamHub:
                 fps = 30.0
             period = 1.0 / fps
             now = time.monotonic()
-            if now < next_t:
-                self._wake.wait(min(next_t - now, 0.1))
+            at = min(next_t, self._sent_at + 1.0 / MAX_FPS) if self._fresh else next_t
+            if now < at:
+                self._wake.wait(min(at - now, 0.1))
                 self._wake.clear()
                 continue
             due = next_t
             next_t += period
-            if now - next_t > period:  # fell behind: skip frames rather than burst them out late
+            if self._fresh:  # a new frame, sent now: the next tick is a period from it
+                self._fresh = False
+                due, next_t = now, now + period
+            elif now - next_t > period:  # fell behind: skip frames rather than burst them out late
                 self.counts["late"] += 1
                 due, next_t = now, now + period
             try:
@@ -399,12 +414,14 @@ class StreamHub:
         # timetags, and a late wake only eats into the lookahead
         when = self.clock() - (mono - due) + settings.lookahead_s
         pos = self.position()
-        if pos is not None and pos.live:  # the input: its newest frame, timetagged when it was heard
-            when = pos.time_s - period
+        span = period
+        if pos is not None and pos.live:  # the input: what was heard since the last frame, timetagged when
+            span = self._live_span(pos, period)
+            when = pos.time_s - span
         self._maybe_announce(frame, settings, mono, dests, ws)
         udp = BundlePacker(settings.max_bytes, when) if dests else None
         web = BundlePacker(UNLIMITED, when) if ws is not None else None
-        self.frame_messages(frame, when, period, settings.layers, settings.reduce,
+        self.frame_messages(frame, when, span, settings.layers, settings.reduce,
                             *(p for p in (udp, web) if p is not None), pos=pos)
         if udp is not None:
             datagrams = udp.finish()
@@ -420,6 +437,18 @@ class StreamHub:
             ws.broadcast(web.finish())
         self.counts["frames"] += 1
         self.frame_times.append(mono)
+        self._sent_at = mono
+
+    def _live_span(self, pos: Position, period: float) -> float:
+        """Seconds of input a live frame spans: all that was heard since the previous frame's
+        (so a sound heard while the ear fell behind is in a frame, not between two), at most the
+        window heard; the same again when the same set is sent again at a tick."""
+        heard, span = self._live
+        if pos.time_s != heard:
+            gap = pos.time_s - heard
+            span = gap if 0.0 < gap <= pos.duration_s else period
+            self._live = (pos.time_s, span)
+        return min(span, pos.duration_s)
 
     def _maybe_announce(self, frame: int, settings: StreamSettings, mono: float, dests, ws) -> None:
         signature = (settings.layers, settings.reduce, settings.max_bytes, self._shape_of(self.playing()))

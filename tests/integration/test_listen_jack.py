@@ -8,6 +8,7 @@ the engine captured or heard can be compared with what was played, to the frame.
 from __future__ import annotations
 
 import time
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -171,3 +172,102 @@ def test_a_sweep_heard_lights_the_scaleogram_rows_in_pitch_order_then_silence_is
     after = [f["acts"]["scaleogram"] for f in got if f["when"] > t0 + 4.0 + 5.0]  # the window heard only silence
     assert before and after, "no frames of silence before or after the sweep"
     assert np.allclose(after[-1], before[-1], atol=1e-3), "silence after the sweep is not heard as silence"
+
+
+class ClickPlayer(Player):
+    """Clicks (a 2 ms burst of noise) every ``gap_s``, from a second after it starts, played into
+    the engine's inputs; :attr:`played` holds each click's JACK frame and when it was played on
+    the wall clock the engine's timetags use.
+
+    When a frame was played comes from JACK's frame counter: each cycle's callback stamps its
+    first frame with ``time.time()`` taken back to the cycle's start (JACK's own count of how far
+    into the cycle it runs), and the click's frame is placed by its offset from the cycle's
+    newest frame. That is the engine's convention too: the engine reads this cycle's input in the
+    same cycle (it is connected downstream), and a cycle's newest sample counts as heard when the
+    cycle runs; the frame at F is heard (newest - F) / sr before that.
+    """
+
+    def __init__(self, sr: int, *, gap_s: float = 0.6, count: int = 10) -> None:
+        self.sr, self.gap, self.count = sr, int(gap_s * sr), count
+        self.burst = np.random.default_rng(3).uniform(-0.9, 0.9, int(0.002 * sr)).astype(np.float32)
+        self.start: Optional[int] = None
+        self.played: list[tuple[int, float]] = []  # (JACK frame, wall time) of each click
+        super().__init__(lambda f: np.zeros(f.size, np.float32), name="earengine-test-clicks")
+
+    def _process(self, n: int) -> None:
+        f0 = self.client.last_frame_time
+        stamp = time.time() - self.client.frames_since_cycle_start / self.sr  # the cycle, on the wall clock
+        out = self.out.get_array()
+        out[:] = 0.0
+        if self.start is None:
+            self.start = f0 + self.sr
+        for k in range(self.count):
+            c = self.start + k * self.gap
+            lo, hi = max(c, f0), min(c + self.burst.size, f0 + n)
+            if lo < hi:
+                out[lo - f0:hi - f0] = self.burst[lo - c:hi - c]
+            if f0 <= c < f0 + n:
+                self.played.append((c, stamp - (f0 + n - 1 - c) / self.sr))
+
+
+def test_each_click_s_frame_leaves_one_ear_forward_after_it_timetagged_when_it_was_played(jack_env):
+    """The stated latency: a sound's frame leaves within one audio buffer, one hop of the ear,
+    two of its forwards (one under way when the sound comes, then its own) and a scheduler's
+    slack of a busy machine (120 ms), of when the sound was played; and the frame that first shows
+    it is timetagged for a span that holds that moment (a frame spans the input heard since the
+    previous frame, so no sound falls between two frames while the ear is behind).
+
+    The streams run at 4 frames/s here, so a frame that waited for their next tick would be late
+    by up to a quarter of a second, more than the slack: the input's frames must leave as soon as
+    the ear has heard them (StreamHub.frame_ready), not at a tick. The bound on the forward is the
+    longest the listener measured itself during the test (``listen_forward_ms_max`` in
+    ``/counts``), so a busy machine's slower ear moves the bound with it, while waiting does not.
+    """
+    jack_server = jack_env
+    sr = jack_server.sr
+    slack, hop = 0.12, 1024 / 44100
+    with engine_process(jack_server, ("--input", "--ear", EAR, "--set", "/opt/run=0", "--set", "/stream/fps=4"),
+                        ready_s=60) as eng:
+        rx = Receiver()
+        try:
+            for address, value in (("/stream/layers", "scaleogram"), ("/stream/reduce", "channel"),
+                                   ("/stream/source", "input"), ("/listen/run", 1)):
+                eng.osc.send(address, value)
+            eng.osc.send("/stream/add", rx.dest)
+            assert rx.wait_for(lambda r: any(a == "/stream/act/scaleogram" for _, _, a, _ in r.items), 60.0)
+            player = ClickPlayer(sr)
+            try:
+                player.connect()
+                assert wait_until(lambda: len(player.played) == player.count, 30.0), "the clicks were not all played"
+                last = player.played[-1][1]
+                assert rx.wait_for(lambda r: any(w and w > last + 0.5 for _, w, _, _ in r.items[-20:]), 20.0)
+            finally:
+                player.close()
+            eng.osc.send("/counts")
+            counts = eng.osc.wait_for("/counts.reply", 5.0)
+            assert counts is not None
+            counts = dict(zip(counts[::2], counts[1::2]))
+        finally:
+            rx.close()
+    forward = counts["listen_forward_ms_max"] / 1000.0
+    assert forward > 0, counts
+    bound = jack_server.period / sr + hop + 2 * forward + slack
+    got = sorted((f["arrival"], f["when"], float(f["acts"]["scaleogram"][0]))
+                 for f in frames(rx.items).values() if "scaleogram" in f["acts"] and f.get("when"))
+    arrival, when, level = np.array(got).T
+    ends = np.unique(when)  # a frame spans the input heard from its timetag to the next frame's
+    end = np.append(ends[1:], np.inf)[np.searchsorted(ends, when)]
+    quiet = np.median(level[end < player.played[0][1]])
+    loud = np.median([level[(when <= t) & (t < end)].max() for _, t in player.played])
+    shows = level > quiet + 0.5 * (loud - quiet)  # the frame hears a click
+    late = []
+    for frame, t in player.played:
+        first = np.flatnonzero(shows & (end > t - 0.05) & (arrival > t))
+        assert first.size, f"no frame shows the click played at JACK frame {frame}"
+        i = int(first[0])
+        assert when[i] - 0.05 <= t <= end[i] + 0.05, \
+            f"the click at {t:.3f} s is in a frame timetagged {when[i]:.3f} s, which spans to {end[i]:.3f} s"
+        late.append(arrival[i] - t)
+    assert max(late) <= bound, (f"a click's frame left {max(late) * 1000:.0f} ms after it was played; the "
+                                f"stated bound is {bound * 1000:.0f} ms (ear forward up to {forward * 1000:.0f} ms); "
+                                f"all: {np.round(np.array(late) * 1000)}")
