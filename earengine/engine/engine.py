@@ -136,6 +136,9 @@ class Engine:
         self.audio = AudioServer(self.config.audio, inputs=2 if self.config.input else 0)
         self.say(self.audio.reason)
         self.audio.start()
+        notice = self.audio.priority_notice()  # audio first: say so where the system does not grant it
+        if notice:
+            self.say(notice)
         self._closers.append(self.audio.close)
         self.player = LoopPlayer(self.audio, self.registry, out=False)
         self._closers.append(self.player.close)

@@ -32,6 +32,9 @@ os.environ.setdefault("PYO_GUI_WX", "0")  # headless: never look for wxPython
 __all__ = ["AudioServer", "AudioMode", "DEVICES", "MODES", "AUTO", "resolve_mode"]
 
 log = logging.getLogger("earengine.audio")
+#: SCHED_FIFO priority the PortAudio audio thread asks for (below JACK's usual 70-95 and the
+#: kernel's interrupt threads at 50: above every ordinary thread, below the system's own).
+RT_PRIORITY = 40
 
 
 @dataclass(frozen=True)
@@ -168,6 +171,8 @@ class AudioServer:
         self._running = False
         self._last_cb = 0.0
         self._jack_monitor = None  # a JACK client that only counts the server's xruns
+        self._priority: Optional[bool] = None  # the audio thread real-time? (told by its first buffer)
+        self._first_buffer = threading.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> "AudioServer":
@@ -272,7 +277,37 @@ class AudioServer:
     def remove_callback(self, fn: Callable[[], None]) -> None:
         self._callbacks = tuple(f for f in self._callbacks if f is not fn)
 
+    def priority_notice(self, wait_s: float = 2.0) -> Optional[str]:
+        """One line when the audio thread does not run at real-time priority (None when it does,
+        or on a device without a deadline). JACK's clients get it from jackd (run with -R, by a
+        user the system lets: see the README); with PortAudio the thread asks for SCHED_FIFO itself."""
+        if not self.device.realtime or self.device.paced:
+            return None
+        self._first_buffer.wait(wait_s)
+        if self._priority is not False:
+            return None
+        how = ("jackd runs without real-time (start it with -R)" if self.device.jack
+               else "the system refused SCHED_FIFO")
+        return (f"audio: the audio thread is not real-time ({how}); other work can make it glitch; "
+                "grant the audio group rtprio and memlock (README: Listening, real-time)")
+
+    def _thread_priority(self) -> bool:
+        """On the audio thread, once: is it real-time? With PortAudio it asks for SCHED_FIFO (JACK's
+        priorities are jackd's to give)."""
+        try:
+            if os.sched_getscheduler(0) in (os.SCHED_FIFO, os.SCHED_RR):
+                return True
+            if not self.device.jack:
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(RT_PRIORITY))
+                return True
+        except (OSError, AttributeError):  # not allowed, or not Linux
+            pass
+        return False
+
     def _on_buffer(self) -> None:
+        if self._priority is None:
+            self._priority = self._thread_priority()
+            self._first_buffer.set()
         # a paced mode has nothing to under-run: its pacer catches up on a late buffer
         if self.device.realtime and not self.device.paced and self._jack_monitor is None:
             now = time.monotonic()

@@ -39,6 +39,9 @@ from earengine.worker.messages import (
 
 __all__ = ["worker_main", "load_dreamer", "dream", "Outlet", "SharedOutlet"]
 
+#: How much nicer than the engine the worker runs (as the listener does: earengine.listen.process).
+NICE = 10
+
 
 def worker_main(model: str, settings: dict, shm_name: str, inbox, outbox, device: str = "cpu",
                 threads: int = 0) -> None:
@@ -49,6 +52,10 @@ def worker_main(model: str, settings: dict, shm_name: str, inbox, outbox, device
     Ctrl-C and SIGTERM sent to the whole process group are the engine's to act on: the worker
     ignores them and is stopped by its supervisor (or ends by itself when the engine is gone)."""
     ignore_stop_signals()  # they arrive blocked, see the supervisor
+    try:
+        os.nice(NICE)  # the audio comes first
+    except OSError:
+        pass
     parent = os.getppid()
     outlet = SharedOutlet(LoopBuffer(name=shm_name), outbox)
     try:
