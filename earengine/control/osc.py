@@ -98,7 +98,7 @@ class OscRouter:
     ) -> None:
         self.registry = registry
         self.send = send or (lambda dest, address, args: None)
-        self.status = status or (lambda: ("none", 0, 0.0, 0.0, 0, registry.get("/clock/bpm"), 1, 1.0, 0))
+        self.status = status or (lambda: ("none", 0, 0.0, 0.0, 0, registry.get("/clock/bpm"), 1, 1.0, 0, 0.0))
         self.jobs = jobs
         self.default_reply_port = reply_port
         self.reply_ports: dict[str, int] = {}

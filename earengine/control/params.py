@@ -38,8 +38,9 @@ OSC_COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("/get", (ArgSpec("address", "str"),), reply="<address>",
                 doc="Answers with the message that would set the parameter: <address> <value>."),
     CommandSpec("/status", (), reply="/status.reply",
-                doc="Answers /status.reply <worker> <step> <steps_per_s> <loss> <loops> <bpm> <bar> <beat> <xruns>: "
-                    "<bar> counts from 1, <beat> is the position in that bar from 1.0 (bar 8 beat 3.5)."),
+                doc="Answers /status.reply <worker> <step> <steps_per_s> <loss> <loops> <bpm> <bar> <beat> <xruns> <settled>: "
+                    "<bar> counts from 1, <beat> is the position in that bar from 1.0 (bar 8 beat 3.5); <settled> is how "
+                    "settled the dream is, 0 right after a new target, near 1 once steps stop adding to it."),
     CommandSpec("/notify", (ArgSpec("on", "bool"),),
                 doc="1 subscribes the sender to /changed <address> <value>; 0 unsubscribes."),
     CommandSpec("/sync", (ArgSpec("id", "int"),), reply="/synced",

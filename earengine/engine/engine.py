@@ -410,7 +410,7 @@ class Engine:
             return
 
         def job() -> None:
-            self.say(f"layout: laying out the neurons of {self.config.ear.name} once; it is cached beside the ear")
+            self.say(f"layout: laying out the neurons of {self.config.ear.name} once; it is cached for next time")
             cmd = [sys.executable, "-m", "earengine", "layout", "--model", str(self.config.ear), "--threads", "1"]
             try:
                 self._layout_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -453,11 +453,11 @@ class Engine:
         self.router.send = lambda dest, address, args: (oscquery.deliver(dest, address, args)
                                                         or udp_send(dest, address, args))
         host, port = self.oscquery.address
-        self.say(f"oscquery: http://{host}:{port}/ (WebSocket LISTEN on the same port)"
-                 + (", advertised as _oscjson._tcp" if self.config.zeroconf else ""))
         if self.stream_ws is not None:  # a page the engine serves here may receive the streams
             self.stream_ws.gate.trust_page_port(port)
             self.oscquery.info["EARENGINE_STREAMS_PORT"] = self.stream_ws.address[1]
+        self.say(f"oscquery: http://{host}:{port}/ (WebSocket LISTEN on the same port)"
+                 + (", advertised as _oscjson._tcp" if self.config.zeroconf else ""))
 
     # -- commands ----------------------------------------------------------------------------
     def command_handlers(self) -> dict[str, Callable]:
@@ -526,22 +526,23 @@ class Engine:
         return out
 
     def status(self) -> tuple:
-        """Arguments of ``/status.reply``: worker, step, steps/s, loss, loops, bpm, bar, beat, xruns.
+        """Arguments of ``/status.reply``: worker, step, steps/s, loss, loops, bpm, bar, beat, xruns, settled.
 
         ``bar`` counts from 1 since the clock started and ``beat`` is the position within that bar,
         from 1.0 up to ``/clock/beats_per_bar`` + 1 (bar 8 beat 3.5: halfway through its third
         beat), as on the console's status line."""
         clock = self.player.clock
         if self.dream is None:
-            worker, step, rate, loss = "none", 0, 0.0, 0.0
+            worker, step, rate, loss, settled = "none", 0, 0.0, 0.0, 0.0
         else:
             last = self.dream.last
             worker, step, rate, loss = self.dream.state, last["step"], last["steps_per_s"], last["loss"]
+            settled = last.get("settled", 0.0)  # 0 right after a new target, near 1 once it has settled
             if hasattr(self.dream, "where"):  # "dreaming, worker remote host:port, rtt N ms"
                 worker = f"{worker}, {self.dream.where()}"
         bar, beat = divmod(float(clock.beat), clock.beats_per_bar)
         return (worker, int(step), float(rate), float(loss), int(self.player.loops_started), float(clock.bpm),
-                int(bar) + 1, float(beat) + 1.0, int(self.audio.xruns))
+                int(bar) + 1, float(beat) + 1.0, int(self.audio.xruns), float(settled))
 
     def _first_loop(self) -> None:
         """Offline, wait (in wall time) until a loop is queued before rendering anything.
@@ -582,7 +583,8 @@ class Engine:
         if self.dream is not None:
             d = self.dream.last
             line += (f"; dream {self.dream.state}, step {d['step']}, {d['steps_per_s']:.2f} steps/s, "
-                     f"loss {d['loss']:.4g}, target {d['target']:.4g}, loops made {self.dream.loops}")
+                     f"loss {d['loss']:.4g}, target {d['target']:.4g}, settled {d.get('settled', 0.0):.0%}, "
+                     f"loops made {self.dream.loops}")
             if hasattr(self.dream, "where"):
                 line += f", {self.dream.where()}"
         return line

@@ -39,16 +39,18 @@ from earengine.optvis import transforms as T
 from earengine.optvis.objectives import Objective, Region, View, build
 from earengine.optvis.param import FACTORIES, Parameterization, make
 from earengine.optvis.params import MIX_ON_GRID, OPT_COMMANDS, OPT_PARAMS
-from earengine.optvis.stepsize import StepControl
+from earengine.optvis.stepsize import FixedStep, StepControl
 from earengine.optvis.targets import parse_many
 from earengine.params.registry import check_choices, check_table
 from earengine.params.spec import row
 
-__all__ = ["Dreamer", "StepStats", "loop_samples", "parse_target_spec", "OPTIMIZERS", "STARTS"]
+__all__ = ["Dreamer", "StepStats", "loop_samples", "parse_target_spec", "OPTIMIZERS", "STEP_CONTROLS", "STARTS"]
 
 #: ``/opt/algorithm`` choice -> the optimizer class (checked against the row).
 OPTIMIZERS: dict = check_choices(row(OPT_PARAMS, "/opt/algorithm"),
                                  {"sgd": torch.optim.SGD, "adam": torch.optim.Adam})
+#: ``/opt/step`` choice -> the step control (checked against the row).
+STEP_CONTROLS: dict = check_choices(row(OPT_PARAMS, "/opt/step"), {"adaptive": StepControl, "fixed": FixedStep})
 
 
 def loop_samples(*, bars: int, bpm: float, beats_per_bar: int, sr: int) -> int:
@@ -68,13 +70,15 @@ def parse_target_spec(text: str, *, taps, shapes=None) -> Optional[Objective]:
 
 @dataclass(frozen=True)
 class StepStats:
-    """What one step did: loss (minimised), target score (maximised), time it took."""
+    """What one step did: loss (minimised), target score of the loop kept (maximised), time it
+    took, and how settled the dream is (0 … 1, see :attr:`StepControl.settled`)."""
 
     step: int
     loss: float
     target: float
     seconds: float
     finite: bool
+    settled: float = 0.0
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -117,7 +121,7 @@ class Dreamer:
         self.generator = torch.Generator().manual_seed(int(settings.get("/opt/seed", 0)))
         #: How far the next step goes, and the best score of the loop as heard (see
         #: :mod:`earengine.optvis.stepsize`).
-        self.control = StepControl()
+        self.control: StepControl = STEP_CONTROLS[settings.get("/opt/step", "adaptive")]()
         self._kept = float("nan")  # the target score of the loop the last kept step left
         self.n = 0
         self.configure(settings)
@@ -147,8 +151,15 @@ class Dreamer:
                 raise
         elif self._optimizer is not None and any(old.get(a) != new.get(a) for a in _TIMBRE):
             self.param.set_timbre(new)  # a performer's timbre, from which the dream moves on
-        if any(old.get(a) != new.get(a) for a in new if a.startswith(_JUDGED)):
+        step = new.get("/opt/step", "adaptive")
+        if old.get("/opt/step", step) != step:
+            self.control = STEP_CONTROLS[step]()
+            if self.param is not None:
+                self.control.bound(*self.param.bold)
+        elif any(old.get(a) != new.get(a) for a in new if a.startswith(_JUDGED)):
             self.control.restart()  # another objective: the best score so far means nothing now
+        if self.param is not None and old and any(old.get(a) != new.get(a) for a in new if a.startswith("/target/")):
+            self.param.loosen()  # a warm start: the old target's loop, free to move toward the new one
         self.n = n
 
     def _objective(self, s: Mapping) -> Objective:
@@ -191,7 +202,7 @@ class Dreamer:
         groups = [{**g, "lr": lr * g["lr_scale"]} for g in self.param.groups()]
         self._optimizer = OPTIMIZERS[self.settings["/opt/algorithm"]](groups, lr=lr)
         self._last_good = self._tensors_copy()
-        self.control.restart()
+        self.control.bound(*self.param.bold)
 
     def _tensors(self) -> list:
         return [p for g in self.param.groups() for p in g["params"]]
@@ -283,7 +294,8 @@ class Dreamer:
         if finite and not self.control.judge(heard - penalty):
             self._restore(self._last_good)  # the loop before the step that made it worse
             self.step_count += 1
-            return StepStats(self.step_count, float(loss.detach()), self._kept, time.perf_counter() - t0, True)
+            return StepStats(self.step_count, float(loss.detach()), self._kept, time.perf_counter() - t0, True,
+                             self.control.settled)
         self._kept = heard
         if finite:
             loss.backward()
@@ -318,7 +330,7 @@ class Dreamer:
                 self._write(x)
         self.step_count += 1
         return StepStats(self.step_count, float(loss.detach()) if finite else float("nan"),
-                         heard if finite else float("nan"), time.perf_counter() - t0, finite)
+                         heard if finite else float("nan"), time.perf_counter() - t0, finite, self.control.settled)
 
     @torch.no_grad()
     def settle(self) -> float:

@@ -53,6 +53,8 @@ __all__ = ["Parameterization", "Raw", "Spectral", "Grid", "FACTORIES", "make", "
 #: Grid logits move this many times faster than a raw sample at the same /opt/lr: one /opt/lr
 #: serves every parameterization (with /opt/grad_norm a step moves each value by about lr × scale).
 GRID_LR_SCALE = 40.0
+#: A new target starts from the notes of the old one within ±this logit (see :meth:`Grid.loosen`).
+LOOSE_LOGIT = 3.0
 #: Below this strength nothing of the grid is taken to sound (a loop of all-silent notes has no notes).
 SILENT_STRENGTH = 1e-3
 #: Peak of a grid loop (it is normalised: the strengths set the balance, not the level).
@@ -65,6 +67,9 @@ class Parameterization:
     name = ""
     #: Steps of the bar grid a time shift is quantised to (0: any shift).
     steps = 0
+    #: The first and the longest step, as factors of /opt/lr (see earengine.optvis.stepsize): a
+    #: waveform's samples take /opt/lr itself.
+    bold = (1.0, 1.0)
     #: The loop is a waveform the dream may write back after a step (peak-normalised, mixed toward
     #: the reference, nudged out of silence); a grid renders at its own fixed peak instead.
     writes_back = True
@@ -103,6 +108,10 @@ class Parameterization:
 
     def post_step(self) -> None:
         """Keep values in their range after an optimizer step."""
+
+    def loosen(self) -> None:
+        """Before a new target: undo what the old one made rigid, keep what it made (nothing for
+        most; a grid brings its saturated notes back to where they can move)."""
 
     def set_timbre(self, settings: Mapping) -> None:
         """Take up a performer's timbre settings, for a parameterization that has a timbre (grid)."""
@@ -225,6 +234,9 @@ class Grid(Parameterization):
 
     name = "grid"
     writes_back = False
+    #: Notes start bold: a logit at -3 needs ~60 steps of 0.08 to sound; 4-8 × that, taken back
+    #: when it overshoots, brings a new target's notes within a loop (bench/responsiveness.py).
+    bold = (4.0, 8.0)
 
     def __init__(self, settings: Mapping, *, n_samples: int, sr: int, generator: torch.Generator,
                  device: str = "cpu", previous: Optional["Grid"] = None) -> None:
@@ -316,6 +328,15 @@ class Grid(Parameterization):
             self.drums.clamp_(-8.0, 8.0)
             if self.residual_weight > 0:
                 self.residual.clamp_(-1.0, 1.0)
+
+    def loosen(self) -> None:
+        """Bring every note and drum logit within ±:data:`LOOSE_LOGIT`: a dream drives its notes to
+        the clamp (strength 0.0003 or 0.9997), where the sigmoid's slope is ~0 and a new target
+        cannot move them. Within ±3 (0.05 … 0.95) the notes the old target made stay the loudest —
+        what the two targets share is kept — and every note can move again."""
+        with torch.no_grad():
+            self.notes.clamp_(-LOOSE_LOGIT, LOOSE_LOGIT)
+            self.drums.clamp_(-LOOSE_LOGIT, LOOSE_LOGIT)
 
     # -- notes out ------------------------------------------------------------------------------
     def pattern(self, settings: Mapping) -> Pattern:

@@ -16,7 +16,7 @@ from earengine.shm import OnSeqlock, SeqlockBuffer
 __all__ = ["LoopBuffer"]
 
 #: The float64 statistics written with each loop, in order.
-STATS = ("n", "step", "loss", "target", "steps_per_s", "bars", "time", "sr")
+STATS = ("n", "step", "loss", "target", "steps_per_s", "bars", "time", "sr", "settled")
 _TIME = STATS.index("time")
 _INTS = ("step", "bars", "sr")  # stored as float64, read back as int
 
@@ -47,11 +47,11 @@ class LoopBuffer(OnSeqlock):
         self.capacity = int(self.block.fields["samples"][1][0])
 
     def write(self, samples: np.ndarray, *, step: int, loss: float, target: float, steps_per_s: float,
-              bars: int, sr: int) -> None:
+              bars: int, sr: int, settled: float = 0.0) -> None:
         n = min(samples.size, self.capacity)
         with self.block.writing() as slot:
             slot["samples"][:n] = samples[:n]
-            slot["stats"][:] = (n, step, loss, target, steps_per_s, bars, time.time(), sr)
+            slot["stats"][:] = (n, step, loss, target, steps_per_s, bars, time.time(), sr, settled)
 
     def beat(self) -> None:
         """Heartbeat without a new loop (paused, or a step that produced nothing new)."""

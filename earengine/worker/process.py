@@ -103,8 +103,9 @@ class Outlet:
         raise NotImplementedError
 
     def loop(self, samples: np.ndarray, *, step: int, loss: float, target: float, steps_per_s: float,
-             bars: int, sr: int) -> None:
-        """A new finite loop and its step statistics (its notes and activations came just before)."""
+             bars: int, sr: int, settled: float = 0.0) -> None:
+        """A new finite loop and its step statistics (its notes and activations came just before;
+        ``settled``: how settled the dream is, 0 … 1)."""
         raise NotImplementedError
 
     def beat(self) -> None:
@@ -188,7 +189,7 @@ def dream(dreamer, inbox, outlet: Outlet, *, alive: Callable[[], bool] = lambda:
                 # the loop heard carries its activations, dreaming or not.
                 with torch.no_grad():
                     loss, score, _ = dreamer.clean()
-                held = StepStats(dreamer.step_count, float(loss), float(score), 0.0, True)
+                held = StepStats(dreamer.step_count, float(loss), float(score), 0.0, True, dreamer.control.settled)
                 _publish(outlet, inbox_state.streaming, dreamer, held, recent)
             inbox_state.asked = False
             outlet.beat()
@@ -211,7 +212,7 @@ def _publish(outlet: Outlet, streaming: bool, dreamer, stats, recent: list) -> N
     _publish_pattern(dreamer, stats, outlet)
     outlet.loop(samples, step=stats.step, loss=stats.loss, target=stats.target,
                 steps_per_s=len(recent) / max(1e-9, sum(recent)) if recent else 0.0,
-                bars=dreamer.settings["/loop/bars"], sr=dreamer.sr)
+                bars=dreamer.settings["/loop/bars"], sr=dreamer.sr, settled=stats.settled)
 
 
 class _Inbox:

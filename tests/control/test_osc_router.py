@@ -50,7 +50,7 @@ def test_get_answers_with_the_setting_message(router):
 
 def test_status_sync_and_notify(router):
     (status,) = router.handle_datagram(encode_message("/status"), SENDER)
-    assert status.address == "/status.reply" and len(status.args) == 9
+    assert status.address == "/status.reply" and len(status.args) == 10
     assert status.args[6:8] == (1, 1.0)  # bar 1 beat 1: nothing has played
     assert router.handle_datagram(encode_message("/sync", (42,)), SENDER) == [Reply("/synced", (42,))]
     router.handle_datagram(encode_message("/notify", (1,)), SENDER)

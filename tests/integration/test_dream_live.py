@@ -161,7 +161,9 @@ def test_dreamed_loop_is_heard_and_evolves(dream, jack_server, tmp_path):
     assert rms_db(left) > -50.0, "the dreamed loop is (nearly) silent"
     # each new loop replaces the last at a bar line; an unchanged loop repeats sample for sample
     assert loops_after - loops_before >= 2, "dreamed loops should keep replacing each other"
-    assert sum(c > 0.01 for c in changes) >= 2, f"the loop does not change from bar to bar: {changes}"
+    # (a settling dream changes its loop less and less — about 0.7 % a bar here — while a loop that
+    # is not replaced repeats to the sample: 0)
+    assert sum(c > 0.001 for c in changes) >= 2, f"the loop does not change from bar to bar: {changes}"
 
 
 def test_target_change_is_in_effect_by_the_next_step(dream):

@@ -27,7 +27,7 @@ def wait(predicate, seconds, engine=None):
 
 def test_dreamed_loops_play_and_survive_sigkill(tiny_ear_dir, tmp_path):
     values = {"/loop/bars": 1, "/clock/bpm": 240.0, "/target/layer": "enc.2", "/target/channel_width": 1.0,
-              "/opt/lr": 0.01}
+              "/opt/lr": 0.01, "/opt/param": "raw"}  # raw: a waveform, which a reference clip can pull
     with Engine(EngineConfig(audio="offline", osc_port=0, ear=tiny_ear_dir, overrides=values, preset_dir=tmp_path),
                 out=open(os.devnull, "w")) as engine:
         peer = Peer(engine.osc.address)
