@@ -48,7 +48,7 @@ def test_every_message_round_trips_through_its_schema():
                   TO_WORKER)[1]["values"] == {"/opt/lr": 0.01, "/opt/run": True, "/target/spec": "enc.2"}
     acts = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
     frame = encode("loop", seq=3, samples=floats_to_bytes(x), notes=None,
-                   stats={"step": 5, "bars": 1, "sr": 16000, "loss": -1.0, "target": 1.0, "steps_per_s": 4.0},
+                   stats={"step": 5, "bars": 1, "sr": 16000, "loss": -1.0, "target": 1.0, "steps_per_s": 4.0, "settled": 0.5},
                    acts={"enc.0": [2, 3, 4, acts.astype("<f2").tobytes()]},
                    mask={"enc.0": [2, 3, np.eye(2, 3, dtype=np.uint8).tobytes()]})
     kind, loop = decode(frame, FROM_WORKER)

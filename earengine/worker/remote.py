@@ -103,7 +103,7 @@ class WireOutlet(Outlet):
         self.ready: Optional[Ready] = None
         self.messages: "queue.Queue[FromWorker]" = queue.Queue()
         self.beat_at = time.time()
-        self.last: dict = {"step": 0, "loss": 0.0, "target": 0.0, "steps_per_s": 0.0}
+        self.last: dict = {"step": 0, "loss": 0.0, "target": 0.0, "steps_per_s": 0.0, "settled": 0.0}
         self._notes: dict = {}
         self._acts: dict = {}
         self._mask_for: Optional[tuple] = None
@@ -121,12 +121,12 @@ class WireOutlet(Outlet):
         step = stats["step"]
         acts, mask = self._acts.pop(step, (None, None))
         fields = {"samples": floats_to_bytes(samples), "notes": self._notes.pop(step, None),
-                  "stats": {k: stats[k] for k in ("step", "bars", "sr", "loss", "target", "steps_per_s")},
+                  "stats": {k: stats[k] for k in ("step", "bars", "sr", "loss", "target", "steps_per_s", "settled")},
                   "acts": acts, "mask": mask}
         with self.lock:
             self.seq += 1
             self.newest = {"seq": self.seq, **fields}
-            self.last = {k: stats[k] for k in ("step", "loss", "target", "steps_per_s")}
+            self.last = {k: stats[k] for k in ("step", "loss", "target", "steps_per_s", "settled")}
         self.beat_at = time.time()
 
     def beat(self) -> None:
@@ -443,7 +443,7 @@ class RemoteSupervisor(DreamSupervisor):
         self.bar_clock = bar_clock
         self.state = "connecting"
         self.restarts = 0
-        self.last: dict = {"step": 0, "loss": 0.0, "target": 0.0, "steps_per_s": 0.0}
+        self.last: dict = {"step": 0, "loss": 0.0, "target": 0.0, "steps_per_s": 0.0, "settled": 0.0}
         self.loops = 0
         self.info: dict = {}
         self.rtt_s: Optional[float] = None
@@ -732,7 +732,7 @@ class RemoteSupervisor(DreamSupervisor):
             return
         self._seq = fields["seq"]
         stats = dict(fields["stats"])
-        self.last = {**self.last, **{k: stats[k] for k in ("step", "loss", "target", "steps_per_s")}}
+        self.last = {**self.last, **{k: stats[k] for k in ("step", "loss", "target", "steps_per_s", "settled")}}
         stats["key"] = self.loops + 1  # the server's numbers start again when it does; these never
         if fields["notes"] is not None:
             from earengine.pattern import Pattern

@@ -25,9 +25,9 @@ want       engine→w    ``after`` int ≥ 0: send the newest loop newer than lo
 ready      w→engine    ``session`` str ≤ 64 (new each time the worker starts); ``taps`` list of
                        str ≤ 64 (≤ 64 taps); ``shapes`` map tap → list of 1 to 4 ints ≥ 0
 pong       w→engine    ``t0`` float; ``session`` str; ``state`` str ≤ 32; ``stats`` map (step
-                       int, loss, target, steps_per_s float); ``counts`` map str → int (≤ 16)
+                       int, loss, target, steps_per_s, settled float); ``counts`` map str → int (≤ 16)
 loop       w→engine    ``seq`` int ≥ 1; ``samples`` bin float32 LE, 2 to :data:`MAX_SAMPLES`;
-                       ``stats`` map (step, bars, sr int; loss, target, steps_per_s float);
+                       ``stats`` map (step, bars, sr int; loss, target, steps_per_s, settled float);
                        ``notes`` map (a :class:`~earengine.pattern.Pattern`) or nil; ``acts`` nil
                        or map tap → [c, f, t, bin of float16 LE]; ``mask`` map tap → [c, f, bin
                        of uint8]; activations ≤ :data:`MAX_ACT_VALUES` values together
@@ -263,10 +263,10 @@ TO_WORKER: dict[str, dict[str, Callable]] = {
 FROM_WORKER: dict[str, dict[str, Callable]] = {
     "ready": {"session": _str(64), "taps": _taps, "shapes": _shapes},
     "pong": {"t0": _float, "session": _str(64), "state": _str(32),
-             "stats": _stats(("step",), ("loss", "target", "steps_per_s")),
+             "stats": _stats(("step",), ("loss", "target", "steps_per_s", "settled")),
              "counts": lambda v, n: {k: _int(0)(x, n) for k, x in _map(v, n, 16).items() if _str(64)(k, n)}},
     "loop": {"seq": _int(1), "samples": _samples(2, False),
-             "stats": _stats(("step", "bars", "sr"), ("loss", "target", "steps_per_s")),
+             "stats": _stats(("step", "bars", "sr"), ("loss", "target", "steps_per_s", "settled")),
              "notes": _notes, "acts": _acts, "mask": _optional(_mask)},
     "error": {"text": _str(1000), "fatal": _bool},
 }
