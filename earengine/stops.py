@@ -5,6 +5,8 @@ blocks close what they opened, in order) and then ignores both until the command
 stopping: a second Ctrl-C cannot cut a stop short and leave ports or shared memory behind.
 :func:`quiet_stdout` is what to do when the reader of our output went away
 (``earengine params --json | head``): nothing more is written, and nothing is said.
+:func:`start_child` and :func:`stop_child` start and stop the engine's helper processes (the
+dreaming worker, the listener) so that a stop signal reaches them only through the engine.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ import os
 import signal
 import sys
 import threading
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
-__all__ = ["STOP_SIGNALS", "stop_signals", "ignore_stop_signals", "quiet_stdout"]
+__all__ = ["STOP_SIGNALS", "stop_signals", "ignore_stop_signals", "start_child", "stop_child", "quiet_stdout"]
 
 #: The signals that ask a command to stop.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -31,6 +33,35 @@ def ignore_stop_signals() -> None:
     for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
+
+def start_child(process) -> None:
+    """Start a ``multiprocessing`` process with Ctrl-C and SIGTERM blocked in this thread while it
+    starts: they stay blocked in the child (a signal mask survives fork and exec) until it calls
+    :func:`ignore_stop_signals`, so a Ctrl-C while it imports torch cannot print a traceback
+    from it."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        process.start()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def stop_child(process, queues: Iterable, ask: Callable[[], None], *, wait_s: float = 3.0) -> None:
+    """Stop a child started by :func:`start_child`: ``ask()`` it (its stop message), wait
+    ``wait_s``, then kill it; close its ``queues`` without waiting for what they still hold."""
+    if process.is_alive():
+        ask()
+        process.join(timeout=wait_s)
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=wait_s)
+    for q in queues:
+        try:
+            q.cancel_join_thread()
+            q.close()
+        except Exception:
+            pass
 
 
 def _stop(signum: int, frame: object) -> None:

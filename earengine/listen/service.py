@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import queue
-import signal
 import threading
 import time
 from collections import deque
@@ -34,7 +33,7 @@ from earengine.errors import EarEngineError, ParameterError
 from earengine.listen.params import MAX_CAPTURE_BARS
 from earengine.listen.process import listener_main
 from earengine.listen.ring import MARGIN, InputRing
-from earengine.stops import STOP_SIGNALS
+from earengine.stops import start_child, stop_child
 from earengine.streams.activations import ActivationBuffer, ActivationSet
 from earengine.streams.position import Position
 from earengine.synth.input import AudioInput
@@ -134,11 +133,7 @@ class Listening:
         self._inbox, self._outbox = self.ctx.Queue(maxsize=100), self.ctx.Queue()
         self._process = self.ctx.Process(target=listener_main, name="earengine-listener",
                                          args=(self.model, self.ring.name, self._inbox, self._outbox, 1), daemon=True)
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # as the worker: see its supervisor
-        try:
-            self._process.start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        start_child(self._process)
         if self.acts is not None:
             self._send(("acts", self.acts.name))
         self._send(("run", bool(self.registry.get("/listen/run"))))
@@ -337,18 +332,7 @@ class Listening:
     def _stop_process(self) -> None:
         if self._process is None:
             return
-        if self._process.is_alive():
-            self._send(("stop",))
-            self._process.join(timeout=3)
-            if self._process.is_alive():
-                self._process.kill()
-                self._process.join(timeout=3)
-        for q in (self._inbox, self._outbox):
-            try:
-                q.cancel_join_thread()
-                q.close()
-            except Exception:
-                pass
+        stop_child(self._process, (self._inbox, self._outbox), lambda: self._send(("stop",)))
         self._process = None
 
     def close(self) -> None:

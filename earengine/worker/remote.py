@@ -63,6 +63,8 @@ log = logging.getLogger("earengine.worker")
 _PING_S = 0.5
 _HEARTBEAT_MS = 1000  # ZeroMQ's own heartbeats: a link silent 3 s is dropped and reconnected
 _HEARTBEAT_TIMEOUT_MS = 3000
+#: The step statistics that ride on the pings and the loops, as they are before the first step.
+_NO_STEP = {"step": 0, "loss": 0.0, "target": 0.0, "steps_per_s": 0.0, "settled": 0.0}
 
 
 def _curve(sock, secret, *, server: bool) -> None:
@@ -90,6 +92,81 @@ def _monitor_events(monitor) -> list[int]:
             return out
 
 
+def _socket(ctx, kind: int):
+    """A socket of ``kind`` with what both ends of the link share: nothing kept at close, the
+    frame limit, ZeroMQ's heartbeats."""
+    sock = ctx.socket(kind)
+    sock.linger = 0
+    sock.maxmsgsize = MAX_FRAME
+    sock.heartbeat_ivl = _HEARTBEAT_MS
+    sock.heartbeat_timeout = _HEARTBEAT_TIMEOUT_MS
+    return sock
+
+
+def _watch(sock, *events: int):
+    """``sock``'s monitor socket, told of each handshake's outcome and of ``events``."""
+    import zmq
+
+    mask = (zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+            | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+    for event in events:
+        mask |= event
+    return sock.get_monitor_socket(mask)
+
+
+def _tcp(host: str) -> str:
+    """``tcp://host``, an IPv6 host in brackets."""
+    return f"tcp://[{host}]" if ":" in host else f"tcp://{host}"
+
+
+def _poller(sock, monitor):
+    import zmq
+
+    poller = zmq.Poller()
+    poller.register(sock, zmq.POLLIN)
+    poller.register(monitor, zmq.POLLIN)
+    return poller
+
+
+def _pump(poller, sock, monitor, *, recv: Callable, frame: Callable, events: Callable[[], None]) -> None:
+    """Wait up to 10 ms on the link, then handle the monitor's ``events()`` and up to 64
+    frames waiting (``frame(recv(...))`` each)."""
+    import zmq
+
+    ready = dict(poller.poll(10))
+    if monitor in ready:
+        events()
+    if sock in ready:
+        for _ in range(64):
+            try:
+                got = recv(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                break
+            frame(got)
+
+
+def _close_sockets(*socks) -> None:
+    for s in socks:
+        if s is not None:
+            s.close(linger=0)
+
+
+class _Seldom:
+    """True at most once every ``every_s`` seconds: a refusal is said once, not once per frame
+    of a flood."""
+
+    def __init__(self, every_s: float) -> None:
+        self.every_s = every_s
+        self._at = 0.0
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now - self._at > self.every_s:
+            self._at = now
+            return True
+        return False
+
+
 # -- the worker's side --------------------------------------------------------------------------
 class WireOutlet(Outlet):
     """The dream's outlet on a worker server: keeps the newest loop (with its notes and, while
@@ -103,7 +180,7 @@ class WireOutlet(Outlet):
         self.ready: Optional[Ready] = None
         self.messages: "queue.Queue[FromWorker]" = queue.Queue()
         self.beat_at = time.time()
-        self.last: dict = {"step": 0, "loss": 0.0, "target": 0.0, "steps_per_s": 0.0, "settled": 0.0}
+        self.last: dict = dict(_NO_STEP)
         self._notes: dict = {}
         self._acts: dict = {}
         self._mask_for: Optional[tuple] = None
@@ -207,7 +284,7 @@ class WorkerServer:
         self._dream_thread: Optional[threading.Thread] = None
         self._failed: Optional[str] = None
         self._ctx = self._sock = self._monitor = self._auth = None
-        self._said_refused = 0.0
+        self._say_refused = _Seldom(5.0)
 
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> "WorkerServer":
@@ -222,11 +299,7 @@ class WorkerServer:
         import zmq
 
         self._ctx = zmq.Context()
-        self._sock = self._ctx.socket(zmq.ROUTER)
-        self._sock.linger = 0
-        self._sock.maxmsgsize = MAX_FRAME
-        self._sock.heartbeat_ivl = _HEARTBEAT_MS
-        self._sock.heartbeat_timeout = _HEARTBEAT_TIMEOUT_MS
+        self._sock = _socket(self._ctx, zmq.ROUTER)
         self._sock.router_mandatory = False
         if self.secret is not None:
             from zmq.auth.thread import ThreadAuthenticator
@@ -236,15 +309,12 @@ class WorkerServer:
             self._auth.configure_curve_callback("earengine", credentials_provider=self)
             _curve(self._sock, self.secret, server=True)
             self._sock.zap_domain = b"earengine"
-        self._monitor = self._sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_HANDSHAKE_FAILED_AUTH
-                                                      | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                                                      | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
-        host = f"[{self.host}]" if ":" in self.host else self.host
+        self._monitor = _watch(self._sock)
         try:
             if self.port == 0:
-                self._sock.bind_to_random_port(f"tcp://{host}")
+                self._sock.bind_to_random_port(_tcp(self.host))
             else:
-                self._sock.bind(f"tcp://{host}:{self.port}")
+                self._sock.bind(f"{_tcp(self.host)}:{self.port}")
         except zmq.ZMQError as exc:
             raise ParameterError(f"--listen {self.host}:{self.port}: {exc}") from None
         endpoint = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -279,9 +349,7 @@ class WorkerServer:
         self.inbox.put(Stop())
         if self._dream_thread is not None:
             self._dream_thread.join(timeout=30)
-        for s in (self._monitor, self._sock):
-            if s is not None:
-                s.close(linger=0)
+        _close_sockets(self._monitor, self._sock)
         if self._auth is not None:
             self._auth.stop()
         if self._ctx is not None:
@@ -296,24 +364,12 @@ class WorkerServer:
     # -- serving -------------------------------------------------------------------------------
     def serve(self, *, duration_s: Optional[float] = None, status_every_s: float = 0.0) -> None:
         """Answer the engine until :meth:`close` or ``duration_s``; a status line now and then."""
-        import zmq
-
-        poller = zmq.Poller()
-        poller.register(self._sock, zmq.POLLIN)
-        poller.register(self._monitor, zmq.POLLIN)
+        poller = _poller(self._sock, self._monitor)
         end = None if duration_s is None else time.monotonic() + duration_s
         next_line = time.monotonic() + status_every_s
         while not self._stopping.is_set() and (end is None or time.monotonic() < end):
-            ready = dict(poller.poll(10))
-            if self._monitor in ready:
-                self._events()
-            if self._sock in ready:
-                for _ in range(64):
-                    try:
-                        frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=True)
-                    except zmq.Again:
-                        break
-                    self._frame(frames)
+            _pump(poller, self._sock, self._monitor, recv=self._sock.recv_multipart, frame=self._frame,
+                  events=self._events)
             self._send_pending()
             if status_every_s and time.monotonic() >= next_line:
                 next_line = time.monotonic() + status_every_s
@@ -334,17 +390,13 @@ class WorkerServer:
                 self.counts["engines_connected"] += 1
             else:
                 self.counts["refused_peers"] += 1
-                now = time.monotonic()
-                if now - self._said_refused > 5:
-                    self._said_refused = now
+                if self._say_refused():
                     self.say(f"worker: refused a peer ({'wrong key' if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH else 'bad handshake'}); "
                              f"{self.counts['refused_peers']} so far")
 
     def _refuse(self, why: str, text: str) -> None:
         self.counts[f"frames_refused_{why}"] += 1
-        now = time.monotonic()
-        if now - self._said_refused > 5:
-            self._said_refused = now
+        if self._say_refused():
             self.say(f"worker: frame refused ({text})")
 
     def _frame(self, frames: list) -> None:
@@ -443,7 +495,7 @@ class RemoteSupervisor(DreamSupervisor):
         self.bar_clock = bar_clock
         self.state = "connecting"
         self.restarts = 0
-        self.last: dict = {"step": 0, "loss": 0.0, "target": 0.0, "steps_per_s": 0.0, "settled": 0.0}
+        self.last: dict = dict(_NO_STEP)
         self.loops = 0
         self.info: dict = {}
         self.rtt_s: Optional[float] = None
@@ -472,7 +524,7 @@ class RemoteSupervisor(DreamSupervisor):
         self._sub = None
         self._thread: Optional[threading.Thread] = None
         self._ctx = self._sock = self._monitor = None
-        self._said_refused = 0.0
+        self._say_refused = _Seldom(10.0)
 
     @property
     def pid(self) -> Optional[int]:
@@ -495,35 +547,20 @@ class RemoteSupervisor(DreamSupervisor):
         import zmq
 
         self._ctx = zmq.Context()
-        sock = self._sock = self._ctx.socket(zmq.DEALER)
-        sock.linger = 0
+        sock = self._sock = _socket(self._ctx, zmq.DEALER)
         sock.immediate = True  # nothing queues for a link that is not up: the state is sent again on connect
-        sock.maxmsgsize = MAX_FRAME
         sock.reconnect_ivl = 100
         sock.reconnect_ivl_max = 2000  # ZeroMQ's backoff: 0.1 s doubling up to 2 s
-        sock.heartbeat_ivl = _HEARTBEAT_MS
-        sock.heartbeat_timeout = _HEARTBEAT_TIMEOUT_MS
         sock.sndhwm = 50
         _curve(sock, self.secret, server=False)
-        self._monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
-                                                | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                                                | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        sock.connect(f"tcp://{host}:{self.port}")
-        self._sub = self.registry.bind({address: self._forward for address in self.followed})
-        self._thread = threading.Thread(target=self._run, name="earengine-dream-remote", daemon=True)
-        self._thread.start()
+        self._monitor = _watch(sock, zmq.EVENT_DISCONNECTED)
+        sock.connect(f"{_tcp(self.host)}:{self.port}")
+        self._follow(self._run, "earengine-dream-remote")
         self.say(f"worker: connecting to {self.remote} ({'CURVE keys' if self.secret else 'no keys: this machine only'})")
 
     def close(self) -> None:
-        self._closing = True
-        if self._sub is not None:
-            self._sub.close()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-        for s in (self._monitor, self._sock):
-            if s is not None:
-                s.close(linger=0)
+        self._unfollow()
+        _close_sockets(self._monitor, self._sock)
         if self._ctx is not None:
             self._ctx.term()
         self._ctx = self._sock = self._monitor = None
@@ -553,23 +590,10 @@ class RemoteSupervisor(DreamSupervisor):
 
     # -- the link's thread ----------------------------------------------------------------------
     def _run(self) -> None:
-        import zmq
-
-        poller = zmq.Poller()
-        poller.register(self._sock, zmq.POLLIN)
-        poller.register(self._monitor, zmq.POLLIN)
+        poller = _poller(self._sock, self._monitor)
         while not self._closing:
             try:
-                ready = dict(poller.poll(10))
-                if self._monitor in ready:
-                    self._events()
-                if self._sock in ready:
-                    for _ in range(64):
-                        try:
-                            body = self._sock.recv(zmq.NOBLOCK, copy=True)
-                        except zmq.Again:
-                            break
-                        self._frame(body)
+                _pump(poller, self._sock, self._monitor, recv=self._sock.recv, frame=self._frame, events=self._events)
                 self._tick()
             except Exception:
                 if self._closing:
@@ -604,11 +628,8 @@ class RemoteSupervisor(DreamSupervisor):
                 self._synced = False
                 self.state = "link down"
                 self._want_at = None
-            else:
-                now = time.monotonic()
-                if now - self._said_refused > 10:
-                    self._said_refused = now
-                    self.say(f"worker: {self.remote} refused the keys (is --secret-file the same file on both hosts?)")
+            elif self._say_refused():
+                self.say(f"worker: {self.remote} refused the keys (is --secret-file the same file on both hosts?)")
 
     def _sync(self) -> None:
         """Hello and every followed parameter (again on each new connection) until ready answers."""
@@ -670,9 +691,7 @@ class RemoteSupervisor(DreamSupervisor):
 
     def _refused(self, exc: WireError) -> None:
         self.counts_here[f"worker_frames_refused_{exc.why}"] += 1
-        now = time.monotonic()
-        if now - self._said_refused > 10:
-            self._said_refused = now
+        if self._say_refused():
             self.say(f"worker: a frame from {self.remote} refused ({exc})")
 
     def _frame(self, body: bytes) -> None:
@@ -732,7 +751,7 @@ class RemoteSupervisor(DreamSupervisor):
             return
         self._seq = fields["seq"]
         stats = dict(fields["stats"])
-        self.last = {**self.last, **{k: stats[k] for k in ("step", "loss", "target", "steps_per_s", "settled")}}
+        self.last = {**self.last, **{k: stats[k] for k in _NO_STEP}}
         stats["key"] = self.loops + 1  # the server's numbers start again when it does; these never
         if fields["notes"] is not None:
             from earengine.pattern import Pattern

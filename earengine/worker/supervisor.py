@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import queue
-import signal
 import threading
 import time
 from typing import Any, Callable, Mapping, Optional
@@ -27,7 +26,7 @@ from earengine.audiofile import read_mono
 from earengine.errors import EarEngineError, ParameterError
 from earengine.optvis.params import MIX_ON_GRID
 from earengine.pattern import Pattern
-from earengine.stops import STOP_SIGNALS
+from earengine.stops import start_child, stop_child
 from earengine.streams.activations import ActivationBuffer
 from earengine.worker.loops import LoopBuffer
 from earengine.worker.messages import (
@@ -166,9 +165,21 @@ class DreamSupervisor:
 
     def start(self) -> None:
         self._spawn()
+        self._follow(self._watch, "earengine-dream")
+
+    def _follow(self, run: Callable[[], None], name: str) -> None:
+        """Forward each change of a followed parameter, and ``run`` on a thread of its own."""
         self._sub = self.registry.bind({address: self._forward for address in self.followed})
-        self._thread = threading.Thread(target=self._watch, name="earengine-dream", daemon=True)
+        self._thread = threading.Thread(target=run, name=name, daemon=True)
         self._thread.start()
+
+    def _unfollow(self) -> None:
+        """Stop forwarding changes, and wait (a while) for :meth:`_follow`'s thread to end."""
+        self._closing = True
+        if self._sub is not None:
+            self._sub.close()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
 
     def _spawn(self) -> None:
         self._inbox = self.ctx.Queue(maxsize=1000)
@@ -177,14 +188,7 @@ class DreamSupervisor:
             target=worker_main, name="earengine-worker",
             args=(self.model, self.settings(), self.buffer.name, self._inbox, self._outbox, self.device, self.threads),
             daemon=True)
-        # Blocked in this thread while the worker starts, Ctrl-C and SIGTERM stay blocked in the
-        # child (a signal mask survives fork and exec) until worker_main ignores them: a Ctrl-C
-        # while it imports torch cannot print a traceback from it.
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-        try:
-            self._process.start()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        start_child(self._process)  # worker_main ignores Ctrl-C and SIGTERM; the engine stops it
         self._started_at = time.time()
         self.state = "starting"
 
@@ -341,25 +345,10 @@ class DreamSupervisor:
     def _stop_process(self) -> None:
         if self._process is None:
             return
-        if self._process.is_alive():
-            self.send(Stop())
-            self._process.join(timeout=3)
-            if self._process.is_alive():
-                self._process.kill()
-                self._process.join(timeout=3)
-        for q in (self._inbox, self._outbox):
-            try:
-                q.cancel_join_thread()
-                q.close()
-            except Exception:
-                pass
+        stop_child(self._process, (self._inbox, self._outbox), lambda: self.send(Stop()))
 
     def close(self) -> None:
-        self._closing = True
-        if self._sub is not None:
-            self._sub.close()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
+        self._unfollow()
         self._stop_process()
         self.buffer.close()
         if self.acts is not None:
