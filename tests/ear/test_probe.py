@@ -179,15 +179,11 @@ def test_default_ear_tells_composers_of_held_out_works_better_than_both_baseline
     assert cpc >= rows["supervised"]["heldout_accuracy"] + 0.05
 
 
-def test_cli_probes_composers_with_the_other_contrast_as_a_row(tmp_path, capsys):
-    import dataclasses
-
-    import numpy as np
-
-    from earengine.cli import main
+def two_composers(folder):
+    """A composers corpus in ``folder``: two composers (a 220 Hz and a 330 Hz tone), one 6 s work
+    each for training and one held out."""
     from earengine.corpus.manifest import Manifest, write_flac
 
-    folder = tmp_path / "composers"
     m = Manifest.new("composers")
     t = np.arange(44100 * 6) / 44100
     for c, f0 in (("a", 220.0), ("b", 330.0)):
@@ -196,6 +192,15 @@ def test_cli_probes_composers_with_the_other_contrast_as_a_row(tmp_path, capsys)
             m.add_track({"out": f"{c}/w{w}.flac", "label": c, "work": f"{c}/w{w}", "split": split,
                          "duration_s": 6.0, "sha256": f"{c}{w}"})
     m.save(folder)
+    return folder
+
+
+def test_cli_probes_composers_with_the_other_contrast_as_a_row(tmp_path, capsys):
+    import dataclasses
+
+    from earengine.cli import main
+
+    folder = two_composers(tmp_path / "composers")
     config = EarConfig.preset("small", width=1 / 64)
     other = dataclasses.replace(config, cpc=dataclasses.replace(config.cpc, score_across_time=False))
     for name, cfg in (("sat", config), ("batch", other)):
@@ -294,17 +299,8 @@ def test_random_split_probe_runs_end_to_end_and_is_kept_beside_the_held_out_one(
 
 def test_cli_probes_composers_with_clips_split_at_random(tmp_path, capsys):
     from earengine.cli import main
-    from earengine.corpus.manifest import Manifest, write_flac
 
-    folder = tmp_path / "composers"
-    m = Manifest.new("composers")
-    t = np.arange(44100 * 6) / 44100
-    for c, f0 in (("a", 220.0), ("b", 330.0)):
-        for w, split in enumerate(("train", "heldout")):
-            write_flac(folder / f"{c}/w{w}.flac", 0.2 * np.sin(2 * np.pi * f0 * t))
-            m.add_track({"out": f"{c}/w{w}.flac", "label": c, "work": f"{c}/w{w}", "split": split,
-                         "duration_s": 6.0, "sha256": f"{c}{w}"})
-    m.save(folder)
+    folder = two_composers(tmp_path / "composers")
     ear, head = build_ear(EarConfig.preset("small", width=1 / 64), seed=0)
     save_ear(tmp_path / "ear", ear.eval(), head, info={"data": {"kind": "none"}, "training": {"seed": 0}})
     args = ["probe", "--model", str(tmp_path / "ear"), "--task", "composers", "--data", str(folder),
