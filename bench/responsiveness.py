@@ -34,7 +34,7 @@ from pathlib import Path
 from pythonosc.udp_client import SimpleUDPClient
 
 ROOT = Path(__file__).resolve().parents[1]
-PAIRS = (("enc.5:0-15", "enc.5:32-47"), ("enc.5:64-79", "enc.5:16-31"), ("ar.2:0-15", "ar.2:32-47"),
+PAIRS = (("enc.5:0-15", "enc.5:32-47"), ("enc.5:48-63", "enc.5:16-31"), ("ar.2:0-15", "ar.2:32-47"),
          ("enc.6:0-15", "enc.6:48-63"))
 LOOP_S = 2 * 4 * 60.0 / 120.0  # the default loop: 2 bars of 4 beats at 120 BPM
 LINE = re.compile(r"dream dreaming, step (\d+), ([\d.]+) steps/s, loss \S+, target (\S+), settled (\d+)%")
@@ -84,7 +84,7 @@ def run(pair: tuple, seed: int, way: str, seconds: float) -> dict:
     finally:
         proc.terminate()
         proc.wait(30)
-    return {"noise": halve([p for p in points[:first]], t0), "switch": halve(second, t1),
+    return {"noise": halve([p for p in points[:first] if p[0] >= t0], t0), "switch": halve(second, t1),
             "steps_per_s": statistics.median(p[2] for p in points if p[2] > 0) if points else 0.0}
 
 

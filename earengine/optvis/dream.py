@@ -164,7 +164,11 @@ class Dreamer:
 
     def _objective(self, s: Mapping) -> Objective:
         taps = self.ear.tap_names()
-        target = parse_target_spec(s.get("/target/spec", ""), taps=taps)
+        shapes = None
+        if hasattr(self.ear, "tap_shapes"):  # channels and rows checked here, not at the first step
+            shapes = self.ear.tap_shapes(loop_samples(bars=s["/loop/bars"], bpm=s["/clock/bpm"],
+                                                      beats_per_bar=s["/clock/beats_per_bar"], sr=self.sr))
+        target = parse_target_spec(s.get("/target/spec", ""), taps=taps, shapes=shapes)
         if target is not None:
             return target
         tap = s["/target/layer"]

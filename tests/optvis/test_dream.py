@@ -292,3 +292,14 @@ def test_settled_is_zero_after_a_switch_and_near_one_once_settled(ear):
     # a fixed step (the old way) reports the same figure, from what its steps add
     d.configure({"/opt/step": "fixed"})
     assert d.control.settled == 0.0 and d.step().finite
+
+
+def test_a_target_beyond_the_taps_channels_is_refused_at_configure(ear):
+    # Not at the first step, where the worker would stop on it again and again.
+    channels = ear.tap_shapes(26460)["enc.2"][0]
+    with pytest.raises(ParameterError, match=f"enc.2 has channels 0-{channels - 1}"):
+        Dreamer(ear, {**settings(), "/target/spec": f"enc.2:{channels}-{channels + 3}"})
+    d = Dreamer(ear, settings())
+    with pytest.raises(ParameterError):
+        d.configure({"/target/spec": f"enc.2:0@999"})
+    assert d.settings["/target/spec"] == ""
