@@ -16,7 +16,6 @@ from earengine.engine import Engine, EngineConfig
 from earengine.errors import ParameterError
 from earengine.osc.wire import decode_packet, encode_message
 from tests.helpers.errors import one_line
-from tests.helpers.osc import Peer
 from tests.helpers.websocket import masked_frame, request_head, status_of
 
 pytestmark = pytest.mark.integration
@@ -30,13 +29,6 @@ def engine(tmp_path):
     with Engine(EngineConfig(audio="offline", osc_port=0, oscquery_port=0, preset_dir=tmp_path,
                              allow_origin=[ALLOWED]), out=open(os.devnull, "w")) as e:
         yield e
-
-
-@pytest.fixture
-def peer(engine):
-    p = Peer(engine.osc.address)
-    yield p
-    p.close()
 
 
 def gain(peer):

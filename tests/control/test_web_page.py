@@ -15,7 +15,6 @@ from earengine.engine import Engine, EngineConfig
 from earengine.params import Registry
 from earengine.params.spec import ParamSpec
 from tests.helpers.browser import browser, missing
-from tests.helpers.osc import Peer
 from tests.helpers.waits import wait_until
 
 pytestmark = pytest.mark.integration
@@ -40,13 +39,6 @@ def engine(tmp_path_factory):
 @pytest.fixture(scope="module")
 def url(engine):
     return "http://%s:%d/" % engine.oscquery.address
-
-
-@pytest.fixture
-def peer(engine):
-    p = Peer(engine.osc.address)
-    yield p
-    p.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,8 @@ the engine captured or heard can be compared with what was played, to the frame.
 from __future__ import annotations
 
 import time
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 import numpy as np
 import pytest
@@ -54,6 +55,34 @@ class Player:
     def close(self) -> None:
         self.client.deactivate()
         self.client.close()
+
+    def __enter__(self):
+        """Connected for the ``with`` block, closed after it."""
+        try:
+            self.connect()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@contextmanager
+def input_stream(eng, *, reduce: str) -> Iterator[Receiver]:
+    """A receiver of the input's scaleogram (``/stream/reduce`` ``reduce``) while the engine
+    listens, once its first frame is in; closed (its frames kept) after the block."""
+    rx = Receiver()
+    try:
+        for address, value in (("/stream/layers", "scaleogram"), ("/stream/reduce", reduce),
+                               ("/stream/source", "input"), ("/listen/run", 1)):
+            eng.osc.send(address, value)
+        eng.osc.send("/stream/add", rx.dest)
+        assert rx.wait_for(lambda r: any(a == "/stream/act/scaleogram" for _, _, a, _ in r.items), 60.0)
+        yield rx
+    finally:
+        rx.close()
 
 
 def _get(osc, address: str, timeout_s: float = 2.0):
@@ -142,24 +171,11 @@ def test_a_sweep_heard_lights_the_scaleogram_rows_in_pitch_order_then_silence_is
         phase = 2 * np.pi * 110.0 * 4.0 / np.log(16.0) * (16.0 ** (t / 4.0) - 1.0)
         return np.where((t >= 0) & (t < 4.0), 0.5 * np.sin(phase), 0.0).astype(np.float32)
 
-    with engine_process(jack_server, ("--input", "--ear", EAR, "--set", "/opt/run=0"), ready_s=60) as eng:
-        rx = Receiver()
-        try:
-            for address, value in (("/stream/layers", "scaleogram"), ("/stream/reduce", "channel_freq"),
-                                   ("/stream/source", "input"), ("/listen/run", 1)):
-                eng.osc.send(address, value)
-            eng.osc.send("/stream/add", rx.dest)
-            assert rx.wait_for(lambda r: any(a == "/stream/act/scaleogram" for _, _, a, _ in r.items), 60.0)
-            player = Player(sweep)
-            try:
-                player.connect()
-                assert wait_until(lambda: "t0" in marks, 10.0)
-                t0 = marks["t0"]
-                assert rx.wait_for(lambda r: any(w and w > t0 + 12.0 for _, w, _, _ in r.items[-50:]), 40.0)
-            finally:
-                player.close()
-        finally:
-            rx.close()
+    with engine_process(jack_server, ("--input", "--ear", EAR, "--set", "/opt/run=0"), ready_s=60) as eng, \
+            input_stream(eng, reduce="channel_freq") as rx, Player(sweep):
+        assert wait_until(lambda: "t0" in marks, 10.0)
+        t0 = marks["t0"]
+        assert rx.wait_for(lambda r: any(w and w > t0 + 12.0 for _, w, _, _ in r.items[-50:]), 40.0)
     got = [f for f in frames(rx.items).values() if "scaleogram" in f["acts"] and f.get("when")]
     during = sorted((f["when"], int(np.argmax(f["acts"]["scaleogram"]))) for f in got if t0 + 0.5 < f["when"] < t0 + 3.5)
     assert len(during) > 30
@@ -227,28 +243,15 @@ def test_each_click_s_frame_leaves_one_ear_forward_after_it_timetagged_when_it_w
     sr = jack_server.sr
     slack, hop = 0.12, 1024 / 44100
     with engine_process(jack_server, ("--input", "--ear", EAR, "--set", "/opt/run=0", "--set", "/stream/fps=4"),
-                        ready_s=60) as eng:
-        rx = Receiver()
-        try:
-            for address, value in (("/stream/layers", "scaleogram"), ("/stream/reduce", "channel"),
-                                   ("/stream/source", "input"), ("/listen/run", 1)):
-                eng.osc.send(address, value)
-            eng.osc.send("/stream/add", rx.dest)
-            assert rx.wait_for(lambda r: any(a == "/stream/act/scaleogram" for _, _, a, _ in r.items), 60.0)
-            player = ClickPlayer(sr)
-            try:
-                player.connect()
-                assert wait_until(lambda: len(player.played) == player.count, 30.0), "the clicks were not all played"
-                last = player.played[-1][1]
-                assert rx.wait_for(lambda r: any(w and w > last + 0.5 for _, w, _, _ in r.items[-20:]), 20.0)
-            finally:
-                player.close()
-            eng.osc.send("/counts")
-            counts = eng.osc.wait_for("/counts.reply", 5.0)
-            assert counts is not None
-            counts = dict(zip(counts[::2], counts[1::2]))
-        finally:
-            rx.close()
+                        ready_s=60) as eng, input_stream(eng, reduce="channel") as rx:
+        with ClickPlayer(sr) as player:
+            assert wait_until(lambda: len(player.played) == player.count, 30.0), "the clicks were not all played"
+            last = player.played[-1][1]
+            assert rx.wait_for(lambda r: any(w and w > last + 0.5 for _, w, _, _ in r.items[-20:]), 20.0)
+        eng.osc.send("/counts")
+        counts = eng.osc.wait_for("/counts.reply", 5.0)
+        assert counts is not None
+        counts = dict(zip(counts[::2], counts[1::2]))
     forward = counts["listen_forward_ms_max"] / 1000.0
     assert forward > 0, counts
     bound = jack_server.period / sr + hop + 2 * forward + slack

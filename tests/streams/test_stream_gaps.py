@@ -33,12 +33,17 @@ def frame_table(items):
     return {n: f for n, f in out.items() if "phase" in f and "step" in f}
 
 
-def test_frames_carry_the_playing_loops_activations_while_the_engine_dreams(tiny_ear_dir):
-    args = ["--audio", "null", "--ear", str(tiny_ear_dir), "--status-every", "1000"]
+def dreaming(ear_dir) -> list[str]:
+    """``earengine run``'s arguments: the null device, dreaming with :data:`SETTINGS`."""
+    args = ["--audio", "null", "--ear", str(ear_dir), "--status-every", "1000"]
     for address, value in SETTINGS.items():
         args += ["--set", f"{address}={value}"]
+    return args
+
+
+def test_frames_carry_the_playing_loops_activations_while_the_engine_dreams(tiny_ear_dir):
     rx = Receiver()
-    with EngineProcess(args, ready_s=60.0) as engine:
+    with EngineProcess(dreaming(tiny_ear_dir), ready_s=60.0) as engine:
         peer = Peer(engine.address)
         try:
             peer.send("/stream/add", rx.dest)
@@ -73,11 +78,8 @@ def test_frames_carry_the_playing_loops_activations_while_the_engine_dreams(tiny
 def test_a_stream_added_while_the_loop_is_held_gets_its_activations(tiny_ear_dir):
     # The loop playing was dreamed before anyone asked for activations; held (/opt/run 0), no newer
     # loop will bring them: the worker sends the held loop again, with them.
-    args = ["--audio", "null", "--ear", str(tiny_ear_dir), "--status-every", "1000"]
-    for address, value in SETTINGS.items():
-        args += ["--set", f"{address}={value}"]
     rx = Receiver()
-    with EngineProcess(args, ready_s=60.0) as engine:
+    with EngineProcess(dreaming(tiny_ear_dir), ready_s=60.0) as engine:
         peer = Peer(engine.address)
         try:
             assert wait_for(lambda: peer.ask("/status", reply="/status.reply")[1][4] >= 2, 120), engine.output()
