@@ -24,9 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import sys
-import threading
 import time
 from collections import defaultdict
 from contextlib import ExitStack
@@ -38,86 +36,39 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from earengine.osc.wire import decode_packet, encode_message  # noqa: E402
+import udp  # noqa: E402
+from earengine.osc.wire import decode_packet  # noqa: E402
 from earengine.process import EngineProcess  # noqa: E402
 
 GAP_S = 0.5  # between clicks
 
 
-class Control:
+class Control(udp.Asker):
     """One UDP socket asking the engine and waiting for its reply."""
 
-    def __init__(self, address) -> None:
-        self.address = address
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-
-    def send(self, address: str, *args) -> None:
-        self.sock.sendto(encode_message(address, args), self.address)
-
-    def ask(self, address: str, *args, reply: str, wait_s: float = 5.0):
-        self.send(address, *args)
-        end = time.monotonic() + wait_s
-        while time.monotonic() < end:
-            try:
-                data = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            for _, got, got_args in decode_packet(data):
-                if got == reply:
-                    return got_args
-                if got == "/fail":
-                    raise SystemExit(f"{address}: {got_args}")
-        raise SystemExit(f"no {reply} to {address}")
-
-    def counts(self) -> dict:
-        args = self.ask("/counts", reply="/counts.reply")
-        return dict(zip(args[::2], args[1::2]))
-
     def step(self) -> tuple[float, int]:
-        return time.monotonic(), int(self.ask("/status", reply="/status.reply")[1])
+        return time.monotonic(), int(self.need("/status", reply="/status.reply")[1])
 
 
-class Frames:
+class Frames(udp.Listener):
     """A UDP stream receiver: per frame, its arrival, timetag and scaleogram value."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
         self.frames: dict = defaultdict(dict)
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    @property
-    def dest(self) -> str:
-        return f"127.0.0.1:{self.sock.getsockname()[1]}"
-
-    def _run(self) -> None:
-        while not self._stop:
-            try:
-                data = self.sock.recv(65536)
-            except (socket.timeout, OSError):
-                continue
-            now = time.time()
-            for when, address, args in decode_packet(data):
-                if address == "/stream/act/scaleogram" and args[1] == 0:
-                    f = self.frames[args[0]]
-                    f["arrival"], f["when"], f["level"] = now, when, float(args[3])
+    def datagram(self, data: bytes) -> None:
+        now = time.time()
+        for when, address, args in decode_packet(data):
+            if address == "/stream/act/scaleogram" and args[1] == 0:
+                f = self.frames[args[0]]
+                f["arrival"], f["when"], f["level"] = now, when, float(args[3])
 
     def table(self, since: float) -> np.ndarray:
         """(arrival, timetag, scaleogram) of the frames that arrived since ``since``, by arrival."""
         rows = [(f["arrival"], f["when"], f["level"]) for f in list(self.frames.values())
                 if "level" in f and f["when"] and f["arrival"] >= since]
         return np.array(sorted(rows), dtype=np.float64).reshape(-1, 3)
-
-    def close(self) -> None:
-        self._stop = True
-        self._thread.join(timeout=1)
-        self.sock.close()
 
 
 class Clicks:
@@ -216,7 +167,7 @@ def main(argv=None) -> int:
         control = Control(eng.address)
         rx = Frames()
         stack.callback(rx.close)
-        control.ask("/stream/add", rx.dest, reply="/done", wait_s=10.0)
+        control.need("/stream/add", rx.dest, reply="/done", wait_s=10.0)
         clicks = Clicks()
         stack.callback(clicks.close)
         start = control.counts()

@@ -25,8 +25,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
-from earengine.osc.wire import decode_packet, encode_bundle, encode_message  # noqa: E402
+import udp  # noqa: E402
+from earengine.osc.wire import encode_bundle, encode_message  # noqa: E402
 from earengine.control.osc import udp_drops
 from earengine.process import EngineProcess  # noqa: E402
 
@@ -41,44 +43,19 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-class Control:
-    def __init__(self, address) -> None:
-        self.address = address
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-
-    def ask(self, address: str, *args, reply: str, wait_s: float = 120.0):
-        self.sock.sendto(encode_message(address, args), self.address)
-        end = time.monotonic() + wait_s
-        while time.monotonic() < end:
-            try:
-                data, _ = self.sock.recvfrom(65536)
-            except socket.timeout:
-                continue
-            for _, got, got_args in decode_packet(data):
-                if got == reply:
-                    return got_args
-        raise SystemExit(f"no {reply} within {wait_s:g} s")
-
-    def counts(self) -> dict:
-        args = self.ask("/counts", reply="/counts.reply")
-        return dict(zip(args[::2], args[1::2]))
-
-
-def flood(eng: EngineProcess, ctl: Control, n: int, ahead_s: float, name: str, seq: int) -> float:
+def flood(eng: EngineProcess, ctl: udp.Asker, n: int, ahead_s: float, name: str, seq: int) -> float:
     sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     before_rss = rss_mb(eng.proc.pid)
-    before = ctl.counts()
+    before = ctl.counts(wait_s=120.0)
     drops0 = udp_drops(eng.port)
     base = time.time() + ahead_s
     t0 = time.monotonic()
     for k in range(n):  # every bundle different (its timetag), as a hostile peer would send them
         sender.sendto(encode_bundle(base + k * 1e-6, [encode_message("/clock/bpm", (100.0,))]), eng.address)
     sent_s = time.monotonic() - t0
-    ctl.ask("/sync", seq, reply="/synced")
+    ctl.need("/sync", seq, reply="/synced", wait_s=120.0)
     done_s = time.monotonic() - t0
-    after = ctl.counts()
+    after = ctl.counts(wait_s=120.0)
     after_rss = rss_mb(eng.proc.pid)
     d = {k: after.get(k, 0) - before.get(k, 0) for k in after}
     kdrops = udp_drops(eng.port) - drops0
@@ -106,8 +83,8 @@ def main() -> int:
     args = ap.parse_args()
     with EngineProcess(["--audio", "null", "--no-dream", "--no-oscquery", "--no-zeroconf", "--status-every", "3600"],
                        cwd=str(REPO)) as eng:
-        ctl = Control(eng.address)
-        ctl.counts()  # everything the first reply needs is loaded before the first reading
+        ctl = udp.Asker(eng.address)
+        ctl.counts(wait_s=120.0)  # everything the first reply needs is loaded before the first reading
         time.sleep(1.0)
         far = flood(eng, ctl, args.bundles, args.ahead_s, "far future", 1)
         near = flood(eng, ctl, args.bundles, 30.0, "30 s ahead", 2)

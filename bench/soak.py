@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
+import udp  # noqa: E402
 from earengine.osc.wire import decode_packet, encode_message  # noqa: E402
 from earengine.control.osc import udp_drops
 from earengine.process import EngineProcess  # noqa: E402
@@ -107,38 +108,18 @@ def slope_mb_per_10min(samples: list[tuple[float, float]]) -> float:
     return float(np.polyfit(t[ok], m[ok], 1)[0] * 10.0)
 
 
-class StreamReceiver:
+class StreamReceiver(udp.Listener):
     """A UDP port that counts the stream's datagrams and its frames (``/stream/phase`` messages)."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
         self.datagrams = 0
         self.frames = 0
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    @property
-    def dest(self) -> str:
-        return "127.0.0.1:%d" % self.sock.getsockname()[1]
-
-    def _run(self) -> None:
-        while not self._stop:
-            try:
-                data = self.sock.recv(65536)
-            except (socket.timeout, OSError):
-                continue
-            self.datagrams += 1
-            if b"/stream/phase" in data:
-                self.frames += 1
-
-    def close(self) -> None:
-        self._stop = True
-        self._thread.join(timeout=2)
-        self.sock.close()
+    def datagram(self, data: bytes) -> None:
+        self.datagrams += 1
+        if b"/stream/phase" in data:
+            self.frames += 1
 
 
 class Control:
@@ -151,9 +132,7 @@ class Control:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.05)
-        self.ask_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.ask_sock.bind(("127.0.0.1", 0))
-        self.ask_sock.settimeout(0.2)
+        self.asker = udp.Asker(address)
         self.sent = 0
         self.syncs_sent = 0
         self.synced = 0
@@ -199,19 +178,7 @@ class Control:
 
     def ask(self, address: str, *args, reply: str, wait_s: float = 5.0):
         with self._lock:
-            self.ask_sock.sendto(encode_message(address, args), self.address)
-            end = time.monotonic() + wait_s
-            while time.monotonic() < end:
-                try:
-                    data = self.ask_sock.recv(65536)
-                except socket.timeout:
-                    continue
-                for _, got, got_args in decode_packet(data):
-                    if got == reply:
-                        return got_args
-                    if got == "/fail":
-                        raise SystemExit(f"{address}: {got_args}")
-        return None
+            return self.asker.ask(address, *args, reply=reply, wait_s=wait_s)
 
     def counts(self) -> dict:
         args = self.ask("/counts", reply="/counts.reply") or ()
@@ -222,7 +189,7 @@ class Control:
         for t in self._threads:
             t.join(timeout=2)
         self.sock.close()
-        self.ask_sock.close()
+        self.asker.sock.close()
 
 
 @contextmanager

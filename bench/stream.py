@@ -16,10 +16,8 @@ The peer is python-osc: the same frame (same chunks of at most 1,400 bytes) buil
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import sys
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -27,6 +25,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import udp  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,24 +40,15 @@ def ear_shapes(model: Path, n_samples: int) -> dict:
     return {t: (s[0], s[1] if len(s) == 3 else 1, s[-1]) for t, s in ear.tap_shapes(n_samples).items()}
 
 
-class Receiver:
-    def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
-        self.raw: list = []
-        self.stop = False
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
+class Receiver(udp.Listener):
+    """Every datagram with its arrival (wall clock)."""
 
-    def run(self) -> None:
-        while not self.stop:
-            try:
-                data = self.sock.recv(65536)
-            except socket.timeout:
-                continue
-            self.raw.append((time.time(), data))
+    def __init__(self) -> None:
+        self.raw: list = []
+        super().__init__()
+
+    def datagram(self, data: bytes) -> None:
+        self.raw.append((time.time(), data))
 
 
 def analyse(raw, taps) -> tuple[int, list, float]:
@@ -135,15 +127,14 @@ def main(argv=None) -> int:
         pos = Position(time.time(), 0.0, loop_s, key=1, acts=ActivationSet(1, 1, 0.0, acts))
         rx = Receiver()
         with StreamHub(registry, position=lambda: pos) as hub:
-            hub.add(f"127.0.0.1:{rx.sock.getsockname()[1]}")
+            hub.add(rx.dest)
             time.sleep(0.5)
             rx.raw.clear()
             t0 = time.time()
             time.sleep(args.seconds)
             elapsed = time.time() - t0
             late = hub.counts["late"]
-        rx.stop = True
-        rx.thread.join()
+        rx.close()
         n, lags, dpf = analyse(rx.raw, acts)
         lags_ms = sorted(1000 * x for x in lags)
         p99 = lags_ms[int(0.99 * (len(lags_ms) - 1))] if lags_ms else float("nan")

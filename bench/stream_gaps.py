@@ -18,46 +18,32 @@ the share while dreaming should be that while holding. The last line is the rati
 from __future__ import annotations
 
 import argparse
-import socket
 import sys
-import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+import udp  # noqa: E402
+from earengine.osc.wire import decode_packet  # noqa: E402
 
 
-class Receiver:
+class Receiver(udp.Listener):
     """A UDP socket on loopback that counts frames and the frames with activations, on a thread."""
 
     def __init__(self) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.1)
         self.frames: set[int] = set()
         self.with_acts: set[int] = set()
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__()
 
-    @property
-    def dest(self) -> str:
-        return "127.0.0.1:%d" % self.sock.getsockname()[1]
-
-    def _run(self) -> None:
-        from earengine.osc.wire import decode_packet
-
-        while not self._stop:
-            try:
-                data = self.sock.recv(65536)
-            except (socket.timeout, OSError):
-                continue
-            for _, address, args in decode_packet(data):
-                if address == "/stream/phase":
-                    self.frames.add(args[0])
-                elif address.startswith("/stream/act/"):
-                    self.with_acts.add(args[0])
+    def datagram(self, data: bytes) -> None:
+        for _, address, args in decode_packet(data):
+            if address == "/stream/phase":
+                self.frames.add(args[0])
+            elif address.startswith("/stream/act/"):
+                self.with_acts.add(args[0])
 
     def count(self, seconds: float) -> tuple[int, int]:
         """Frames, and frames with activations, that arrive over the next ``seconds``."""
@@ -66,14 +52,8 @@ class Receiver:
         frames = set(self.frames) - frames0
         return len(frames), len((set(self.with_acts) - acts0) & frames)
 
-    def close(self) -> None:
-        self._stop = True
-        self._thread.join(timeout=1)
-        self.sock.close()
-
 
 def main(argv=None) -> int:
-    from earengine.osc.wire import decode_packet, encode_message
     from earengine.process import EngineProcess
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -91,20 +71,13 @@ def main(argv=None) -> int:
         run += ["--ear", args.model]
     for value in args.set:
         run += ["--set", value]
-    osc = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    osc.bind(("127.0.0.1", 0))
     rx = Receiver()
     with EngineProcess(run, ready_s=60.0) as engine:
-        def send(address: str, *values) -> None:
-            osc.sendto(encode_message(address, values), engine.address)
+        osc = udp.Asker(engine.address)
+        send = osc.send
 
-        def ask(address: str, reply: str, *values, timeout_s: float = 2.0) -> tuple:
-            send(address, *values)
-            osc.settimeout(timeout_s)
-            while True:
-                for _, got, params in decode_packet(osc.recv(65536)):
-                    if got == reply:
-                        return tuple(params)
+        def ask(address: str, reply: str, *values) -> tuple:
+            return tuple(osc.need(address, *values, reply=reply, wait_s=2.0))
 
         send("/stream/add", rx.dest)
         deadline = time.monotonic() + args.ready
@@ -126,7 +99,7 @@ def main(argv=None) -> int:
         held = rx.count(args.seconds)
         send("/stream/remove", "all")
     rx.close()
-    osc.close()
+    osc.sock.close()
     shares = []
     for label, (frames, acts) in (("dreaming", dreaming), ("held", held)):
         share = acts / frames if frames else 0.0
