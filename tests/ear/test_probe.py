@@ -16,11 +16,17 @@ from earengine.resources import DEFAULT_EAR as DEFAULT
 from tests.helpers.errors import one_line
 
 
-def test_probe_runs_end_to_end_and_prints_three_rows(tmp_path):
+def small_ear(path, data=None):
+    """A small untrained ear (seed 0) saved at ``path``, as if trained on ``data`` (a corpus's
+    description; none by default)."""
     ear, head = build_ear(EarConfig.preset("small", width=1 / 64), seed=0)
+    save_ear(path, ear.eval(), head, info={"data": data or {"kind": "none"}, "training": {"seed": 0}})
+    return path
+
+
+def test_probe_runs_end_to_end_and_prints_three_rows(tmp_path):
     corpus = SyntheticCorpus(n_tracks=3, seed=1, track_duration_s=30.0)
-    path = tmp_path / "ear"
-    save_ear(path, ear.eval(), head, info={"data": corpus.describe(), "training": {"seed": 0}})
+    path = small_ear(tmp_path / "ear", corpus.describe())
     loaded = load_ear(path)
     config = ProbeConfig(clips_per_track=2, steps=5, batch_size=4)
     result = run_probe(loaded, corpus, config, stream=open("/dev/null", "w"), cache_dir=tmp_path / "cache")
@@ -38,10 +44,8 @@ def test_probe_runs_end_to_end_and_prints_three_rows(tmp_path):
 
 
 def test_probe_is_deterministic_and_its_cache_gives_the_same_table(tmp_path):
-    ear, head = build_ear(EarConfig.preset("small", width=1 / 64), seed=0)
     corpus = SyntheticCorpus(n_tracks=3, seed=2, track_duration_s=30.0)
-    path = tmp_path / "ear"
-    save_ear(path, ear.eval(), head, info={"data": corpus.describe(), "training": {"seed": 0}})
+    path = small_ear(tmp_path / "ear", corpus.describe())
     config = ProbeConfig(clips_per_track=2, steps=5, batch_size=4)
     quiet = open("/dev/null", "w")
     cold = run_probe(load_ear(path), corpus, config, stream=quiet, cache_dir=tmp_path / "a")
@@ -69,8 +73,7 @@ def test_composer_probe_trains_on_some_works_and_tests_on_others(tmp_path):
             m.add_track({"out": out, "label": c, "work": f"{c}/w{w}", "split": split, "duration_s": 8.0,
                          "sha256": f"{c}{w}"})
     m.save(folder)
-    ear, head = build_ear(EarConfig.preset("small", width=1 / 64), seed=0)
-    save_ear(tmp_path / "ear", ear.eval(), head, info={"data": {"kind": "none"}, "training": {"seed": 0}})
+    small_ear(tmp_path / "ear")
     loaded = load_ear(tmp_path / "ear")
     config = ProbeConfig(clips_per_composer=4, steps=20, batch_size=4)
     probe_set = composer_set(folder, loaded.ear.scaleogram, config, cache_dir=tmp_path / "cache")
@@ -271,10 +274,8 @@ def test_track_clips_of_each_split_come_from_where_it_says(split):
 
 
 def test_random_split_probe_runs_end_to_end_and_is_kept_beside_the_held_out_one(tmp_path):
-    ear, head = build_ear(EarConfig.preset("small", width=1 / 64), seed=0)
     corpus = SyntheticCorpus(n_tracks=3, seed=1, track_duration_s=30.0)
-    path = tmp_path / "ear"
-    save_ear(path, ear.eval(), head, info={"data": corpus.describe(), "training": {"seed": 0}})
+    path = small_ear(tmp_path / "ear", corpus.describe())
     config = ProbeConfig(clips_per_track=2, steps=5, batch_size=4)
     quiet = open("/dev/null", "w")
     results = {split: run_probe(load_ear(path), corpus, config, stream=quiet, cache_dir=tmp_path / "cache",
@@ -301,8 +302,7 @@ def test_cli_probes_composers_with_clips_split_at_random(tmp_path, capsys):
     from earengine.cli import main
 
     folder = two_composers(tmp_path / "composers")
-    ear, head = build_ear(EarConfig.preset("small", width=1 / 64), seed=0)
-    save_ear(tmp_path / "ear", ear.eval(), head, info={"data": {"kind": "none"}, "training": {"seed": 0}})
+    small_ear(tmp_path / "ear")
     args = ["probe", "--model", str(tmp_path / "ear"), "--task", "composers", "--data", str(folder),
             "--clips-per-composer", "2", "--steps", "3"]
     assert main(args + ["--split", "random", "--write"]) == 0
