@@ -48,7 +48,7 @@ def test_every_parameter_appears_with_its_type_range_value_and_unit():
     for cmd in registry.commands.values():
         leaf = found[cmd.address]
         assert leaf["ACCESS"] == 0 and "VALUE" not in leaf and leaf.get("TYPE", "") == cmd.typetags
-    assert found["/opt/reset"]["RANGE"][0] == {"VALS": ["silence", "noise", "file", "current"]}
+    assert found["/opt/reset"]["RANGE"][0] == {"VALS": ["silence", "noise", "file", "current", "input"]}
     # containers: one per namespace, each holding its own addresses
     assert tree["CONTENTS"]["stream"]["FULL_PATH"] == "/stream"
     assert set(tree["CONTENTS"]["stream"]["CONTENTS"]) >= {"fps", "layers", "add", "remove"}
