@@ -18,7 +18,7 @@ from earengine.sonify.mapping import CURVES, LOUDNESS, VOICINGS
 from earengine.sonify.timbre import WAVE_HARMONICS
 
 torch = pytest.importorskip("torch")
-from earengine.optvis.dream import OPTIMIZERS  # noqa: E402
+from earengine.optvis.dream import OPTIMIZERS, STEP_CONTROLS  # noqa: E402
 from earengine.optvis.param import FACTORIES  # noqa: E402
 
 #: address -> the table its consumer dispatches through.
@@ -32,6 +32,7 @@ TABLES = {
     "/son/division": DIVISIONS,
     "/opt/param": FACTORIES,
     "/opt/algorithm": OPTIMIZERS,
+    "/opt/step": STEP_CONTROLS,
     "/grid/key": dict.fromkeys(NOTE_NAMES),
     "/grid/scale": {s: SCALES[s] for s in SCALES if s != "off"},
     "/grid/division": {d: DIVISIONS[d] for d in DIVISIONS if d != "off"},

@@ -98,15 +98,22 @@ def test_lr_1_turns_to_nan_and_the_cue_sounds_not_nan_audio(sgd_runs):
 
 def test_large_batch_lr_1_explodes_then_stays_nan(tmp_path, digits):
     """The seed's 'lr 1.0, batch 256' run with the default seed: norms explode within a few steps,
-    then the gradients are NaN to the end (the cue repeats), and the audio stays finite."""
+    then the run never has a healthy gradient again, and the audio stays finite.
+
+    What follows the explosion rides a chaotic trajectory, so it depends on the processor's float
+    kernels (oneDNN's AVX2 kernels keep the gradients NaN, its AVX-512 and SSE4.1 kernels leave an
+    inf and then dead ReLUs): every later step has a layer that cues NaN or a dead one (norm 0)."""
     config = DemoConfig(optimizer="sgd", lr=1.0, batch_size=256, steps=14)
     result, audio = render(tmp_path, config)
     norms = result.norms
     assert result.first_bad_step is not None and result.first_bad_step <= 10
     finite_before = norms[: result.first_bad_step]
     assert finite_before.max() > 1e3 * finite_before[0].max()  # it exploded first
-    assert not np.isfinite(norms[result.first_bad_step :]).all(axis=1).any()  # never finite again
-    assert all(t.nan for t in result.targets[result.first_bad_step :])
+    after = norms[result.first_bad_step:]
+    cue = ~np.isfinite(after).all(axis=1)
+    dead = (after == 0).any(axis=1)
+    assert np.all(cue | dead), after  # never a healthy gradient again
+    assert all(t.nan for t, bad in zip(result.targets[result.first_bad_step:], cue) if bad)
     assert np.all(np.isfinite(audio))
 
 
