@@ -51,7 +51,7 @@ def test_load_play_save_round_trip(engine, peer, tmp_path):
 def test_status_gives_the_bar_and_the_beat_within_it(engine, peer):
     engine.audio.render(int(5.5 * 0.5 * SR))  # 5.5 beats at 120 BPM in 4/4: bar 2, halfway through beat 2
     _, args = peer.ask("/status", reply="/status.reply")
-    assert len(args) == 9 and args[6] == 2 and args[7] == pytest.approx(2.5, abs=0.05)
+    assert len(args) == 10 and args[6] == 2 and args[7] == pytest.approx(2.5, abs=0.05)
     assert args[8] == 0  # xruns, last as before
 
 

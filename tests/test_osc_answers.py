@@ -15,7 +15,8 @@ from earengine.params.catalog import COMMANDS
 #: Commands whose work needs an ear (a dreaming engine): this engine has none, so they are refused
 #: with the reason; their /done is checked where a dream runs (tests/optvis/test_dream_engine.py,
 #: test_grid_engine.py) and comes from the same place as every other command's (OscRouter.answer).
-NEEDS_AN_EAR = {"/opt/reset", "/reg/reference", "/loop/save_midi", "/stream/layout"}
+#: Commands this engine (no ear, no worker, no --input) refuses with /fail: checked that they do.
+NEEDS_AN_EAR = {"/opt/reset", "/reg/reference", "/loop/save_midi", "/stream/layout", "/loop/capture"}
 
 
 def walk(tmp_path, stream_dest: str) -> list[tuple[str, tuple]]:
@@ -37,6 +38,7 @@ def walk(tmp_path, stream_dest: str) -> list[tuple[str, tuple]]:
         ("/midi/bindings", ()), ("/midi/ports", ()),
         ("/stream/add", (stream_dest,)), ("/stream/list", ()), ("/stream/layout", ()),
         ("/stream/remove", (stream_dest,)), ("/loop/save_midi", (str(tmp_path / "loop.mid"),)), ("/counts", ()),
+        ("/loop/capture", (1,)),
     ]
 
 

@@ -90,15 +90,18 @@ def bar_frames(midi: list[tuple[int, bytes]], *, after_frame: int = 0) -> np.nda
 
 
 def assert_on_the_bars(errors_ms: np.ndarray, *, tight_ms: float, what: str) -> None:
-    """Loop starts on their bar lines: all but one within ``tight_ms`` and within 3 ms (Link's
-    own bar for being in time), and that one within 10 ms. The player puts a loop's first sample
-    on the line inside the audio buffer; a buffer edge alone would miss it by anything up to
-    2.9 ms at 256 frames, and seldom come this close this often. One start may be off by a cycle
-    that a busy machine stretched (the test's own engine, peer, JACK server and recorder share two
-    cores): the audio and the recorder each map JACK's time from when their callbacks run, and
-    see such a cycle at different moments. ``bench/clock_accuracy.py`` measures the distribution
-    (p99) on a quiet machine."""
+    """Loop starts on their bar lines: their median within ``tight_ms`` (at least 1 ms), all but
+    one within 3 ms (Link's own bar for being in time), and that one within 10 ms.
+
+    The player puts a loop's first sample on the line inside the audio buffer; a buffer edge alone
+    would miss it by anything up to 2.9 ms at 256 frames (a median near 1.5 ms), so the median
+    tells the two apart. Single starts may be off by a millisecond or two where a busy machine
+    stretched a cycle: the tests' JACK dummy server runs without real-time priority, and its
+    engine, peer and recorder share two cores with the rest of the suite, each mapping JACK's time
+    from when its callback runs (seen: 1.4 and 1.6 ms on a fresh clone's run, the code of the last
+    release included). ``bench/clock_accuracy.py`` measures the distribution (p99) on a quiet
+    machine."""
     errors = np.sort(np.abs(np.asarray(errors_ms)))
     assert errors.size >= 2, f"{what}: only {errors.size} loop starts recorded"
-    good = errors[:-1]
-    assert np.all(good <= min(3.0, tight_ms)) and errors[-1] <= 10.0, f"{what} by {np.round(errors_ms, 2)} ms"
+    ok = (np.median(errors) <= max(1.0, tight_ms) and np.all(errors[:-1] <= 3.0) and errors[-1] <= 10.0)
+    assert ok, f"{what} by {np.round(errors_ms, 2)} ms"
