@@ -123,6 +123,7 @@ class Dreamer:
         #: :mod:`earengine.optvis.stepsize`).
         self.control: StepControl = STEP_CONTROLS[settings.get("/opt/step", "adaptive")]()
         self._kept = float("nan")  # the target score of the loop the last kept step left
+        self._heard: Optional[tuple] = None  # that loop (waveform, notes): what the engine plays
         self.n = 0
         self.configure(settings)
         self.reset("silence")
@@ -206,6 +207,7 @@ class Dreamer:
         groups = [{**g, "lr": lr * g["lr_scale"]} for g in self.param.groups()]
         self._optimizer = OPTIMIZERS[self.settings["/opt/algorithm"]](groups, lr=lr)
         self._last_good = self._tensors_copy()
+        self._heard = None
         self.control.bound(*self.param.bold)
 
     def _tensors(self) -> list:
@@ -231,7 +233,7 @@ class Dreamer:
 
         ``batch`` copies (default ``/opt/batch``); copy 0 is the loop as heard, which no transform
         touches, so ``batch=1`` is the loop without jitter or masks and draws no random numbers."""
-        loss, scores, view = self._evaluate(int(self.settings["/opt/batch"]) if batch is None else batch)
+        loss, scores, view, _ = self._evaluate(int(self.settings["/opt/batch"]) if batch is None else batch)
         return loss, scores.mean(), view
 
     def _evaluate(self, b: int):
@@ -269,7 +271,7 @@ class Dreamer:
             for weight, piece in self._penalties:
                 penalty = penalty + weight * piece(heard)
         loss = penalty - scores.mean()  # the one sign flip: objectives are maximised, the optimizer minimises
-        return loss, scores, view
+        return loss, scores, view, x
 
     def _cpc_loss(self, acts) -> Tensor:
         z, c = acts["enc.7"][:, :, 0, :], acts["ar.8"]
@@ -291,7 +293,7 @@ class Dreamer:
                 self._write(x + 3e-3 * torch.randn(x.shape, generator=self.generator).to(x.device))
                 self.control.restart()
         self._optimizer.zero_grad(set_to_none=True)
-        loss, scores, _ = self._evaluate(int(s["/opt/batch"]))
+        loss, scores, _, x = self._evaluate(int(s["/opt/batch"]))
         heard = float(scores[0].detach())  # the loop as it sounds: copy 0, untouched by the jitter
         penalty = float((loss + scores.mean()).detach())
         finite = bool(torch.isfinite(loss))
@@ -302,6 +304,7 @@ class Dreamer:
                              self.control.settled)
         self._kept = heard
         if finite:
+            self._hear(x)
             loss.backward()
             grads = [p.grad for p in self._tensors() if p.grad is not None]
             if grads and all(bool(torch.isfinite(g).all()) for g in grads):
@@ -342,14 +345,33 @@ class Dreamer:
         pass of the loop alone, no gradient): keep it if it scores at least the best kept so far,
         else go back to that one. Returns the target score of the loop kept. For a loop that leaves
         the dream for good (a rendered file); a running dream judges each loop at its next step."""
-        loss, scores, _ = self._evaluate(1)
+        loss, scores, _, x = self._evaluate(1)
         heard = float(scores[0])
         if self.control.judge(heard - float(loss + scores.mean())):
             self._kept = heard
+            self._hear(x)
             self._last_good = self._tensors_copy()
         else:
             self._restore(self._last_good)
         return self._kept
+
+    def _hear(self, x: Tensor) -> None:
+        """Keep the loop just judged worth keeping, and its notes: what the engine is given to play
+        (a step's result is only heard once the next step has judged it)."""
+        self._heard = (x.detach().clone(), self.param.pattern(self.settings))
+
+    def heard_tensor(self) -> Tensor:
+        """The loop the dream last kept (the current one before any step has been judged): what
+        to play and to stream, never a step about to be taken back."""
+        return self._heard[0] if self._heard is not None else self.waveform_tensor().detach()
+
+    def heard(self) -> np.ndarray:
+        """:meth:`heard_tensor` as float32 in [-1, 1]."""
+        return self.heard_tensor().clamp(-1, 1).cpu().numpy().astype(np.float32)
+
+    def heard_pattern(self):
+        """The notes of :meth:`heard_tensor`'s loop (grid only, else None)."""
+        return self._heard[1] if self._heard is not None else self.pattern()
 
     def _restore(self, tensors: list) -> None:
         with torch.no_grad():

@@ -167,7 +167,7 @@ class ActivationPublisher:
         size; the engine then makes a larger one), else None.
         """
         context = max(1, int(dreamer.settings.get("/opt/context", 1)))
-        acts = loop_activations(dreamer.ear, dreamer.waveform_tensor().detach(), context=context)
+        acts = loop_activations(dreamer.ear, dreamer.heard_tensor(), context=context)
         shapes = {t: a.shape for t, a in acts.items()}
         # the mask changes only with the target (or the loop's length): worth keeping
         mask_key = (str(dreamer.objective), tuple(sorted(shapes.items())))

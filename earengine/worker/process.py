@@ -203,7 +203,7 @@ def dream(dreamer, inbox, outlet: Outlet, *, alive: Callable[[], bool] = lambda:
 
 def _publish(outlet: Outlet, streaming: bool, dreamer, stats, recent: list) -> None:
     """The loop, its activations (while streams ask for them) and its notes, if it is finite."""
-    samples = dreamer.waveform()
+    samples = dreamer.heard()  # the loop kept, never a step the next one takes back
     if not (stats.finite and np.all(np.isfinite(samples))):
         outlet.beat()
         return
@@ -269,7 +269,7 @@ class _Inbox:
 def _publish_pattern(dreamer, stats, outlet: Outlet) -> None:
     """The loop's notes (grid only), before the loop: the engine pairs them by step."""
     try:
-        pattern = dreamer.pattern()
+        pattern = dreamer.heard_pattern()
     except Exception as exc:  # notes are a view of the loop: never let them stop the dream
         outlet.say(WorkerError(f"notes not published: {exc}".splitlines()[0]))
         return

@@ -219,7 +219,7 @@ class WireOutlet(Outlet):
 
         try:
             context = max(1, int(dreamer.settings.get("/opt/context", 1)))
-            acts = loop_activations(dreamer.ear, dreamer.waveform_tensor().detach(), context=context)
+            acts = loop_activations(dreamer.ear, dreamer.heard_tensor(), context=context)
             acts = {t: (a if a.ndim == 3 else a[:, None, :]) for t, a in acts.items()}
             shapes = {t: a.shape for t, a in acts.items()}
             key = (str(dreamer.objective), tuple(sorted(shapes.items())))

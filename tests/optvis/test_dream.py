@@ -303,3 +303,22 @@ def test_a_target_beyond_the_taps_channels_is_refused_at_configure(ear):
     with pytest.raises(ParameterError):
         d.configure({"/target/spec": f"enc.2:0@999"})
     assert d.settings["/target/spec"] == ""
+
+
+def test_the_loop_given_to_play_is_one_the_dream_kept(ear):
+    # A step's result is heard only once the next step has judged it: a step that is taken back
+    # never reaches the engine (it would play for a whole bar).
+    d = Dreamer(ear, {**settings(), "/target/spec": "enc.2"})
+    d.reset("noise")
+    start = d.waveform()
+    np.testing.assert_array_equal(d.heard(), start)  # nothing judged yet: the loop as it is
+    kept = d.step()  # judges the start (kept), then steps to a loop not yet judged
+    np.testing.assert_array_equal(d.heard(), start)
+    candidate = d.waveform()
+    assert not np.array_equal(candidate, start)
+    second = d.step()
+    if d.control.taken_back:
+        np.testing.assert_array_equal(d.heard(), start)
+    else:
+        np.testing.assert_array_equal(d.heard(), candidate)
+    assert second.target >= kept.target
