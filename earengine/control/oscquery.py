@@ -297,6 +297,8 @@ class OscQueryServer:
         allow_origins = [parse_origin(o) for o in allow_origins]  # a bad one: before the port is taken
         try:
             self.server = serve(self._ws, host, port, process_request=self._request, compression=None,
+                                # every handshake and request passes _request: Host, and Origin
+                                # against the engine's own page and allow_origins
                                 max_size=2 ** 16, close_timeout=1, server_header="earengine",
                                 logger=websocket_log())
         except OSError as exc:

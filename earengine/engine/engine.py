@@ -213,7 +213,7 @@ class Engine:
                 self.notes_out.queue(pattern)
 
         if self.config.worker is not None:  # on another machine (earengine worker --listen there)
-            from earengine.worker.remote import RemoteSupervisor
+            from earengine.worker.remote_supervisor import RemoteSupervisor
             from earengine.worker.wire import parse_endpoint
 
             host, port = parse_endpoint(self.config.worker, "--worker")

@@ -111,6 +111,7 @@ class WebSocketStreams:
         allow_origins = [parse_origin(o) for o in allow_origins]  # a bad one: before the port is taken
         try:
             self.server = serve(self._handle, host, port, compression=None, max_size=2 ** 16, close_timeout=1,
+                                # every handshake passes _request: Host, and Origin against allow_origins
                                 logger=websocket_log(), process_request=self._request)
         except OSError as exc:
             raise EarEngineError(f"cannot listen for stream WebSockets on {host}:{port}: {exc.strerror}; "
