@@ -22,6 +22,7 @@ from earengine.control.jobs import JobQueue
 from earengine.control.osc import OscRouter, OscServer
 from earengine.control.oscquery import OscQueryServer
 from earengine.engine.config import BESIDE_OSCQUERY, EngineConfig
+from earengine.engine.offline import wait_for_first_loop
 from earengine.errors import EarEngineError, ParameterError
 from earengine.files import user_dir
 from earengine.listen.service import Listening
@@ -544,28 +545,6 @@ class Engine:
         return (worker, int(step), float(rate), float(loss), int(self.player.loops_started), float(clock.bpm),
                 int(bar) + 1, float(beat) + 1.0, int(self.audio.xruns), float(settled))
 
-    def _first_loop(self) -> None:
-        """Offline, wait (in wall time) until a loop is queued before rendering anything.
-
-        Offline audio runs ahead of the clock, so without this ``--duration 10`` would be over in a
-        second, before the dream had made its first loop: ten seconds of silence. The dream's first
-        loop comes after the worker has loaded the ear and taken a step; a dream that makes none
-        within the supervisor's hang time, or no dream and no loop, is said in one line."""
-        self.jobs.drain()  # a --loop or /loop/load given at the start
-        if self.player.current is not None or self.player.pending:
-            return
-        if self.dream is None:
-            self.say("offline: nothing to play (no --loop and no dream): the recording is silent")
-            return
-        self.say("offline: waiting for the dream's first loop before rendering")
-        deadline = time.monotonic() + self.dream.hang_s
-        while not self.player.pending and self.player.current is None:
-            if self.dream.state == "failed" or time.monotonic() > deadline:
-                self.say(f"offline: the dream made no loop ({self.dream.state}): the recording is silent")
-                return
-            time.sleep(0.05)  # the supervisor delivers the worker's loops every 50 ms
-            self.jobs.drain()
-
     def status_line(self) -> str:
         clock = self.player.clock
         bar = int(clock.bar_position)
@@ -593,12 +572,12 @@ class Engine:
         """Serve until interrupted (or for ``duration_s``), printing a status line now and then.
 
         In offline mode the audio is rendered as fast as possible for ``duration_s``, from the
-        first loop there is to hear (see :meth:`_first_loop`).
+        first loop there is to hear (see :func:`earengine.engine.offline.wait_for_first_loop`).
         """
         if self.audio.mode == "offline":
             if duration_s is None:
                 raise ParameterError("--audio offline needs --duration")
-            self._first_loop()
+            wait_for_first_loop(self)
             step = int(self.audio.sr * 0.1)
             for _ in range(int(duration_s / 0.1)):
                 self.jobs.drain()
