@@ -17,6 +17,8 @@ worker starts them), for ``--steps`` steps each. Measured, per parameterization:
   first); the goal: grid's at least half of raw's;
 - **specificity**: with ``/target/specificity 1``, one seed: the median rise of the targeted
   channels and of the rest of the tap (mean normalised activation); the goal: targeted >= 2 × rest;
+- **plateau**: per target, the mean over seeds of where the dream settled: the mean target score
+  of the loops kept by its last :data:`PLATEAU_STEPS` steps (the objective on the clean loop, as heard);
 - **identification**: the 8 targets told apart from the loops of the dreams' last third
   (``--snapshots``) by a logistic regression on standard audio features (MFCC means and spreads,
   chroma, centroid, bandwidth, roll-off, flatness, zero crossings, loudness), leave-one-seed-out:
@@ -52,6 +54,8 @@ from earengine.params import default_registry, parse_sets  # noqa: E402
 
 PARAMS = ("raw", "spectral", "grid")
 SR = 44100
+#: Steps whose kept loops' mean score is a dream's plateau.
+PLATEAU_STEPS = 10
 N_FFT, HOP = 2048, 512
 
 
@@ -142,21 +146,23 @@ def organisation(x: np.ndarray, bpm: float) -> tuple[float, float]:
 # -- dreaming --------------------------------------------------------------------------------
 def dream(loaded, settings: dict, steps: int, snapshots: int = 1):
     """Dream ``steps`` steps; returns the dreamer, first and last clean score, first and last view,
-    the seconds the steps took, and the loops heard at the last ``snapshots`` of ``snapshots``
-    evenly spaced points of the last third (the final loop last)."""
+    the seconds the steps took, the loops heard at the last ``snapshots`` of ``snapshots``
+    evenly spaced points of the last third (the final loop last), and the plateau (the mean score
+    of the loops kept by the last :data:`PLATEAU_STEPS` steps)."""
     d = Dreamer(loaded.ear, settings, stats=loaded.stats, cpc=loaded.cpc)
     d.reset("noise")  # as the worker starts
     _, first, view0 = d.clean()
     at = {steps - k * max(1, steps // (3 * snapshots)) for k in range(snapshots)}
-    loops = []
+    loops, kept = [], []
     t0 = time.perf_counter()
     for i in range(1, steps + 1):
-        d.step()
+        kept.append(d.step().target)
         if i in at:
             loops.append(d.waveform())
     seconds = time.perf_counter() - t0
     _, last, view1 = d.clean()
-    return d, float(first), float(last), view0, view1, seconds, loops
+    tail = [k for k in kept[-PLATEAU_STEPS:] if np.isfinite(k)]
+    return d, float(first), float(last), view0, view1, seconds, loops, float(np.mean(tail)) if tail else float("nan")
 
 
 def main() -> int:
@@ -198,10 +204,12 @@ def main() -> int:
     params = [p for p in args.params.split(",") if p]
     for param in params:
         xs, labels, groups, flats, rises, secs = [], [], [], [], [], []
+        plateaus: dict = {}
         for ti, target in enumerate(targets):
             for seed in range(seeds):
                 s = {**base, "/opt/param": param, "/target/spec": target, "/opt/seed": seed}
-                d, first, last, _, _, seconds, loops = dream(loaded, s, steps, args.snapshots)
+                d, first, last, _, _, seconds, loops, plateau = dream(loaded, s, steps, args.snapshots)
+                plateaus.setdefault(target, []).append(plateau)
                 x = loops[-1]
                 for heard in loops:  # successive loops of one dream: one seed, one group
                     xs.append(heard), labels.append(ti), groups.append(seed)
@@ -209,7 +217,7 @@ def main() -> int:
         hits, rests = [], []
         for target in () if args.no_specificity else targets:
             s = {**base, "/opt/param": param, "/target/spec": target, "/opt/seed": 0, "/target/specificity": 1.0}
-            d, _, _, v0, v1, _, _ = dream(loaded, s, steps)
+            d, _, _, v0, v1, *_ = dream(loaded, s, steps)
             hit, rest = split_rise(d.objective, v0, v1)
             hits.append(hit), rests.append(rest)
         r = {
@@ -220,6 +228,8 @@ def main() -> int:
             "target_rise": statistics.median(hits) if hits else float("nan"),
             "rest_rise": statistics.median(rests) if rests else float("nan"),
             "identification": identification(xs, labels, groups),
+            "plateau": {t: statistics.mean(v) for t, v in plateaus.items()},
+            "rises": rises,
         }
         results[param] = r
         if args.save_audio:
@@ -228,6 +238,8 @@ def main() -> int:
         print(f"{param:9s} flatness {r['flatness']:.2g} (max {r['flatness_max']:.2g}) after {steps} steps "
               f"({r['seconds']:.1f} s) | rise {r['rise']:+.4f} | specificity: targeted {r['target_rise']:+.4f}, "
               f"rest {r['rest_rise']:+.4f} | identification {100 * r['identification']:.0f} %", flush=True)
+        print(f"{param:9s} plateau per target: "
+              + ", ".join(f"{t.split(':')[-1]} {v:.4f}" for t, v in r["plateau"].items()), flush=True)
 
     org = {}
     for tap in () if args.no_organisation else (args.low, args.high):
@@ -241,21 +253,22 @@ def main() -> int:
         print(f"organisation of raw dreams of {tap:6s}: onset periodicity at 1/2/4 beats {org[tap][0]:+.3f}, "
               f"modulation below 4 Hz {100 * org[tap][1]:.0f} %")
 
+    if args.json:
+        Path(args.json).write_text(json.dumps({"results": results, "organisation": org, "steps": steps,
+                                               "seeds": seeds, "targets": targets, "model": args.model,
+                                               "settings": args.set}, indent=2))
     if not {"grid", "raw"} <= set(results) or not org:
         return 0
     g, raw = results["grid"], results["raw"]
     ratio_rise = g["rise"] / raw["rise"] if raw["rise"] else float("nan")
     spec_ratio = {p: (r["target_rise"] / r["rest_rise"] if r["rest_rise"] > 0 else float("inf"))
                   for p, r in results.items()}
-    if args.json:
-        Path(args.json).write_text(json.dumps({"results": results, "organisation": org, "steps": steps,
-                                               "seeds": seeds, "targets": targets, "model": args.model}, indent=2))
     print("ratios:")
     print(f"  flatness raw / grid: {raw['flatness'] / max(g['flatness'], 1e-12):.3g} (grid {g['flatness']:.2g}, raw "
           f"{raw['flatness']:.2g}; goal grid <= 0.05 within 30 s of dreaming: "
           f"{'met' if g['flatness'] <= 0.05 and g['seconds'] <= 30 else 'not met'})")
     print(f"  activation rise grid / raw: {ratio_rise:.2f} (goal >= 0.5: {'met' if ratio_rise >= 0.5 else 'not met'})")
-    for p in PARAMS:
+    for p in (p for p in PARAMS if p in results):
         ok = results[p]["target_rise"] > 0 and (results[p]["target_rise"] >= 2 * results[p]["rest_rise"])
         print(f"  specificity {p}: targeted / rest rise {spec_ratio[p]:.2f} (goal >= 2: {'met' if ok else 'not met'}); "
               f"identification {100 * results[p]['identification']:.0f} % (goal >= 95 %)")
