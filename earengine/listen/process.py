@@ -1,15 +1,18 @@
 """The listener process: the ear on the last seconds of the input, over and over (spawned).
 
-:func:`listener_main` loads the ear, then, while ``/listen/run`` is on, takes the newest
-receptive field of input from the :class:`~earengine.listen.ring.InputRing` each time at least
-one scaleogram hop has come in, runs the ear on it and publishes every tap's activation over
-that window to an :class:`~earengine.streams.activations.ActivationBuffer` (the set's ``loss``
-slot carries the wall-clock time the window's last sample was heard). It runs niced, on one torch
+:func:`listener_main` loads the ear, then, while ``/listen/run`` is on, hears the input in the
+:class:`~earengine.listen.ring.InputRing` each time a whole scaleogram hop has come in, on the
+ear's hop grid (counted from the ring's first sample): a
+:class:`~earengine.listen.streaming.StreamingEar` computes only what that hop changes and gives
+every tap over the newest 16 hops, which go to an
+:class:`~earengine.streams.activations.ActivationBuffer` (the set's ``loss`` slot carries the
+wall-clock time the hop's last sample was heard). Hops that came while it worked are heard
+together by the next one (the streams' live frame spans them). It runs niced, on one torch
 thread: the audio and the dreaming worker come first. torch is imported inside the function, so
 the engine process, which names this entry point, stays free of it.
 
 Messages (plain tuples): in ``("run", bool)``, ``("acts", buffer name)``, ``("stop",)``; out
-``("ready", taps, window_s, floats)``, ``("forwards", [ms, …])`` (how long the ear's forwards took,
+``("ready", taps, window_s, floats)``, ``("forwards", [ms, …])`` (how long each hop's hearing took,
 about once a second) and ``("error", text, fatal)``.
 """
 
@@ -25,12 +28,10 @@ from earengine.listen.ring import InputRing
 from earengine.stops import ignore_stop_signals
 from earengine.streams.activations import ActivationBuffer
 
-__all__ = ["listener_main", "NICE", "MAX_WINDOW_S"]
+__all__ = ["listener_main", "NICE"]
 
 #: How much nicer than the engine the listener runs.
 NICE = 10
-#: The longest window heard at once, whatever the ear's receptive field.
-MAX_WINDOW_S = 6.0
 #: Seconds between two reports of the forwards' times.
 REPORT_S = 1.0
 
@@ -46,26 +47,26 @@ def listener_main(model: str, ring_name: str, inbox, outbox, threads: int = 1) -
     import torch
 
     from earengine.ear.checkpoint import load_ear
+    from earengine.listen.streaming import StreamingEar
     from earengine.streams.frames import as_3d
 
     torch.set_num_threads(max(1, int(threads)))
     ring = InputRing(name=ring_name)
     acts = None
     try:
-        ear = load_ear(model).ear
-        sr = int(ear.scaleogram.config.sr)
-        hop = int(ear.hop_length)
-        n_window = min(int(ear.receptive_field_frames()) * hop, int(MAX_WINDOW_S * sr))
-        taps = tuple(ear.tap_names())
-        with torch.no_grad():
-            probe = ear(torch.zeros(1, n_window))
+        streaming = StreamingEar(load_ear(model).ear)
+        sr, hop = int(streaming.ear.scaleogram.config.sr), streaming.hop
+        taps = streaming.taps
+        probe = streaming.hear(torch.zeros(1, streaming.tail_samples), 0,
+                               lambda n: torch.zeros(1, n))
         floats = sum(int(np.prod(a.shape)) for a in probe.values())
-        outbox.put(("ready", taps, n_window / sr, floats))
+        streaming = StreamingEar(streaming.ear)  # forget the probe's silence
+        outbox.put(("ready", taps, streaming.window_s, floats))
     except Exception as exc:
         outbox.put(("error", f"listener cannot start: {exc}".splitlines()[0], True))
         ring.close()
         return
-    run, count, last_head = False, 0, -(1 << 62)
+    run, count, last_k = False, 0, -1
     took: list[float] = []
     report_at = time.monotonic() + REPORT_S
     try:
@@ -87,34 +88,54 @@ def listener_main(model: str, ring_name: str, inbox, outbox, threads: int = 1) -
                 time.sleep(0.05)
                 continue
             state = ring.state()
-            rate = state.sr
-            if state.head - last_head < hop * rate / sr:
-                time.sleep(0.004)  # less than a hop is new: nothing more to hear yet
+            k = int(state.head * sr // state.sr) // hop  # the newest whole hop of the ear's grid
+            if k <= last_k:
+                time.sleep(0.004)  # no new hop yet: nothing more to hear
                 continue
-            n_in = int(round(n_window * rate / sr))
-            x = ring.span(max(0, state.head - n_in), state.head)
-            if x is None:
-                continue
-            if x.size < n_in:
-                x = np.concatenate([np.zeros(n_in - x.size, np.float32), x])
-            if rate != sr:  # the ear hears at its own rate
-                x = np.interp(np.arange(n_window) * (rate / sr), np.arange(n_in), x).astype(np.float32)
             t0 = time.perf_counter()
-            with torch.no_grad():
-                out = ear(torch.from_numpy(np.ascontiguousarray(x))[None, :])
+            x = _read(ring, state, k * hop, streaming.tail_samples, sr)
+            out = None if x is None else streaming.hear(x, k, lambda n: _read(ring, state, k * hop, n, sr))
+            if out is None:
+                last_k = k
+                continue
             took.append((time.perf_counter() - t0) * 1000.0)
             if time.monotonic() >= report_at:
                 report_at = time.monotonic() + REPORT_S
                 outbox.put(("forwards", took))
                 took = []
             window = {t: as_3d(a[0].float().numpy()) for t, a in out.items()}
-            if not acts.write(count, state.time_s, window, {}, taps=taps):
+            heard = state.time_s - (state.head - k * hop * state.sr / sr) / state.sr  # when sample k·hop came
+            if not acts.write(count, heard, window, {}, taps=taps):
                 outbox.put(("error", "listener: activations do not fit their buffer", False))
                 time.sleep(0.5)
                 continue
             count += 1
-            last_head = state.head
+            last_k = k
     finally:
         if acts is not None:
             acts.close()
         ring.close()
+
+
+def _read(ring: InputRing, state, end: int, n: int, sr: int):
+    """The input's ``n`` samples at the ear's rate ``sr`` that end before the ear's sample
+    ``end``, as a (1, n) tensor: zeros before the first sample ever heard; None when some are
+    written over or not yet come."""
+    import torch
+
+    rate = state.sr
+    if rate == sr:
+        lo, hi = end - n, end
+    else:
+        lo, hi = (end - n) * rate // sr, -(-end * rate // sr) + 1
+    if hi > state.head:
+        return None
+    got = ring.span(max(0, lo), hi)
+    if got is None:
+        return None
+    if lo < 0:
+        got = np.concatenate([np.zeros(-lo, np.float32), got])
+    if rate != sr:  # the ear hears at its own rate
+        at = (end - n + np.arange(n)) * (rate / sr) - lo
+        got = np.interp(at, np.arange(got.size), got).astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(got))[None, :]

@@ -159,7 +159,7 @@ class Listening:
                     if old is not None:
                         old.close()
                 self._send(("acts", self.acts.name))
-                self.say(f"listen: the ear hears the last {self.window_s:.1f} s of the input "
+                self.say(f"listen: the ear hears the input hop by hop, each set its last {self.window_s:.2f} s "
                          "(a process of its own, niced, one thread)")
             elif msg[0] == "forwards":
                 self.forward_ms.extend(msg[1])
