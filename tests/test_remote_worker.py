@@ -26,6 +26,7 @@ from earengine.worker.wire import (
     FROM_WORKER,
     MAX_SAMPLES,
     TO_WORKER,
+    StreamView,
     WireError,
     decode,
     encode,
@@ -49,7 +50,7 @@ def test_every_message_round_trips_through_its_schema():
     acts = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
     frame = encode("loop", seq=3, samples=floats_to_bytes(x), notes=None,
                    stats={"step": 5, "bars": 1, "sr": 16000, "loss": -1.0, "target": 1.0, "steps_per_s": 4.0, "settled": 0.5},
-                   acts={"enc.0": [2, 3, 4, acts.astype("<f2").tobytes()]},
+                   acts={"enc.0": [2, 3, 3, 4, acts.astype("<f2").tobytes()]},
                    mask={"enc.0": [2, 3, np.eye(2, 3, dtype=np.uint8).tobytes()]})
     kind, loop = decode(frame, FROM_WORKER)
     assert loop["seq"] == 3 and loop["stats"]["sr"] == 16000 and np.array_equal(loop["acts"]["enc.0"], acts)
@@ -68,8 +69,8 @@ def test_every_message_round_trips_through_its_schema():
     (encode("settings", values={f"/a/{i}": 1 for i in range(600)}), "size"),
     (encode("hello", extra=1), "type"),  # unknown field
     (encode("loop", seq=1), "type"),  # the worker's message, sent to the worker
-    (msgpack.packb({"v": 2, "t": "hello"}), "type"),  # another schema version
-    (msgpack.packb({"v": 1, "t": "hello", "x": msgpack.ExtType(1, b"x")}), "type"),
+    (msgpack.packb({"v": 1, "t": "hello"}), "type"),  # another schema version
+    (msgpack.packb({"v": 2, "t": "hello", "x": msgpack.ExtType(1, b"x")}), "type"),
     (msgpack.packb([1, 2]), "type"),
     (encode("ping", t0=1.0)[:-3], "type"),  # truncated
 ])
@@ -114,7 +115,7 @@ def test_garbage_truncated_or_split_frames_never_crash_the_server(data):
 def test_a_good_frame_reaches_the_dream_and_nothing_else_does():
     server = _bare_server()
     server._frame([b"peer", encode("settings", values={"/opt/lr": 0.1})])
-    server._frame([b"peer", encode("streams", on=True)])
+    server._frame([b"peer", encode("streams", **StreamView(True, ("enc.0",), "channel", 30.0).to_fields())])
     server._frame([b"peer", encode("reset", kind="noise", samples=None)])
     got = [server.inbox.get_nowait() for _ in range(3)]
     assert got[0] == Settings({"/opt/lr": 0.1}) and got[1] == StreamActivations("wire")

@@ -220,7 +220,8 @@ class Engine:
             host, port = parse_endpoint(self.config.worker, "--worker")
             self.dream = RemoteSupervisor(self.registry, host, port, deliver=deliver, say=self.say,
                                           secret=self.config.secret_file,
-                                          bar_clock=lambda: self.player.clock.bar_position)
+                                          bar_clock=lambda: self.player.clock.bar_position,
+                                          page=lambda: self.stream_ws is not None and self.stream_ws.count() > 0)
         else:
             self.dream = DreamSupervisor(self.registry, str(self.config.ear), deliver=deliver, say=self.say,
                                          device=self.config.device)

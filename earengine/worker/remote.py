@@ -10,8 +10,10 @@
 
 Only what the engine uses crosses: settings and commands one way; the other way the newest
 finished loop once per bar (the engine asks for it shortly before each bar line, since the player
-swaps a loop in only there), with its notes and, while streams want them, its activations; the
-step statistics and the round-trip time ride on the pings (two a second). When the link drops or
+swaps a loop in only there), with its notes and, while streams want them, its activations,
+reduced to what the streams show (:func:`~earengine.worker.wire.pack_acts`) and computed only for
+the loops that cross; the step statistics and the round-trip time ride on the pings (two a
+second). When the link drops or
 the server dies the engine keeps playing its last loop; ZeroMQ reconnects with backoff, and on
 each new connection the engine sends every followed parameter again (and, to a server that
 restarted, the loop playing, so the dream goes on from it).
@@ -47,10 +49,12 @@ from earengine.worker.supervisor import followed_addresses
 from earengine.worker.wire import (
     MAX_FRAME,
     TO_WORKER,
+    StreamView,
     WireError,
     decode,
     encode,
     floats_to_bytes,
+    pack_acts,
     read_secret,
     refuse_open_listen,
 )
@@ -168,18 +172,30 @@ class _Seldom:
 
 # -- the worker's side --------------------------------------------------------------------------
 class WireOutlet(Outlet):
-    """The dream's outlet on a worker server: keeps the newest loop (with its notes and, while
-    streamed, its activations) for the server to send when the engine asks, and queues the
-    worker's messages. Called from the dream's thread; read from the server's."""
+    """The dream's outlet on a worker server: keeps the newest loop (with its notes) for the
+    server to send when the engine asks, and queues the worker's messages. Called from the
+    dream's thread; read from the server's.
+
+    Activations cost a forward pass of the ear, and the engine shows one loop's a bar: they are
+    computed only when the engine waits for a loop that carries them (:attr:`acts_wanted`, set by
+    the server's thread), or when streams have just asked while the loop is held, and are
+    reduced to what the streams show (:func:`~earengine.worker.wire.pack_acts`) on the server's
+    thread as the loop is sent. Samples are made into bytes there too, not on the dream's thread.
+    """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.newest: Optional[dict] = None  # the newest finished loop, as its frame's fields
+        self.newest: Optional[dict] = None  # the newest finished loop: seq, samples, stats, notes, acts
+        self.newest_acts: Optional[dict] = None  # the newest of those that carry activations
         self.seq = 0
         self.ready: Optional[Ready] = None
         self.messages: "queue.Queue[FromWorker]" = queue.Queue()
         self.beat_at = time.time()
         self.last: dict = dict(_NO_STEP)
+        self.view = StreamView()  # what the engine's streams show (set by the server's thread)
+        self.acts_wanted = False  # the engine waits for a loop with activations (set by the server's thread)
+        self.acts_computed = 0  # forward passes made for activations
+        self._force = False  # streams have just asked: the next loop published carries them
         self._notes: dict = {}
         self._acts: dict = {}
         self._mask_for: Optional[tuple] = None
@@ -195,13 +211,14 @@ class WireOutlet(Outlet):
 
     def loop(self, samples: np.ndarray, **stats) -> None:
         step = stats["step"]
-        acts, mask = self._acts.pop(step, (None, None))
-        fields = {"samples": floats_to_bytes(samples), "notes": self._notes.pop(step, None),
-                  "stats": {k: stats[k] for k in ("step", "bars", "sr", "loss", "target", "steps_per_s", "settled")},
-                  "acts": acts, "mask": mask}
+        entry = {"samples": samples, "notes": self._notes.pop(step, None), "acts": self._acts.pop(step, None),
+                 "stats": {k: stats[k] for k in ("step", "bars", "sr", "loss", "target", "steps_per_s", "settled")}}
         with self.lock:
             self.seq += 1
-            self.newest = {"seq": self.seq, **fields}
+            entry["seq"] = self.seq
+            self.newest = entry
+            if entry["acts"] is not None:
+                self.newest_acts = entry
             self.last = {k: stats[k] for k in ("step", "loss", "target", "steps_per_s", "settled")}
         self.beat_at = time.time()
 
@@ -210,34 +227,55 @@ class WireOutlet(Outlet):
 
     def stream(self, msg: StreamActivations) -> bool:
         self._acts = {}
+        self._force = msg.buffer is not None
         return msg.buffer is not None
 
     def activations(self, dreamer, stats) -> None:
-        """The loop's activations as float16 and the target's mask as bytes, for its frame."""
+        """The loop's activations (every tap's, float32) and the target's mask, kept for its
+        frame; only when the engine waits for them (see the class notes)."""
+        if not (self.view.on and (self.acts_wanted or self._force)):
+            return
+        # cleared before the forward: a want arriving meanwhile asks for the next loop's
+        self.acts_wanted = self._force = False
         from earengine.viz.frames import loop_activations, target_mask
 
         try:
             context = max(1, int(dreamer.settings.get("/opt/context", 1)))
-            acts = loop_activations(dreamer.ear, dreamer.heard_tensor(), context=context)
+            heard = dreamer.heard_tensor()
+            acts = loop_activations(dreamer.ear, heard, context=context)
             acts = {t: (a if a.ndim == 3 else a[:, None, :]) for t, a in acts.items()}
             shapes = {t: a.shape for t, a in acts.items()}
             key = (str(dreamer.objective), tuple(sorted(shapes.items())))
             if key != self._mask_for:  # the mask changes only with the target or the loop's length
                 self._mask = target_mask(dreamer.objective, shapes, stats=dreamer.stats)
                 self._mask_for = key
-            wire_acts = {t: [*map(int, a.shape), np.asarray(a, "<f2").tobytes()] for t, a in acts.items()}
-            wire_mask = {t: [*map(int, np.shape(m)[:2]), np.asarray(m, np.uint8).reshape(np.shape(m)[:2]).tobytes()]
-                         for t, m in self._mask.items()}
+            loop_s = int(heard.shape[-1]) / float(dreamer.sr)
         except Exception as exc:  # streams are a view: never let them stop the dream
             self.say(WorkerError(f"activations not published: {exc}".splitlines()[0]))
             return
-        self._acts = {stats.step: (wire_acts, wire_mask)}
+        self.acts_computed += 1
+        self._acts = {stats.step: (acts, self._mask, loop_s)}
 
     def take(self, after: int) -> Optional[dict]:
-        """The newest loop if it is newer than ``after``."""
+        """The newest loop if it is newer than ``after``; while streams are on, the newest that
+        carries activations."""
         with self.lock:
-            newest = self.newest
-        return newest if newest is not None and newest["seq"] > after else None
+            loop = self.newest
+            if self.view.on and (loop is None or loop["acts"] is None):
+                loop = self.newest_acts
+        return loop if loop is not None and loop["seq"] > after else None
+
+    def frame(self, loop: dict) -> bytes:
+        """A loop's ``loop`` frame, its activations reduced to what the streams show now."""
+        acts = mask = None
+        view = self.view
+        if loop["acts"] is not None and view.on:
+            full, full_mask, loop_s = loop["acts"]
+            acts = pack_acts(full, view, loop_s=loop_s)
+            mask = {t: [*map(int, np.shape(m)[:2]), np.asarray(m, np.uint8).reshape(np.shape(m)[:2]).tobytes()]
+                    for t, m in full_mask.items() if t in acts}
+        return encode("loop", seq=loop["seq"], samples=floats_to_bytes(loop["samples"]), stats=loop["stats"],
+                      notes=loop["notes"], acts=acts, mask=mask)
 
 
 class WorkerServer:
@@ -278,7 +316,6 @@ class WorkerServer:
         self.bytes_sent = 0
         self._peer: Optional[bytes] = None
         self._want: Optional[int] = None  # the engine wants a loop newer than this
-        self._sent_seq = 0
         self._stopping = threading.Event()
         self._dream_thread: Optional[threading.Thread] = None
         self._failed: Optional[str] = None
@@ -409,7 +446,8 @@ class WorkerServer:
             self._refuse(exc.why, str(exc))
             return
         self._peer = peer
-        if kind == "hello":
+        if kind == "hello":  # a new connection: what the last one wanted is void
+            self._want = None
             self._send(encode("ready", session=self.session, taps=list(self.outlet.ready.taps),
                               shapes={k: list(map(int, v)) for k, v in self.outlet.ready.shapes.items()}))
         elif kind == "ping":
@@ -419,6 +457,8 @@ class WorkerServer:
                               stats=dict(self.outlet.last), counts=counts))
         elif kind == "want":
             self._want = fields["after"]
+            if self.outlet.view.on and self.outlet.take(self._want) is None:
+                self.outlet.acts_wanted = True  # the next loop made carries them
         elif kind == "settings":
             self.inbox.put(Settings(fields["values"]))
         elif kind == "reset":
@@ -426,7 +466,8 @@ class WorkerServer:
         elif kind == "reference":
             self.inbox.put(Reference(fields["samples"]))
         elif kind == "streams":
-            self.inbox.put(StreamActivations("wire" if fields["on"] else None))
+            view = self.outlet.view = StreamView.from_fields(fields)
+            self.inbox.put(StreamActivations("wire" if view.on else None))
 
     def _send(self, frame: bytes) -> bool:
         import zmq
@@ -452,6 +493,8 @@ class WorkerServer:
         if self._want is None:
             return
         loop = self.outlet.take(max(self._want, 0))
-        if loop is not None and self._send(encode("loop", **loop)):
+        if loop is not None and self._send(self.outlet.frame(loop)):
             self._want = None
             self.counts["loops_sent"] += 1
+            if loop["acts"] is not None:  # a want met: the next loop need not carry them
+                self.outlet.acts_wanted = False

@@ -25,6 +25,7 @@ from earengine.worker.messages import (
 from earengine.worker.supervisor import DreamSupervisor, followed_addresses
 from earengine.worker.wire import (
     FROM_WORKER,
+    StreamView,
     WireError,
     decode,
     encode,
@@ -68,11 +69,15 @@ class RemoteSupervisor(DreamSupervisor):
     bar_clock : callable() -> float, optional
         The player's bar position (bars since the clock started, fractional): the newest loop is
         asked for shortly before each bar line. Default: the wall clock at the registry's tempo.
+    page : callable() -> bool, optional
+        True while a page draws the loop's scaleogram (a WebSocket receiver is connected): the
+        scaleogram then crosses whole, whatever ``/stream/reduce`` says.
     """
 
     def __init__(self, registry, host: str, port: int, *, deliver: Callable[[np.ndarray, dict], None],
                  secret: Optional[str] = None, say: Callable[[str], None] = print,
-                 bar_clock: Optional[Callable[[], float]] = None, hang_s: float = 120.0) -> None:
+                 bar_clock: Optional[Callable[[], float]] = None, hang_s: float = 120.0,
+                 page: Optional[Callable[[], bool]] = None) -> None:
         refuse_open_listen(host, secret, "--worker")
         self.secret = read_secret(secret) if secret is not None else None
         self.registry = registry
@@ -85,6 +90,7 @@ class RemoteSupervisor(DreamSupervisor):
         self.hang_s = hang_s
         self.followed = followed_addresses(registry)
         self.bar_clock = bar_clock
+        self.page = page or (lambda: False)
         self.state = "connecting"
         self.restarts = 0
         self.last: dict = dict(_NO_STEP)
@@ -97,6 +103,8 @@ class RemoteSupervisor(DreamSupervisor):
         self.acts = None
         self._want_acts = False
         self._acts_dirty = False
+        self._view: Optional[StreamView] = None  # what the worker was last told the streams show
+        self._view_at = 0.0
         self._reference: Optional[np.ndarray] = None
         self._last_loop: Optional[np.ndarray] = None
         self._patterns: dict = {}
@@ -110,6 +118,7 @@ class RemoteSupervisor(DreamSupervisor):
         self._seq = 0
         self._asked_bar: Optional[int] = None
         self._want_at: Optional[float] = None
+        self._want_timed = False
         self._fetch_s = 0.1  # how long a loop takes to arrive once asked for (measured)
         self._out: "queue.Queue[tuple[str, dict]]" = queue.Queue(maxsize=1000)
         self._closing = False
@@ -142,7 +151,9 @@ class RemoteSupervisor(DreamSupervisor):
         sock = self._sock = _socket(self._ctx, zmq.DEALER)
         sock.immediate = True  # nothing queues for a link that is not up: the state is sent again on connect
         sock.reconnect_ivl = 100
-        sock.reconnect_ivl_max = 2000  # ZeroMQ's backoff: 0.1 s doubling up to 2 s
+        # ZeroMQ's backoff: 0.1 s doubling up to 0.5 s, so the dream is back within a second
+        # of the link (a connection tried twice a second costs a venue's network nothing)
+        sock.reconnect_ivl_max = 500
         sock.sndhwm = 50
         _curve(sock, self.secret, server=False)
         self._monitor = _watch(sock, zmq.EVENT_DISCONNECTED)
@@ -174,8 +185,32 @@ class RemoteSupervisor(DreamSupervisor):
             log.warning("worker link backed up; %s dropped", type_)
 
     def stream_activations(self, on: bool) -> None:
-        self._want_acts = bool(on)
-        self._queue("streams", on=self._want_acts)
+        self._want_acts = bool(on)  # told to the worker by the link's thread (_tell_view)
+
+    def view(self) -> StreamView:
+        """What the streams show now: whether they have receivers, and ``/stream/layers``,
+        ``/stream/reduce``, ``/stream/fps``; the worker reduces each loop's activations to it."""
+        from earengine.streams.hub import parse_layers
+
+        g = self.registry.get
+        taps = tuple(self.info.get("taps", ()))
+        try:
+            layers = parse_layers(g("/stream/layers"), taps)
+        except Exception:  # refused at the row; the taps all the same
+            layers = taps
+        return StreamView(self._want_acts, tuple(layers), g("/stream/reduce"), float(g("/stream/fps")),
+                          bool(self._want_acts and self.page()))
+
+    def _tell_view(self, *, now: bool = False) -> None:
+        """The ``streams`` frame, when what the streams show has changed (looked at ten times a
+        second) or ``now``."""
+        t = time.monotonic()
+        if not now and t - self._view_at < 0.1:
+            return
+        self._view_at = t
+        view = self.view()
+        if (now or view != self._view) and self._send_frame("streams", **view.to_fields()):
+            self._view = view
 
     def _forward(self, change) -> None:
         self._queue("settings", values={change.address: change.value})
@@ -239,7 +274,7 @@ class RemoteSupervisor(DreamSupervisor):
             self._send_frame("settings", values=self.settings())
             if self._reference is not None:
                 self._send_frame("reference", samples=floats_to_bytes(self._reference))
-            self._send_frame("streams", on=self._want_acts)
+            self._tell_view(now=True)
 
     def _tick(self) -> None:
         if not self._connected:
@@ -259,27 +294,30 @@ class RemoteSupervisor(DreamSupervisor):
             self._send_frame("ping", t0=now)
         if self._pong_at and now - self._pong_at > 3 * _PING_S + 1 and self.state in ("dreaming", "paused"):
             self.state = "link slow"
+        self._tell_view()
         self._ask()
 
     def _bar_s(self) -> float:
         g = self.registry.get
         return 60.0 / g("/clock/bpm") * g("/clock/beats_per_bar")
 
-    def _ask(self) -> None:
+    def _ask(self, *, now: bool = False) -> None:
         """Ask for the newest loop shortly before each bar line: once per bar, since the player
-        swaps a loop in only at a bar line and a second one in the same bar would never sound."""
-        now = time.monotonic()
-        if self._want_at is not None and now - self._want_at < max(5.0, 2 * self._bar_s()):
+        swaps a loop in only at a bar line and a second one in the same bar would never sound.
+        ``now``: at once, for the coming bar line (a link just up)."""
+        t = time.monotonic()
+        if not now and self._want_at is not None and t - self._want_at < max(5.0, 2 * self._bar_s()):
             return  # one loop asked for and not here yet (a step still running)
         bar_s = self._bar_s()
         position = self.bar_clock() if self.bar_clock is not None else time.time() / bar_s
         next_bar = int(np.floor(position)) + 1
         lead_s = min(0.9 * bar_s, self._fetch_s + 0.05)
-        if next_bar == self._asked_bar or (next_bar - position) * bar_s > lead_s:
+        if not now and (next_bar == self._asked_bar or (next_bar - position) * bar_s > lead_s):
             return
         if self._send_frame("want", after=self._seq):
             self._asked_bar = next_bar
-            self._want_at = now
+            self._want_at = t
+            self._want_timed = not now  # the time a loop takes to come is measured on the bar's asks
 
     def _refused(self, exc: WireError) -> None:
         self.counts_here[f"worker_frames_refused_{exc.why}"] += 1
@@ -308,7 +346,7 @@ class RemoteSupervisor(DreamSupervisor):
             elif self._synced:
                 self.state = "dreaming" if self.registry.get("/opt/run") else "paused"
         elif kind == "loop":
-            if self._want_at is not None:
+            if self._want_at is not None and self._want_timed:
                 self._fetch_s = 0.7 * self._fetch_s + 0.3 * (now - self._want_at)
             self._want_at = None
             self._loop(fields)
@@ -331,6 +369,10 @@ class RemoteSupervisor(DreamSupervisor):
             if self._last_loop is not None:  # a new worker goes on from the loop that is playing
                 self._send_frame("reset", kind="current", samples=floats_to_bytes(self._last_loop))
         self.state = "dreaming" if self.registry.get("/opt/run") else "paused"
+        self._tell_view(now=True)  # with the taps known, the layers are
+        # the newest loop at once, not at the next bar line's ask: after a drop or a restart the
+        # dream is heard again from the first bar line it can make
+        self._ask(now=True)
         if first:
             self.say(f"worker: ear loaded ({len(self.info['taps'])} taps), dreaming on {self.where()}")
         else:
@@ -352,6 +394,8 @@ class RemoteSupervisor(DreamSupervisor):
         if fields["acts"] is not None and self._want_acts:
             from earengine.streams.activations import ActivationSet
 
+            # each tap (c, f, t) as the streams cut frames from it: only what they show crossed
+            # (see earengine.worker.wire.pack_acts)
             stats["acts"] = ActivationSet(key=stats["key"], step=stats["step"], loss=stats["loss"],
                                           acts=fields["acts"], mask=fields["mask"] or {})
         self.loops += 1

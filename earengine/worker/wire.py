@@ -19,9 +19,13 @@ settings   engine→w    ``values`` map of address (str ≤ 128) → bool, int, 
                        at most 512 entries
 reset      engine→w    ``kind`` str ≤ 16; ``samples`` bin of float32 LE ≤ :data:`MAX_SAMPLES`, or nil
 reference  engine→w    ``samples`` bin of float32 LE ≤ :data:`MAX_SAMPLES`, or nil
-streams    engine→w    ``on`` bool: send each loop's activations (streams have destinations)
+streams    engine→w    what the streams show (a :class:`StreamView`): ``on`` bool (they have
+                       receivers); ``layers`` list of tap str ≤ 64 (≤ 64 taps); ``reduce`` str, one
+                       of ``/stream/reduce``'s choices; ``fps`` float in [1, 60]; ``page`` bool (a
+                       page draws the loop's scaleogram whole)
 want       engine→w    ``after`` int ≥ 0: send the newest loop newer than loop ``after`` (now, or
-                       when it is made); one ``want`` asks for one loop
+                       when it is made; with its activations while streams are on); one ``want``
+                       asks for one loop
 ready      w→engine    ``session`` str ≤ 64 (new each time the worker starts); ``taps`` list of
                        str ≤ 64 (≤ 64 taps); ``shapes`` map tap → list of 1 to 4 ints ≥ 0
 pong       w→engine    ``t0`` float; ``session`` str; ``state`` str ≤ 32; ``stats`` map (step
@@ -29,10 +33,21 @@ pong       w→engine    ``t0`` float; ``session`` str; ``state`` str ≤ 32; ``
 loop       w→engine    ``seq`` int ≥ 1; ``samples`` bin float32 LE, 2 to :data:`MAX_SAMPLES`;
                        ``stats`` map (step, bars, sr int; loss, target, steps_per_s, settled float);
                        ``notes`` map (a :class:`~earengine.pattern.Pattern`) or nil; ``acts`` nil
-                       or map tap → [c, f, t, bin of float16 LE]; ``mask`` map tap → [c, f, bin
-                       of uint8]; activations ≤ :data:`MAX_ACT_VALUES` values together
+                       or map tap → [c, f, rows, t, bin of c·rows·t finite float16 LE] (see
+                       below); ``mask`` map tap → [c, f, bin of c·f uint8] or nil; activations
+                       ≤ :data:`MAX_ACT_VALUES` values together
 error      w→engine    ``text`` str ≤ 1000; ``fatal`` bool
 ========== =========== ============================================================================
+
+A loop's activations carry only what the streams show (:func:`pack_acts`, by
+:data:`WIRE_REDUCTIONS`): the taps of ``/stream/layers`` (and the scaleogram whole while a page
+draws it); each tap's ``c`` channels and ``f`` frequency rows, of which ``rows`` cross: ``f``, or
+1 (their mean) when ``/stream/reduce`` is ``channel``; and ``t`` time steps: the tap's own, or,
+where it has more steps over the loop than the streams send frames (``/stream/fps`` × the loop's
+seconds) and the reduction averages over a frame anyway, that many, each the mean of the steps
+it covers. :func:`decode` gives each tap back as a ``(c, f, t)`` float32 array (the mean repeated
+over the ``f`` rows when ``rows`` is 1, without copying), which the streams cut frames from
+unchanged.
 
 A frame over :data:`MAX_FRAME` bytes never reaches :func:`decode`: ZeroMQ drops the peer that
 sends it (``MAXMSGSIZE``), which then reconnects.
@@ -60,14 +75,18 @@ from typing import Any, Callable, Mapping, Optional
 import numpy as np
 
 from earengine.errors import EarEngineError, ParameterError
+from earengine.params.registry import check_choices
+from earengine.params.spec import row
+from earengine.streams.params import MAX_FPS, REDUCE, STREAM_PARAMS
 
 __all__ = [
     "VERSION", "MAX_FRAME", "MAX_SAMPLES", "MAX_ACT_VALUES", "TO_WORKER", "FROM_WORKER", "WireError",
     "encode", "decode", "Secret", "new_secret", "read_secret", "parse_endpoint", "is_loopback", "refuse_open_listen",
-    "floats_to_bytes", "bytes_to_floats",
+    "floats_to_bytes", "bytes_to_floats", "StreamView", "WireReduction", "WIRE_REDUCTIONS", "pack_acts",
 ]
 
-VERSION = 1
+#: 2: ``streams`` says what the streams show; a loop's activations are reduced to it.
+VERSION = 2
 #: Most samples a loop, a reset or a reference may have (64 bars at 20 BPM would be more; a
 #: loop buffer holds 44100 × 64).
 MAX_SAMPLES = 44100 * 64
@@ -218,16 +237,23 @@ def _acts(value: Any, name: str) -> Optional[dict]:
     for tap, entry in _map(value, name, _MAX_TAPS).items():
         _str(64)(tap, f"{name} key")
         _type(entry, (list,), f"{name}[{tap}]")
-        if len(entry) != 4:
-            raise WireError(f"{name}[{tap}] must be [c, f, t, values]")
-        c, f, t = (_int(1)(d, f"{name}[{tap}]") for d in entry[:3])
-        total += c * f * t
+        if len(entry) != 5:
+            raise WireError(f"{name}[{tap}] must be [c, f, rows, t, values]")
+        c, f, rows, t = (_int(1)(d, f"{name}[{tap}]") for d in entry[:4])
+        if rows not in (1, f):
+            raise WireError(f"{name}[{tap}] rows={rows} must be 1 or f={f}")
+        if c * f > MAX_ACT_VALUES:
+            raise WireError(f"{name}[{tap}] has {c}x{f} neurons; at most {MAX_ACT_VALUES}", "size")
+        total += c * rows * t
         if total > MAX_ACT_VALUES:
             raise WireError(f"{name} has over {MAX_ACT_VALUES} values", "size")
-        data = _type(entry[3], (bytes,), f"{name}[{tap}] values")
-        if len(data) != c * f * t * 2:
-            raise WireError(f"{name}[{tap}] has {len(data)} bytes for {c}x{f}x{t} float16", "size")
-        out[tap] = np.frombuffer(data, "<f2").astype(np.float32).reshape(c, f, t)
+        data = _type(entry[4], (bytes,), f"{name}[{tap}] values")
+        if len(data) != c * rows * t * 2:
+            raise WireError(f"{name}[{tap}] has {len(data)} bytes for {c}x{rows}x{t} float16", "size")
+        a = np.frombuffer(data, "<f2").astype(np.float32).reshape(c, rows, t)
+        if not np.all(np.isfinite(a)):
+            raise WireError(f"{name}[{tap}] holds NaN or infinity")
+        out[tap] = np.broadcast_to(a, (c, f, t)) if rows != f else a
     return out
 
 
@@ -246,6 +272,25 @@ def _mask(value: Any, name: str) -> dict:
     return out
 
 
+def _choice(choices: tuple) -> Callable:
+    def check(value: Any, name: str) -> str:
+        if _str(64)(value, name) not in choices:
+            raise WireError(f"{name}={value[:64]!r} must be one of {', '.join(choices)}")
+        return value
+
+    return check
+
+
+def _bounded(low: float, high: float) -> Callable:
+    def check(value: Any, name: str) -> float:
+        value = _float(value, name)
+        if not low <= value <= high:
+            raise WireError(f"{name}={value} must be in [{low:g}, {high:g}]")
+        return value
+
+    return check
+
+
 def _optional(check: Callable) -> Callable:
     return lambda value, name: None if value is None else check(value, name)
 
@@ -257,7 +302,8 @@ TO_WORKER: dict[str, dict[str, Callable]] = {
     "settings": {"values": _values},
     "reset": {"kind": _str(16), "samples": _samples(1, True)},
     "reference": {"samples": _samples(1, True)},
-    "streams": {"on": _bool},
+    "streams": {"on": _bool, "layers": _taps, "reduce": _choice(REDUCE), "fps": _bounded(1.0, MAX_FPS),
+                "page": _bool},
     "want": {"after": _int(0)},
 }
 FROM_WORKER: dict[str, dict[str, Callable]] = {
@@ -318,6 +364,108 @@ def floats_to_bytes(samples: np.ndarray) -> bytes:
 
 def bytes_to_floats(data: bytes) -> np.ndarray:
     return np.frombuffer(data, "<f4").astype(np.float32)
+
+
+# -- what the streams show, and a loop's activations reduced to it ------------------------------
+@dataclass(frozen=True)
+class StreamView:
+    """What the engine's streams show now: the ``streams`` frame's fields.
+
+    >>> view = StreamView(True, ("enc.0",), "channel", 30.0, False)
+    >>> StreamView.from_fields(view.to_fields()) == view
+    True
+    """
+
+    on: bool = False
+    layers: tuple[str, ...] = ()
+    reduce: str = "channel"
+    fps: float = 30.0
+    page: bool = False
+
+    def to_fields(self) -> dict:
+        return {"on": self.on, "layers": list(self.layers), "reduce": self.reduce, "fps": float(self.fps),
+                "page": self.page}
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, Any]) -> "StreamView":
+        return cls(bool(fields["on"]), tuple(fields["layers"]), str(fields["reduce"]), float(fields["fps"]),
+                   bool(fields["page"]))
+
+
+@dataclass(frozen=True)
+class WireReduction:
+    """How one ``/stream/reduce`` choice lets a tap's activation shrink before it crosses.
+
+    Attributes
+    ----------
+    rows_mean : bool
+        The frames average over frequency: one row (the mean) crosses instead of ``f``.
+    time_mean : bool
+        The frames average over the steps they span: a tap with more steps over the loop than
+        frames sends that many (each the mean of its steps); otherwise every step crosses.
+    """
+
+    rows_mean: bool
+    time_mean: bool
+
+
+#: ``/stream/reduce`` choice -> its :class:`WireReduction` (checked against the row); ``raw``
+#: shows every neuron at one step, so every value crosses.
+WIRE_REDUCTIONS: dict[str, WireReduction] = check_choices(row(STREAM_PARAMS, "/stream/reduce"), {
+    "raw": WireReduction(rows_mean=False, time_mean=False),
+    "channel": WireReduction(rows_mean=True, time_mean=True),
+    "channel_freq": WireReduction(rows_mean=False, time_mean=True),
+})
+
+#: Time columns the page's loop scaleogram draws at most (as
+#: :data:`earengine.streams.websocket.SCALEOGRAM_COLUMNS`).
+PAGE_COLUMNS = 256
+_F16_MAX = float(np.finfo(np.float16).max)
+
+
+def _time_bins(a: np.ndarray, n: int) -> np.ndarray:
+    """``a`` ``(c, rows, t)`` averaged down to ``n`` time steps (each the mean of those it covers)."""
+    t = a.shape[-1]
+    if t <= n:
+        return a
+    edges = np.linspace(0, t, n + 1).astype(int)
+    return np.add.reduceat(a, edges[:-1], axis=-1) / np.diff(edges)
+
+
+def pack_acts(acts: Mapping[str, np.ndarray], view: StreamView, *, loop_s: float) -> dict:
+    """A loop's activations as the ``loop`` frame's ``acts``: only what ``view`` shows.
+
+    Parameters
+    ----------
+    acts : dict of str -> ndarray, each (channels, freq, time) or (channels, time)
+        Every tap's activation over the loop.
+    view : StreamView
+    loop_s : float > 0
+        The loop's length in seconds (frames per loop: ``view.fps * loop_s``).
+
+    >>> a = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    >>> packed = pack_acts({"enc.0": a, "enc.1": a}, StreamView(True, ("enc.0",), "channel", 30.0), loop_s=2.0)
+    >>> list(packed), packed["enc.0"][:4]
+    (['enc.0'], [2, 3, 1, 4])
+    """
+    how = WIRE_REDUCTIONS[view.reduce]
+    frames = max(1, int(math.ceil(view.fps * loop_s)))
+    out = {}
+    for tap, a in acts.items():
+        page = view.page and tap == "scaleogram"
+        if tap not in view.layers and not page:
+            continue
+        a = np.asarray(a, dtype=np.float32)
+        a = a[:, None, :] if a.ndim == 2 else a
+        c, f, _ = a.shape
+        rows_mean = how.rows_mean and not page
+        if rows_mean:
+            a = a.mean(axis=1, keepdims=True)
+        if how.time_mean:
+            a = _time_bins(a, max(frames, PAGE_COLUMNS) if page else frames)
+        a = np.clip(a, -_F16_MAX, _F16_MAX).astype("<f2")
+        out[tap] = [int(c), int(f), int(a.shape[1]), int(a.shape[2]), a.tobytes()]
+    return out
 
 
 # -- endpoints ------------------------------------------------------------------------------------
