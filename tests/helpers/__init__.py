@@ -8,5 +8,6 @@
 - :mod:`tests.helpers.engines`: ``earengine run --audio jack`` as a process, and its OSC peers;
 - :mod:`tests.helpers.recordings`: measures on recordings (loop phase, level, bar lines);
 - :mod:`tests.helpers.link`: an Ableton Link peer in a process of its own;
+- :mod:`tests.helpers.relay`: a TCP relay with a venue's delay and rate, cut on demand;
 - :mod:`tests.helpers.errors`: how errors read (one plain line).
 """
