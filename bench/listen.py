@@ -3,10 +3,11 @@
 Run: ``.venv/bin/python bench/listen.py [--seconds 40] [--ear models/ear-default]``
 
 An engine (``earengine run --audio jack --input``, dreaming at the defaults with the shipped ear)
-runs on a uniquely named asynchronous ``jackd -d dummy`` (as bench/xruns.py runs it). A UDP
+runs on a uniquely named asynchronous ``jackd -d dummy`` (as bench/xruns.py runs it), real-time
+as a performer's machine should grant it (``--no-realtime``: not). A UDP
 receiver of the bench's streams every tap (``/stream/reduce channel``). First ``--seconds`` with
 listening off: the dream's steps/s. Then ``--seconds`` with ``/listen/run 1`` and
-``/stream/source input`` while a JACK client of the bench's plays a click (2 ms of noise) every
+``/stream/source input`` while a JACK client (a process of the bench's own) plays a click (2 ms of noise) every
 half second into ``earengine:input_1/2``:
 
 - frames/s: frames of the input that arrived, counted once per set heard (distinct timetags);
@@ -119,6 +120,49 @@ class Clicks:
         self.client.close()
 
 
+def _clicks_main(server: str, on, stop, played) -> None:
+    """The click player's process: its JACK thread alone in its interpreter, so the bench's own
+    threads (the stream receiver's parsing) never keep it from its cycle (an xrun of the server)."""
+    os.environ.update(JACK_DEFAULT_SERVER=server, JACK_NO_START_SERVER="1")
+    clicks = Clicks()
+    try:
+        while not stop.wait(0.05):
+            clicks.on = on.is_set()
+    finally:
+        clicks.on = False
+        clicks.close()
+        played.put(list(clicks.played))
+
+
+class ClickProcess:
+    """:class:`Clicks` in a process of its own; ``on`` starts and stops them, ``played`` (after
+    :meth:`close`) says when each was played."""
+
+    def __init__(self) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self._on, self._stop, self._played = ctx.Event(), ctx.Event(), ctx.Queue()
+        self.proc = ctx.Process(target=_clicks_main, daemon=True,
+                                args=(os.environ["JACK_DEFAULT_SERVER"], self._on, self._stop, self._played))
+        self.proc.start()
+        self.played: list[float] = []
+
+    @property
+    def on(self) -> bool:
+        return self._on.is_set()
+
+    @on.setter
+    def on(self, value: bool) -> None:
+        (self._on.set if value else self._on.clear)()
+
+    def close(self) -> None:
+        if not self._stop.is_set():
+            self._stop.set()
+            self.played = self._played.get(timeout=10)
+            self.proc.join(timeout=5)
+
+
 def latencies(table: np.ndarray, played: list[float]) -> list[float]:
     """From each click played to the arrival of the first frame whose scaleogram shows it."""
     if not len(table) or not played:
@@ -148,12 +192,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=40.0, help="seconds with listening off, then on (default 40)")
     ap.add_argument("--ear", default=str(REPO / "models" / "ear-default"))
+    ap.add_argument("--no-realtime", action="store_true", help="run jackd without real-time scheduling")
     args = ap.parse_args(argv)
 
     from xruns import jack_server  # a uniquely named asynchronous jackd -d dummy
 
     with ExitStack() as stack:
-        env = stack.enter_context(jack_server(realtime=False))
+        env = stack.enter_context(jack_server(realtime=not args.no_realtime))
         os.environ.update({k: env[k] for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")})
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
         eng = EngineProcess(["--audio", "jack", "--input", "--ear", args.ear, "--no-oscquery", "--no-zeroconf",
@@ -168,7 +213,7 @@ def main(argv=None) -> int:
         rx = Frames()
         stack.callback(rx.close)
         control.need("/stream/add", rx.dest, reply="/done", wait_s=10.0)
-        clicks = Clicks()
+        clicks = ClickProcess()
         stack.callback(clicks.close)
         start = control.counts()
         time.sleep(5.0)  # the dream under way
@@ -190,6 +235,7 @@ def main(argv=None) -> int:
         t_end, s_end = control.step()
         clicks.on = False
         t1 = time.time()
+        clicks.close()
         on = (s_end - s_steps) / (t_end - t_steps)
         time.sleep(1.0)
         end = control.counts()

@@ -1,6 +1,7 @@
 """Benchmark: a soak. The engine dreams for a set time while everything else a show asks of it runs.
 
-Run: ``.venv/bin/python bench/soak.py [--minutes 20] [--audio jack|null] [--rate 1000]``
+Run: ``.venv/bin/python bench/soak.py [--minutes 20] [--audio jack|null] [--rate 1000] [--listen]
+[--no-realtime]``
 
 For ``--minutes`` (20 by default) the engine (``earengine run`` with the shipped ear, on a JACK
 dummy server when ``jackd`` is installed, else the null device):
@@ -9,7 +10,14 @@ dummy server when ``jackd`` is installed, else the null device):
 - takes OSC control at ``--rate`` messages a second (``/loop/gain`` moving, from one socket, paced),
   with a ``/sync`` every second that must come back;
 - sonifies a training run: a small network trained in a process of its own, sending its gradient
-  norms to the engine each step (``GradientSonifier`` with the engine as its sink).
+  norms to the engine each step (``GradientSonifier`` with the engine as its sink);
+- with ``--listen`` (JACK only), also listens: ``earengine run --input``, ``/listen/run 1`` and
+  ``/stream/source input``, while ``jack_metro`` (jackd2's metronome, a client of its own) beeps
+  eight times a second into ``earengine:input_1/2``.
+
+The JACK server runs with real-time scheduling, as a performer's machine should grant it (the
+README's "Listening" section), unless ``--no-realtime``; the engine's audio thread is then
+real-time, and its worker and listener niced.
 
 Each minute one line gives the resident memory (VmRSS) of the engine and of its worker, xruns,
 control datagrams lost (dropped by the engine's inbox bound or by the kernel before the engine
@@ -193,14 +201,39 @@ class Control:
 
 
 @contextmanager
-def audio_env(mode: str) -> Iterator[dict]:
+def audio_env(mode: str, realtime: bool) -> Iterator[dict]:
     if mode == "jack":
         from xruns import jack_server  # a uniquely named jackd -d dummy, as bench/xruns.py runs it
 
-        with jack_server(realtime=False) as env:
+        with jack_server(realtime=realtime) as env:
             yield env
     else:
         yield dict(os.environ)
+
+
+@contextmanager
+def metronome(env: dict) -> Iterator[None]:
+    """``jack_metro`` beeping eight times a second into the engine's inputs."""
+    if shutil.which("jack_metro") is None:
+        raise SystemExit("jack_metro not found: install the Debian package jackd2")
+    proc = subprocess.Popen(["jack_metro", "-n", "soak-metro", "-b", "480", "-f", "880", "-D", "30", "-A", "0.5"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10.0
+        while True:
+            ports = subprocess.run(["jack_lsp"], env=env, capture_output=True, text=True).stdout.split()
+            out = [p for p in ports if p.startswith("soak-metro:")]
+            if out or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        if not out:
+            raise SystemExit("jack_metro did not start")
+        for port in ("earengine:input_1", "earengine:input_2"):
+            subprocess.run(["jack_connect", out[0], port], env=env, check=True)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=5)
 
 
 def main() -> int:
@@ -210,13 +243,18 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=1000.0, help="OSC control messages a second (default 1000)")
     ap.add_argument("--ear", default=str(REPO / "models" / "ear-default"))
     ap.add_argument("--every-s", type=float, default=60.0, help="seconds between lines (default 60)")
+    ap.add_argument("--listen", action="store_true", help="listen to a metronome too (JACK only)")
+    ap.add_argument("--no-realtime", action="store_true", help="run jackd without real-time scheduling")
     args = ap.parse_args()
+    if args.listen and args.audio != "jack":
+        raise SystemExit("--listen needs --audio jack (a JACK client plays into the engine's inputs)")
 
     with ExitStack() as stack:
-        env = stack.enter_context(audio_env(args.audio))
+        env = stack.enter_context(audio_env(args.audio, not args.no_realtime))
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
         eng = EngineProcess(["--audio", args.audio, "--ear", args.ear, "--no-oscquery", "--no-zeroconf",
-                             "--status-every", "3600"], env=env, cwd=str(REPO), ready_s=120.0, stop_s=15.0)
+                             "--status-every", "3600", *(["--input"] if args.listen else [])],
+                            env=env, cwd=str(REPO), ready_s=120.0, stop_s=15.0)
         stack.enter_context(eng)
         print(f"soak: engine pid {eng.proc.pid}, audio {args.audio}, OSC on port {eng.port}, "
               f"{args.minutes:g} minutes", flush=True)
@@ -232,6 +270,14 @@ def main() -> int:
             stack.callback(r.close)
             if control.ask("/stream/add", r.dest, reply="/done", wait_s=10.0) is None:
                 raise SystemExit(f"/stream/add {r.dest} was not done")
+        if args.listen:
+            stack.enter_context(metronome(env))
+            for address, value in (("/stream/source", "input"), ("/listen/run", 1)):
+                control.sock.sendto(encode_message(address, (value,)), control.address)
+            while not any("listen: the ear hears" in line for line in eng.lines):
+                if time.monotonic() > deadline + 120.0 or not eng.running():
+                    raise SystemExit("the listener did not start:\n" + "\n".join(eng.lines[-20:]))
+                time.sleep(0.5)
         trainer = subprocess.Popen([sys.executable, "-c", TRAINER, str(eng.port)], env=env, cwd=str(REPO),
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         stack.callback(lambda: (trainer.terminate(), trainer.wait(timeout=10)))
@@ -262,7 +308,9 @@ def main() -> int:
                   f"(engine sent {c.get('stream_frames', 0) - start.get('stream_frames', 0)}), "
                   f"worker restarts {c.get('worker_restarts', 0)}, "
                   f"training {'running' if trainer.poll() is None else 'ended'} "
-                  f"({c.get('son_frames', 0)} steps heard)", flush=True)
+                  f"({c.get('son_frames', 0)} steps heard)"
+                  + (f", input sets heard {c.get('listen_sets', 0) - start.get('listen_sets', 0)}" if args.listen else ""),
+                  flush=True)
             if now >= end:
                 break
             next_line += args.every_s

@@ -117,25 +117,10 @@ def listener_main(model: str, ring_name: str, inbox, outbox, threads: int = 1) -
         ring.close()
 
 
+
 def _read(ring: InputRing, state, end: int, n: int, sr: int):
-    """The input's ``n`` samples at the ear's rate ``sr`` that end before the ear's sample
-    ``end``, as a (1, n) tensor: zeros before the first sample ever heard; None when some are
-    written over or not yet come."""
+    """:meth:`InputRing.at_rate` as a (1, n) tensor, or None."""
     import torch
 
-    rate = state.sr
-    if rate == sr:
-        lo, hi = end - n, end
-    else:
-        lo, hi = (end - n) * rate // sr, -(-end * rate // sr) + 1
-    if hi > state.head:
-        return None
-    got = ring.span(max(0, lo), hi)
-    if got is None:
-        return None
-    if lo < 0:
-        got = np.concatenate([np.zeros(-lo, np.float32), got])
-    if rate != sr:  # the ear hears at its own rate
-        at = (end - n + np.arange(n)) * (rate / sr) - lo
-        got = np.interp(at, np.arange(got.size), got).astype(np.float32)
-    return torch.from_numpy(np.ascontiguousarray(got))[None, :]
+    got = ring.at_rate(state, end, n, sr)
+    return None if got is None else torch.from_numpy(got)[None, :]

@@ -138,3 +138,25 @@ class InputRing(OnSeqlock):
     def close(self) -> None:
         del self._ring
         super().close()
+
+    def at_rate(self, state: RingState, end: int, n: int, sr: int) -> Optional[np.ndarray]:
+        """The ``n`` samples at rate ``sr`` that end just before sample ``end`` of that rate
+        (both rates counted from the ring's first sample; linear interpolation where ``sr``
+        differs from the input's), as float32: zeros before the first sample ever written; None
+        when some are written over, or not yet written by ``state``."""
+        rate = state.sr
+        if rate == sr:
+            lo, hi = end - n, end
+        else:
+            lo, hi = (end - n) * rate // sr, -(-end * rate // sr) + 1
+        if hi > state.head:
+            return None
+        got = self.span(max(0, lo), hi)
+        if got is None:
+            return None
+        if lo < 0:
+            got = np.concatenate([np.zeros(-lo, np.float32), got])
+        if rate != sr:
+            at = (end - n + np.arange(n)) * (rate / sr) - lo
+            got = np.interp(at, np.arange(got.size), got).astype(np.float32)
+        return np.ascontiguousarray(got, dtype=np.float32)

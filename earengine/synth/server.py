@@ -35,6 +35,11 @@ log = logging.getLogger("earengine.audio")
 #: SCHED_FIFO priority the PortAudio audio thread asks for (below JACK's usual 70-95 and the
 #: kernel's interrupt threads at 50: above every ordinary thread, below the system's own).
 RT_PRIORITY = 40
+#: How long (s) a thread of the engine holds Python's interpreter lock before it must hand it over
+#: when another asks. The audio thread asks for it every buffer (its per-buffer callbacks are
+#: Python); at Python's default, 5 ms, a busy thread (the streams, OSC, listening) can keep it
+#: waiting most of a 256-sample buffer (5.8 ms), and JACK counts an xrun.
+GIL_SWITCH_S = 0.0005
 
 
 @dataclass(frozen=True)
@@ -202,6 +207,8 @@ class AudioServer:
         self.sr = int(server.getSamplingRate())
         self.buffersize = int(server.getBufferSize())
         server.setCallback(self._on_buffer)
+        if self.device.realtime and not self.device.paced:
+            sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_S))
         server.start()
         self._running = True
         if self.device.paced:

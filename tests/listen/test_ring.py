@@ -69,3 +69,25 @@ def test_a_reader_racing_the_writer_gets_whole_copies_or_none():
                 assert np.array_equal(np.diff(got), np.ones(255, np.float32))
                 kept += 1
         assert kept > 1000
+
+
+def test_at_rate_gives_the_ear_s_samples_ending_on_its_grid_whatever_the_input_s_rate():
+    # a 1 kHz sine written at 48 kHz, read at 44.1 kHz: the same sine at the ear's sample times
+    rate, sr = 48000, 44100
+    with InputRing(4 * rate, sr=rate) as ring:
+        t = np.arange(2 * rate) / rate
+        ring.write(np.sin(2 * np.pi * 1000 * t).astype(np.float32), time_s=1.0, clock_sample=0)
+        state = ring.state()
+        end, n = 80000, 4096
+        got = ring.at_rate(state, end, n, sr)
+        want = np.sin(2 * np.pi * 1000 * (end - n + np.arange(n)) / sr)
+        assert got.dtype == np.float32 and got.shape == (n,)
+        assert np.max(np.abs(got - want)) < 0.01  # linear interpolation of 48 points a cycle
+        # the same rate: the samples themselves; before the first: zeros; not yet written: None
+        with InputRing(1000, sr=sr) as same:
+            same.write(np.arange(1, 101, dtype=np.float32), time_s=1.0, clock_sample=0)
+            s = same.state()
+            assert same.at_rate(s, 100, 4, sr).tolist() == [97.0, 98.0, 99.0, 100.0]
+            assert same.at_rate(s, 2, 4, sr).tolist() == [0.0, 0.0, 1.0, 2.0]
+            assert same.at_rate(s, 101, 4, sr) is None
+        assert ring.at_rate(state, int(2.1 * sr), n, sr) is None
