@@ -166,7 +166,7 @@ def measure(env: dict, label: str, args: list[str], seconds: float, *, dreaming:
     if end is None:
         raise SystemExit(f"{label}: the engine stopped answering /status:\n" + "\n".join(lines[-20:]))
     steps = end[1] - start[1] if dreaming and end[1] >= start[1] else 0
-    result = {"xruns": count, "seconds": elapsed, "engine_xruns": end[7] - start[7], "steps": steps,
+    result = {"xruns": count, "seconds": elapsed, "engine_xruns": end[8] - start[8], "steps": steps,
               "loops": end[4] - start[4], "worst_delay_ms": max(delays, default=0.0) / 1000.0}
     rate = f", worker {steps / elapsed:.2f} steps/s" if dreaming else ""
     print(f"{label}: {count} xruns in {elapsed:.0f} s (worst reported delay {result['worst_delay_ms']:.1f} ms; "
