@@ -119,7 +119,9 @@ class RemoteSupervisor(DreamSupervisor):
         self._asked_bar: Optional[int] = None
         self._want_at: Optional[float] = None
         self._want_timed = False
-        self._fetch_s = 0.1  # how long a loop takes to arrive once asked for (measured)
+        # how long a loop takes to arrive once asked for: the slowest of late (up at once, down
+        # a tenth of the way at each loop), since one that comes after the bar line waits a bar
+        self._fetch_s = 0.1
         self._out: "queue.Queue[tuple[str, dict]]" = queue.Queue(maxsize=1000)
         self._closing = False
         self._sub = None
@@ -311,7 +313,7 @@ class RemoteSupervisor(DreamSupervisor):
         bar_s = self._bar_s()
         position = self.bar_clock() if self.bar_clock is not None else time.time() / bar_s
         next_bar = int(np.floor(position)) + 1
-        lead_s = min(0.9 * bar_s, self._fetch_s + 0.05)
+        lead_s = min(0.9 * bar_s, 1.25 * self._fetch_s + 0.1)
         if not now and (next_bar == self._asked_bar or (next_bar - position) * bar_s > lead_s):
             return
         if self._send_frame("want", after=self._seq):
@@ -347,7 +349,7 @@ class RemoteSupervisor(DreamSupervisor):
                 self.state = "dreaming" if self.registry.get("/opt/run") else "paused"
         elif kind == "loop":
             if self._want_at is not None and self._want_timed:
-                self._fetch_s = 0.7 * self._fetch_s + 0.3 * (now - self._want_at)
+                self._fetch_s = max(now - self._want_at, 0.9 * self._fetch_s + 0.1 * (now - self._want_at))
             self._want_at = None
             self._loop(fields)
         elif kind == "error":
