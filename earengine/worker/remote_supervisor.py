@@ -120,8 +120,9 @@ class RemoteSupervisor(DreamSupervisor):
         self._want_at: Optional[float] = None
         self._want_timed = False
         # how long a loop takes to arrive once asked for: the slowest of late (up at once, down
-        # a tenth of the way at each loop), since one that comes after the bar line waits a bar
-        self._fetch_s = 0.1
+        # a tenth of the way at each loop), since one that comes after the bar line waits a bar;
+        # from a guess on the slow side (a loop of 2 bars at 44.1 kHz takes 0.3 s at 20 Mbit/s)
+        self._fetch_s = 0.5
         self._out: "queue.Queue[tuple[str, dict]]" = queue.Queue(maxsize=1000)
         self._closing = False
         self._sub = None
