@@ -9,6 +9,7 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from earengine.streams.frames import frame_size, reduce_frame, reduce_mask
 from earengine.worker.wire import (
@@ -130,6 +131,42 @@ def test_a_view_out_of_its_rows_is_refused(fields):
     view = {**StreamView(True, ("enc.0",), "channel", 30.0).to_fields(), **fields}
     with pytest.raises(WireError):
         decode(encode("streams", **view), TO_WORKER)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.integers(-2, 1 << 40), st.binary(max_size=64), st.none(), st.text(max_size=3),
+                          st.floats()), max_size=6))
+def test_any_activation_entry_is_decoded_or_refused_never_a_crash(entry):
+    frame = encode("loop", seq=1, samples=floats_to_bytes(np.zeros(8, np.float32)), stats=_STATS, notes=None,
+                   acts={"enc.0": entry}, mask=None)
+    try:
+        got = decode(frame, FROM_WORKER)[1]["acts"]["enc.0"]
+    except WireError:
+        return
+    assert got.ndim == 3 and got.dtype == np.float32 and np.all(np.isfinite(got))
+
+
+def test_the_engine_refuses_a_loop_whose_neurons_are_not_its_workers_taps():
+    from earengine.params import default_registry
+    from earengine.worker.remote_supervisor import RemoteSupervisor
+
+    got = []
+    sup = RemoteSupervisor(default_registry(), "127.0.0.1", 1, say=lambda line: None,
+                           deliver=lambda samples, stats: got.append(stats))
+    sup.info, sup._want_acts = {"taps": ["enc.0", "ar.0"], "shapes": {"enc.0": [2, 3, 4], "ar.0": [5, 4]}}, True
+    view = StreamView(True, ("enc.0", "ar.0", "enc.9"), "channel", 30.0)
+    acts = {"enc.0": np.ones((2, 3, 4), np.float32), "ar.0": np.ones((5, 1, 4), np.float32)}
+
+    def loop(seq, acts, mask=None):
+        return encode("loop", seq=seq, samples=floats_to_bytes(np.zeros(8, np.float32)), stats=_STATS, notes=None,
+                      acts=pack_acts(acts, view, loop_s=1.0), mask=mask)
+
+    sup._frame(loop(1, acts))
+    assert got[-1]["acts"].acts["enc.0"].shape == (2, 3, 4) and got[-1]["acts"].acts["ar.0"].shape == (5, 1, 4)
+    for seq, bad in ((2, {"enc.0": np.ones((4, 3, 4), np.float32)}), (3, {"enc.9": np.ones((2, 3, 4), np.float32)})):
+        sup._frame(loop(seq, bad))
+    sup._frame(loop(4, acts, mask={"enc.0": [2, 2, b"\1" * 4]}))
+    assert len(got) == 1 and sup.counts()["worker_frames_refused_size"] == 3
 
 
 # -- a server and the engine's supervisor, in this process, over loopback ---------------------------

@@ -349,12 +349,31 @@ class RemoteSupervisor(DreamSupervisor):
             elif self._synced:
                 self.state = "dreaming" if self.registry.get("/opt/run") else "paused"
         elif kind == "loop":
+            try:
+                self._check_neurons(fields)
+            except WireError as exc:
+                self._refused(exc)
+                return
             if self._want_at is not None and self._want_timed:
                 self._fetch_s = max(now - self._want_at, 0.9 * self._fetch_s + 0.1 * (now - self._want_at))
             self._want_at = None
             self._loop(fields)
         elif kind == "error":
             self._error(WorkerError(fields["text"], fields["fatal"]))
+
+    def _check_neurons(self, fields: dict) -> None:
+        """A loop's activations and masks must have the channels and frequency rows of the taps
+        the worker said it has (``ready``); a loop of another shape is refused whole."""
+        shapes = self.info.get("shapes", {})
+        for name in ("acts", "mask"):
+            for tap, a in (fields[name] or {}).items():
+                shape = shapes.get(tap)
+                if shape is None:
+                    raise WireError(f"loop.{name} has tap {tap!r}, which the worker did not say it has", "size")
+                neurons = (shape[0], shape[1] if len(shape) == 3 else 1)
+                if tuple(a.shape[:2]) != tuple(neurons):
+                    raise WireError(f"loop.{name}[{tap}] has {a.shape[0]}x{a.shape[1]} neurons; the tap has "
+                                    f"{neurons[0]}x{neurons[1]}", "size")
 
     def _ready_remote(self, fields: dict) -> None:
         if self._synced:

@@ -47,7 +47,8 @@ where it has more steps over the loop than the streams send frames (``/stream/fp
 seconds) and the reduction averages over a frame anyway, that many, each the mean of the steps
 it covers. :func:`decode` gives each tap back as a ``(c, f, t)`` float32 array (the mean repeated
 over the ``f`` rows when ``rows`` is 1, without copying), which the streams cut frames from
-unchanged.
+unchanged; the engine refuses a loop whose taps or ``(c, f)`` are not those its worker said it has
+in ``ready``.
 
 A frame over :data:`MAX_FRAME` bytes never reaches :func:`decode`: ZeroMQ drops the peer that
 sends it (``MAXMSGSIZE``), which then reconnects.
