@@ -360,7 +360,7 @@ class Engine:
     def _start_streams(self) -> None:
         """Activation streams to visualizers, timed by the player, fed by the worker
         (see earengine.streams)."""
-
+        self._watched = False  # do the streams have receivers?
         self.tracker = PlayerTracker(self.player, self.audio)
         self._closers.append(self.tracker.close)
         self.streams = StreamHub(self.registry, position=self._stream_position, on_demand=self._stream_demand,
@@ -368,6 +368,7 @@ class Engine:
         self._closers.append(self.streams.close)
         if self.listening is not None:  # the input's newest frame leaves as soon as it is heard
             self.listening.on_heard = self.streams.frame_ready
+            self._closers.append(self.registry.bind({"/stream/source": lambda c: self._stream_demand(self._watched)}).close)
         if self.dream is not None:
             self._layout(compute=False)
         port = self.config.stream_ws_port
@@ -389,7 +390,9 @@ class Engine:
             self.say("streams: WebSocket receivers on ws://%s:%d" % ws.address)
 
     def _stream_demand(self, on: bool) -> None:
-        """Someone looks (or nobody does any more): the worker publishes activations only then."""
+        """Someone looks (or nobody does any more): the worker publishes activations only while
+        the streams have receivers and show the dream, not the input (``/stream/source``)."""
+        self._watched, on = on, on and self.registry.get("/stream/source") != "input"
         if self.dream is not None:
             self.dream.stream_activations(on)
             if on:
