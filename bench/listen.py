@@ -5,9 +5,10 @@ Run: ``.venv/bin/python bench/listen.py [--seconds 40] [--ear models/ear-default
 An engine (``earengine run --audio jack --input``, dreaming at the defaults with the shipped ear)
 runs on a uniquely named asynchronous ``jackd -d dummy`` (as bench/xruns.py runs it), real-time
 as a performer's machine should grant it (``--no-realtime``: not). A UDP
-receiver of the bench's streams every tap (``/stream/reduce channel``). First ``--seconds`` with
-listening off: the dream's steps/s. Then ``--seconds`` with ``/listen/run 1`` and
-``/stream/source input`` while a JACK client (a process of the bench's own) plays a click (2 ms of noise) every
+receiver of the bench's streams every tap (``/stream/reduce channel``), ``/stream/source input``
+throughout (so the worker computes no activations for the streams in either half, and the halves
+differ by the listener alone). First ``--seconds`` with listening off: the dream's steps/s. Then
+``--seconds`` with ``/listen/run 1`` while a JACK client (a process of the bench's own) plays a click (2 ms of noise) every
 half second into ``earengine:input_1/2``:
 
 - frames/s: frames of the input that arrived, counted once per set heard (distinct timetags);
@@ -216,11 +217,13 @@ def main(argv=None) -> int:
         clicks = ClickProcess()
         stack.callback(clicks.close)
         start = control.counts()
+        # the streams show the input in both halves: the worker computes no activations for them
+        # in either, so the halves differ by the listener alone
+        control.send("/stream/source", "input")
         time.sleep(5.0)  # the dream under way
         off = steps_per_s(control, args.seconds)
         print(f"listening off: dreaming {off:.2f} steps/s over {args.seconds:g} s", flush=True)
 
-        control.send("/stream/source", "input")
         control.send("/listen/run", 1)
         deadline = time.monotonic() + 120.0
         while not any("listen: the ear hears" in line for line in eng.lines):
