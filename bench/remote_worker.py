@@ -31,10 +31,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -52,6 +49,7 @@ from earengine.engine import Engine, EngineConfig  # noqa: E402
 from earengine.resources import DEFAULT_EAR  # noqa: E402
 from earengine.worker.wire import new_secret  # noqa: E402
 from tests.helpers.relay import Relay  # noqa: E402
+from tests.helpers.worker_server import WorkerProcess  # noqa: E402
 
 
 class Receiver(udp.Listener):
@@ -74,40 +72,6 @@ class Lines:
 
     def flush(self) -> None:
         pass
-
-
-class WorkerServer:
-    """``earengine worker --listen 127.0.0.1:PORT`` as a process; :attr:`up_at` is when it said
-    it listens (monotonic)."""
-
-    def __init__(self, args, key: Path, port: int = 0) -> None:
-        cmd = [sys.executable, "-m", "earengine", "worker", "--listen", f"127.0.0.1:{port}", "--ear", args.model,
-               "--secret-file", str(key), "--threads", str(args.threads), "--device", args.device,
-               "--status-every", "0"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(REPO),
-                                     env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        self.port = None
-        for line in self.proc.stdout:
-            found = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-            if found:
-                self.port = int(found.group(1))
-                break
-        self.up_at = time.monotonic()
-        if self.port is None:
-            raise SystemExit("the worker server did not start")
-        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 class SoundWatch:
@@ -223,7 +187,7 @@ def session(engine, receiver: Receiver, seconds: float, relay: Relay | None = No
     return out
 
 
-def faults(engine, args, server: WorkerServer, key: Path, relay: Relay) -> tuple[list[str], WorkerServer]:
+def faults(engine, args, server: WorkerProcess, key: Path, relay: Relay) -> tuple[list[str], WorkerProcess]:
     """The relay cut, then the worker killed and started again; what the player did meanwhile."""
     lines = []
     watch = SoundWatch(engine)
@@ -235,7 +199,7 @@ def faults(engine, args, server: WorkerServer, key: Path, relay: Relay) -> tuple
     time.sleep(2 * engine.player.clock.bar_s)
     server.kill()
     killed = time.monotonic()
-    server = WorkerServer(args, key, port=server.port)
+    server = WorkerProcess(args.model, key, port=server.port, threads=args.threads, device=args.device)
     worker_s = next_loop_s(engine, server.up_at)
     lines.append(f"worker SIGKILLed, started again ({server.up_at - killed:.1f} s to load the ear): "
                  f"the next new loop {worker_s:.2f} s after it listened")
@@ -269,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         key = Path(tmp) / "worker.key"
         new_secret(key)
-        server = WorkerServer(args, key)
+        server = WorkerProcess(args.model, key, threads=args.threads, device=args.device)
         relay = Relay(server.port, delay_s=args.delay_ms / 1000, bits_per_s=args.mbit * 1e6)
         try:
             for r in range(args.rounds):

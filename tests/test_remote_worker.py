@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 
 import msgpack
@@ -35,9 +31,9 @@ from earengine.worker.wire import (
     read_secret,
 )
 from tests.helpers.osc import Peer
+from tests.helpers.worker_server import WorkerProcess as Server
 from tests.helpers.waits import wait_until
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 # -- the schema -----------------------------------------------------------------------------------
@@ -151,38 +147,6 @@ def test_serving_or_connecting_beyond_loopback_without_keys_is_refused_in_one_li
 
 
 # -- two processes on loopback ----------------------------------------------------------------------
-class Server:
-    """``earengine worker --listen 127.0.0.1:PORT`` as a process; its lines kept."""
-
-    def __init__(self, ear, secret, port=0):
-        self.lines = []
-        cmd = [sys.executable, "-m", "earengine", "worker", "--listen", f"127.0.0.1:{port}", "--ear", str(ear),
-               "--secret-file", str(secret), "--threads", "1", "--status-every", "0"]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=str(REPO),
-                                     env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        self.port = None
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip())
-            found = re.search(r"listening on 127\.0\.0\.1:(\d+)", line)
-            if found:
-                self.port = int(found.group(1))
-                break
-        assert self.port, "\n".join(self.lines)
-        threading.Thread(target=lambda: self.lines.extend(x.rstrip() for x in self.proc.stdout), daemon=True).start()
-
-    def kill(self):
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
 class _Lines:
     """The engine's console, kept."""
 

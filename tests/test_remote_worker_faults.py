@@ -14,7 +14,8 @@ from earengine.engine import Engine, EngineConfig
 from earengine.worker.wire import new_secret
 from tests.helpers.relay import Relay
 from tests.helpers.waits import wait_until
-from tests.test_remote_worker import Server, _Lines
+from tests.helpers.worker_server import WorkerProcess as Server
+from tests.test_remote_worker import _Lines
 
 
 def _watch_player(engine, seconds: float) -> list[tuple]:
