@@ -148,7 +148,10 @@ def dream(loaded, settings: dict, steps: int, snapshots: int = 1):
     """Dream ``steps`` steps; returns the dreamer, first and last clean score, first and last view,
     the seconds the steps took, the loops heard at the last ``snapshots`` of ``snapshots``
     evenly spaced points of the last third (the final loop last), and the plateau (the mean score
-    of the loops kept by the last :data:`PLATEAU_STEPS` steps)."""
+    of the loops kept by the last :data:`PLATEAU_STEPS` steps).
+
+    What is measured is what the engine plays: the loop the dream last kept (``Dreamer.heard``),
+    never a step about to be taken back; the last step is judged at the end (``Dreamer.settle``)."""
     d = Dreamer(loaded.ear, settings, stats=loaded.stats, cpc=loaded.cpc)
     d.reset("noise")  # as the worker starts
     _, first, view0 = d.clean()
@@ -157,9 +160,11 @@ def dream(loaded, settings: dict, steps: int, snapshots: int = 1):
     t0 = time.perf_counter()
     for i in range(1, steps + 1):
         kept.append(d.step().target)
-        if i in at:
-            loops.append(d.waveform())
+        if i in at and i < steps:
+            loops.append(d.heard())
     seconds = time.perf_counter() - t0
+    d.settle()
+    loops.append(d.waveform())  # the loop kept once the last step is judged
     _, last, view1 = d.clean()
     tail = [k for k in kept[-PLATEAU_STEPS:] if np.isfinite(k)]
     return d, float(first), float(last), view0, view1, seconds, loops, float(np.mean(tail)) if tail else float("nan")
