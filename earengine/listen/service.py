@@ -100,7 +100,7 @@ class Listening:
         self.acts: Optional[ActivationBuffer] = None
         self._process = None
         self._inbox = self._outbox = None
-        self._seq = -1
+        self._seq = -1  # the newest set of input activations taken (the listener numbers them)
         self._clips = 0
         self._metered = 0  # ring position metered up to
         self._capturing = False
@@ -130,6 +130,7 @@ class Listening:
         self._send(("run", bool(change.value)))
 
     def _spawn(self) -> None:
+        self._seq = -1  # a new listener counts its sets from 0
         self._inbox, self._outbox = self.ctx.Queue(maxsize=100), self.ctx.Queue()
         self._process = self.ctx.Process(target=listener_main, name="earengine-listener",
                                          args=(self.model, self.ring.name, self._inbox, self._outbox, 1), daemon=True)
@@ -171,13 +172,15 @@ class Listening:
     def _poll_acts(self) -> None:
         if self.acts is None or not self.taps:
             return
-        got = self.acts.block.read(lambda v: v["head"].copy(), after=self._seq)
-        if got is None:
+        # the newest slot's set number (the listener counts its sets): each slot has a sequence
+        # of its own, so a set is known by its number, not by the slot's sequence
+        got = self.acts.block.read(lambda v: v["head"].copy())
+        if got is None or int(got[1][0]) <= self._seq:
             return
-        found = self.acts.read(None, taps=self.taps, key=int(got[0]))
+        found = self.acts.read(int(got[1][0]), taps=self.taps, key=int(got[1][0]))
         if found is None:
             return
-        self._seq = got[0]
+        self._seq = found.step
         heard = found.loss  # the listener sends when the window's last sample was heard there
         self.latest = (ActivationSet(key=found.key, step=found.step, loss=0.0, acts=found.acts), heard)
         self.sets += 1

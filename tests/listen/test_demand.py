@@ -29,3 +29,23 @@ def test_the_dream_s_activations_are_asked_for_only_while_watched_and_shown():
     registry.set("/stream/source", "input")
     demand(engine._watched)
     assert engine.dream.asked == [True, False, True, False, False]
+
+
+def test_every_set_the_listener_writes_is_taken_whichever_slot_it_lands_in():
+    import numpy as np
+
+    from earengine.listen.service import Listening
+    from earengine.streams.activations import ActivationBuffer
+
+    taps = ("scaleogram",)
+    with ActivationBuffer(1000) as buf:
+        heard: list[int] = []
+        service = SimpleNamespace(acts=buf, taps=taps, _seq=-1, latest=None, sets=0, registry=default_registry(),
+                                  on_heard=lambda: None)
+        for count in range(6):  # the buffer's two slots take turns
+            buf.write(count, 100.0 + count, {"scaleogram": np.full((1, 4, 2), count, np.float32)}, {}, taps=taps)
+            Listening._poll_acts(service)
+            Listening._poll_acts(service)  # nothing new: nothing taken twice
+            heard.append(int(service.latest[0].acts["scaleogram"][0, 0, 0]))
+        assert heard == list(range(6)) and service.sets == 6
+        assert service.latest[1] == 105.0  # when its last sample was heard
