@@ -160,8 +160,12 @@ def test_dreamed_loop_is_heard_and_evolves(dream, jack_server, tmp_path):
     rec = Recorder(jack_server, tmp_path / "rec.wav", 5).finish()
     loops_after = Status.ask(dream.osc).loops
     assert np.all(np.isfinite(rec))
+    # jack_rec connects its two ports in turn: under load the second one starts a few cycles late
+    # (zeros there); from where both run, the two outputs carry the same mono loop
+    both = int(max(np.argmax(rec[:, 0] != 0), np.argmax(rec[:, 1] != 0)))
+    assert both < rec.shape[0] // 10, "an output stayed silent"
+    assert np.array_equal(rec[both:, 0], rec[both:, 1]), "both outputs carry the same mono loop"
     left = rec[:, 0]
-    assert np.array_equal(left, rec[:, 1]), "both outputs carry the same mono loop"
     peak = float(np.abs(rec).max())
     changes = bar_changes(left)
     print(f"dream heard at {rms_db(left):.1f} dBFS RMS, peak {20 * math.log10(peak):.2f} dBFS; "
