@@ -66,7 +66,9 @@ class StreamingEar:
         self.ear = ear.eval()
         self.hop = int(ear.hop_length)
         self.step = int(ear.FRAMES_PER_STEP)
-        self.coarsest = self.step * self._ar_pooling()
+        self.taps = tuple(ear.tap_names())
+        self._per_column = self._frames_per_column()
+        self.coarsest = self._per_column[self.taps[-1]]
         if show_frames < self.coarsest or show_frames % self.coarsest:
             raise ParameterError(f"show_frames={show_frames} must be a positive multiple of {self.coarsest}")
         self.show_frames = int(show_frames)
@@ -77,8 +79,6 @@ class StreamingEar:
         #: Steps the autoregressive model runs on: its receptive field plus the steps shown.
         self.ar_steps = int(ear.ar_receptive_field_steps()) + self.show_frames // self.step
         self.full_frames = self._round_up(self.ar_steps * self.step + self.enc_rf + self.lookback)
-        self.taps = tuple(ear.tap_names())
-        self._per_column = self._frames_per_column()
         self._kept: dict[int, Tensor] = {}  # enc.7's exact steps, by the grid index they end on
         self._newest = -1
         self.fills = 0  # full forwards of the encoder made to fill missing steps
@@ -93,12 +93,6 @@ class StreamingEar:
             frames *= int(block.pool)
             out[f"ar.{i}"] = frames
         return out
-
-    def _ar_pooling(self) -> int:
-        pool = 1
-        for block in self.ear.ar:
-            pool *= int(block.pool)
-        return pool
 
     def _round_up(self, frames: int) -> int:
         return -(-frames // self.step) * self.step
