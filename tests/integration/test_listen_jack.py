@@ -162,7 +162,10 @@ def test_a_captured_loop_starts_on_a_bar_line_and_is_what_was_played(jack_env, t
             corr = np.correlate(captured, seg, mode="valid")  # where in the loop that stretch is
             into = int(np.argmax(corr))
             played_frame = probe.first_frame + g0 + sr // 2 - into  # JACK frame of the loop's sample 0
-            off = (played_frame - start) % bar
+            # ``start`` is a frame modulo the noise's period (2**20 frames, 24 s), and a server up
+            # for minutes has counted past it: the capture began a bar or two before it played, so
+            # their distance is taken modulo that period before the bar (else 5 periods: 39080 off)
+            off = ((played_frame - start) % noise.size) % bar
             if xruns_of(eng) > xruns:
                 # A cycle the starved, non-real-time dummy server dropped moves the engine's map
                 # from its clock to JACK's frames (seen in full-suite runs: 1.1 s off); the
