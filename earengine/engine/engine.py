@@ -165,6 +165,7 @@ class Engine:
         self._closers.append(self.osc.close)
         self._start_oscquery()
         self.registry.running = True
+        self.audio.settle_heap()  # the collector never walks the start-up heap while pyo waits
         host, port = self.osc.address
         self.say(f"osc: listening on {host}:{port} (UDP); send /status for the state")
 

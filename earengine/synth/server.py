@@ -16,6 +16,7 @@ before each buffer is computed; they must be short and must not block.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import subprocess
@@ -283,6 +284,17 @@ class AudioServer:
 
     def remove_callback(self, fn: Callable[[], None]) -> None:
         self._callbacks = tuple(f for f in self._callbacks if f is not fn)
+
+    def settle_heap(self) -> None:
+        """Once the process has started what it runs: collect, then freeze what is left for the
+        garbage collector. pyo holds Python's interpreter lock for every buffer, so any thread's
+        collection stalls the audio for as long as it takes: a full one walked the engine's whole
+        heap in about 30 ms (seen as xruns under a show's load). Frozen, the start-up heap is never
+        walked again; collections see only what came later (a few ms at most). Only where buffers
+        have deadlines; freezing twice just freezes what came between."""
+        if self.device.realtime and not self.device.paced:
+            gc.collect()
+            gc.freeze()
 
     def priority_notice(self, wait_s: float = 2.0) -> Optional[str]:
         """One line when the audio thread does not run at real-time priority (None when it does,

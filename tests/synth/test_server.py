@@ -29,3 +29,18 @@ def test_offline_renders_on_demand_and_null_keeps_time_by_itself():
             null.render(256)
         assert wait_until(lambda: null.buffers >= 20)  # its pacer asks for buffers on its own
         assert null.xruns == 0  # a paced mode catches up; it never counts a late buffer
+
+
+def test_a_device_with_deadlines_freezes_the_start_up_heap_and_a_paced_one_does_not():
+    """pyo holds the interpreter lock for every buffer: a real-time device's start-up heap is
+    frozen so that no collection walks it again while the audio waits (settle_heap)."""
+    import gc
+
+    gc.unfreeze()
+    try:
+        AudioServer("null").settle_heap()  # paced: a late buffer is caught up, nothing to freeze for
+        assert gc.get_freeze_count() == 0
+        AudioServer("jack").settle_heap()  # constructed only: the heap is what this process holds now
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
