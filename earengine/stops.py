@@ -18,7 +18,8 @@ import sys
 import threading
 from typing import Callable, Iterable, Iterator
 
-__all__ = ["STOP_SIGNALS", "stop_signals", "ignore_stop_signals", "start_child", "stop_child", "quiet_stdout"]
+__all__ = ["STOP_SIGNALS", "stop_signals", "ignore_stop_signals", "ordinary_priority", "start_child", "stop_child",
+           "quiet_stdout"]
 
 #: The signals that ask a command to stop.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -35,16 +36,35 @@ def ignore_stop_signals() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
+def ordinary_priority() -> None:
+    """This thread back to the system's ordinary scheduling, where it ran above it (the engine's
+    threads run real-time below the audio: :meth:`~earengine.synth.server.AudioServer.raise_threads`);
+    a child of the engine calls it first (the layout process), as fork and exec keep a thread's
+    scheduling. Nothing where the thread is ordinary already."""
+    with contextlib.suppress(OSError, AttributeError):
+        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+
+
 def start_child(process) -> None:
     """Start a ``multiprocessing`` process with Ctrl-C and SIGTERM blocked in this thread while it
     starts: they stay blocked in the child (a signal mask survives fork and exec) until it calls
     :func:`ignore_stop_signals`, so a Ctrl-C while it imports torch cannot print a traceback
-    from it."""
+    from it. The thread starts it at ordinary priority (a niced worker never inherits the
+    engine's real-time threads' priority), then takes its own back."""
     old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
+        policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    except (OSError, AttributeError):  # not Linux
+        policy = param = None
+    try:
+        ordinary_priority()
         process.start()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        if policy not in (None, os.SCHED_OTHER):
+            with contextlib.suppress(OSError):
+                os.sched_setscheduler(0, policy, param)
 
 
 def stop_child(process, queues: Iterable, ask: Callable[[], None], *, wait_s: float = 3.0) -> None:

@@ -37,7 +37,7 @@ from earengine.osc.wire import encode_message
 from earengine.params import default_registry, Registry
 from earengine.params.presets import PresetStore
 from earengine.sonify.receiver import SonReceiver
-from earengine.stops import ignore_stop_signals
+from earengine.stops import ignore_stop_signals, ordinary_priority
 from earengine.streams.hub import StreamHub
 from earengine.streams.position import PlayerTracker
 from earengine.streams.websocket import WebSocketStreams
@@ -61,8 +61,9 @@ def default_preset_dir() -> Path:
 
 
 def _layout_child() -> None:
-    """In the layout process, before it runs: a low priority, and deaf to the Ctrl-C (or SIGTERM)
-    sent to the whole process group (the engine stops it in order)."""
+    """In the layout process, before it runs: a low, ordinary priority (not the engine threads'), and
+    deaf to the Ctrl-C (or SIGTERM) sent to the whole process group (the engine stops it in order)."""
+    ordinary_priority()
     os.nice(10)
     ignore_stop_signals()
 
@@ -140,6 +141,7 @@ class Engine:
         notice = self.audio.priority_notice()  # audio first: say so where the system does not grant it
         if notice:
             self.say(notice)
+        self.audio.raise_threads()  # then the engine's own threads, above every ordinary one
         self._closers.append(self.audio.close)
         self.player = LoopPlayer(self.audio, self.registry, out=False)
         self._closers.append(self.player.close)
@@ -577,8 +579,7 @@ class Engine:
         """Serve until interrupted (or for ``duration_s``), printing a status line now and then.
 
         In offline mode the audio is rendered as fast as possible for ``duration_s``, from the
-        first loop there is to hear (see :func:`earengine.engine.offline.wait_for_first_loop`).
-        """
+        first loop there is to hear (see :func:`earengine.engine.offline.wait_for_first_loop`)."""
         if self.audio.mode == "offline":
             if duration_s is None:
                 raise ParameterError("--audio offline needs --duration")

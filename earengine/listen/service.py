@@ -108,6 +108,12 @@ class Listening:
         self.ctx = mp.get_context("spawn")
         registry.add_check("/listen/run", self._check_run)
         self._sub = registry.bind({"/listen/run": self._run_changed})
+        if registry.get("/listen/run"):  # set before listening began (--set /listen/run=1, a preset)
+            if model is None:
+                registry.set("/listen/run", False, source="listen")
+                say("listen: /listen/run needs an ear to listen with (earengine run --input --ear PATH)")
+            else:
+                self._spawn()
         self._status(force=True)
         self._thread = threading.Thread(target=self._watch, name="earengine-listen", daemon=True)
         self._thread.start()

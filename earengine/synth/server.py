@@ -36,6 +36,11 @@ log = logging.getLogger("earengine.audio")
 #: SCHED_FIFO priority the PortAudio audio thread asks for (below JACK's usual 70-95 and the
 #: kernel's interrupt threads at 50: above every ordinary thread, below the system's own).
 RT_PRIORITY = 40
+#: SCHED_RR priority of the engine's other threads where its audio thread runs real-time: above
+#: every ordinary thread, so that none of them is set aside while it holds Python's lock (which the
+#: audio thread takes for every buffer), and below the audio thread (a JACK client's runs at
+#: jackd's priority less 5, 5 at jackd's default; PortAudio's at RT_PRIORITY).
+THREAD_PRIORITY = 1
 #: How long (s) a thread of the engine holds Python's interpreter lock before it must hand it over
 #: when another asks. The audio thread asks for it every buffer (its per-buffer callbacks are
 #: Python); at Python's default, 5 ms, a busy thread (the streams, OSC, listening) can keep it
@@ -295,6 +300,23 @@ class AudioServer:
         if self.device.realtime and not self.device.paced:
             gc.collect()
             gc.freeze()
+
+    def raise_threads(self) -> bool:
+        """From the main thread, before it starts the others: where the audio thread runs real-time,
+        this thread and every thread it starts from now on (they inherit it) run real-time just below
+        it (:data:`THREAD_PRIORITY`), so an ordinary process can never set aside an engine thread
+        holding the lock pyo waits for. Python's lock lets one of them run at a time: at most a core.
+        Children go back to ordinary priority (:func:`~earengine.stops.start_child`). True if raised."""
+        if not (self.device.realtime and not self.device.paced and self._priority):
+            return False
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()  # the child that minds shared memory: started ordinary
+        try:
+            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(THREAD_PRIORITY))
+        except (OSError, AttributeError):  # not granted (the audio thread's priority came from jackd)
+            return False
+        return True
 
     def priority_notice(self, wait_s: float = 2.0) -> Optional[str]:
         """One line when the audio thread does not run at real-time priority (None when it does,

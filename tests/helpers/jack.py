@@ -71,7 +71,7 @@ def _answers(env: dict) -> bool:
 
 
 def launch(name: str, log_path: Path, *, sr: int = JACK_SR, period: int = JACK_PERIOD,
-           ready_s: float = 20.0) -> tuple[JackServer, subprocess.Popen]:
+           ready_s: float = 20.0, realtime: bool = False) -> tuple[JackServer, subprocess.Popen]:
     """Start ``jackd -d dummy`` named ``name``, synchronous, logging to ``log_path``; return it
     once ``jack_lsp`` gets an answer. Raises RuntimeError (with the log's tail) when it does not.
 
@@ -79,11 +79,12 @@ def launch(name: str, log_path: Path, *, sr: int = JACK_SR, period: int = JACK_P
     so on a busy machine a late client delays the cycle instead of losing it, and positions
     measured in a recording mean something. ``JACK_NO_START_SERVER=1`` in the environment keeps
     libjack from starting a default server behind our back. Stop it with :func:`stop`.
+    ``realtime``: its clients' audio threads at real-time priority, as a performer's jackd runs.
     """
     env = dict(os.environ, JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1", PYO_GUI_WX="0")
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            ["jackd", "--no-realtime", "-S", "-t", "5000", "-n", name, "-d", "dummy", "-r", str(sr), "-p", str(period)],
+            ["jackd", "--realtime" if realtime else "--no-realtime", "-S", "-t", "5000", "-n", name, "-d", "dummy", "-r", str(sr), "-p", str(period)],
             env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
     deadline = time.monotonic() + ready_s
