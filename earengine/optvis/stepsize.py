@@ -11,20 +11,18 @@ machine, after the "bold driver" rule of backpropagation's early days:
   no transform touches, so the judgement costs nothing extra and does not depend on the jitter;
 - a step whose loop scores at least as well as the best kept so far is kept, and the next step is
   longer (``grow``, up to ``cap``);
-- a step whose loop scores worse is taken back, and the next step is shorter (``shrink``, down to
-  ``floor``): the loop that plays does not fall while the dream climbs;
+- a step whose loop scores worse is taken back, and the dream steps again from the kept loop the
+  same way, shorter (``shrink``, down to ``floor``): the loop that plays does not fall while the
+  dream climbs;
 - once the dream has settled (:attr:`~StepControl.settled` past ``settle``), every step is kept at
   ``/opt/lr`` itself, as the fixed way steps: on a rough objective a strict climb stops at the first
   local best, where a settled loop that may dip a little between steps goes on rising.
 
 On the shipped ear at the defaults (grid, 4 target pairs x 2 seeds, 160 steps on a target from
-noise and 160 after a switch), the mean plateau after a switch was 0.36 at a fixed step, 0.24 with
-the strict climb to the end and 0.43 with the settled phase (below the fixed way in 6 of 16
-halves, against 8 of 16); the median steps to 90 % of it
-from noise 111, 50 and 61, after a switch 94, 78 and 79. Telling the 8 targets apart
-(``bench/dream_quality.py``'s identification, 60 steps, 4 seeds) stays at 92 %. Stepping again
-from the kept loop at once along the taken-back step, shorter, reached 90 % in fewer steps (21
-from noise) but told the targets apart less well (80 %).
+noise and 160 after a switch), the median steps to 90 % of the plateau from noise were 111 at a
+fixed step, 50 with a strict climb that spent a step re-judging the kept loop after each take-back,
+21 with the retry and the settled phase; after a switch 94, 78 and 74; the mean plateau after a
+switch 0.36, 0.24 and 0.44.
 
 A new target or a new start restarts the control (:meth:`restart`): the best score belongs to the
 old objective, and the step starts from its first length again. For notes on the grid that first
@@ -92,7 +90,6 @@ class StepControl:
     gain: float = field(init=False, default=0.0)
     rate: float = field(init=False, default=0.0)
     roaming: bool = field(init=False, default=False)
-    peak: Optional[float] = field(init=False, default=None)  # the highest score since the restart
 
     def __post_init__(self) -> None:
         if not (0 < self.floor <= self.start <= self.cap and self.grow >= 1 and 0 < self.shrink < 1 and self.roam > 0):
@@ -111,7 +108,7 @@ class StepControl:
     def restart(self) -> None:
         """Forget the best score (a new objective or a new loop) and step at ``start`` again."""
         self.scale, self.best, self.kept, self.taken_back = self.start, None, 0, 0
-        self.gain, self.rate, self.roaming, self.peak = 0.0, 0.0, False, None
+        self.gain, self.rate, self.roaming = 0.0, 0.0, False
 
     @property
     def settled(self) -> float:
@@ -143,7 +140,7 @@ class StepControl:
             return self._roam(score)
         if math.isfinite(score) and (self.best is None or score >= self.best):
             self._count(0.0 if self.best is None else score - self.best)
-            self.best = self.peak = score
+            self.best = score
             self.scale = min(self.cap, self.scale * self.grow)
             self.kept += 1
             if self.settle is not None and self.kept > SETTLE_AFTER and self.settled > self.settle:
@@ -160,9 +157,8 @@ class StepControl:
             self.scale = max(self.floor, self.scale * self.shrink)
             self.taken_back += 1
             return False
-        # only a new high counts as a gain: a loop that wanders below its best has settled
-        self._count(0.0 if self.peak is None else max(0.0, score - self.peak))
-        self.best, self.peak = score, score if self.peak is None else max(self.peak, score)
+        self._count(0.0 if self.best is None else max(0.0, score - self.best))
+        self.best = score
         self.kept += 1
         return True
 
