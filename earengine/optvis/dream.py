@@ -118,7 +118,6 @@ class Dreamer:
         self._penalties: tuple = ()
         self._optimizer = None
         self._last_good: Optional[list] = None
-        self._stride: Optional[tuple] = None  # (the last kept step's change per tensor, its length)
         self.generator = torch.Generator().manual_seed(int(settings.get("/opt/seed", 0)))
         #: How far the next step goes, and the best score of the loop as heard (see
         #: :mod:`earengine.optvis.stepsize`).
@@ -160,7 +159,6 @@ class Dreamer:
                 self.control.bound(*self.param.bold)
         elif any(old.get(a) != new.get(a) for a in new if a.startswith(_JUDGED)):
             self.control.restart()  # another objective: the best score so far means nothing now
-            self._stride = None  # and the last step's length was measured against the old one
         if self.param is not None and old and any(old.get(a) != new.get(a) for a in new if a.startswith("/target/")):
             self.param.loosen()  # a warm start: the old target's loop, free to move toward the new one
         self.n = n
@@ -209,7 +207,6 @@ class Dreamer:
         groups = [{**g, "lr": lr * g["lr_scale"]} for g in self.param.groups()]
         self._optimizer = OPTIMIZERS[self.settings["/opt/algorithm"]](groups, lr=lr)
         self._last_good = self._tensors_copy()
-        self._stride = None
         self._heard = None
         self.control.bound(*self.param.bold)
 
@@ -285,9 +282,7 @@ class Dreamer:
         """One optimizer step; the loop stays finite and within [-1, 1] whatever happens.
 
         The step is judged by :attr:`control` on the loop as heard: a step that made it score worse
-        is taken back before any gradient is computed for it, and the loop steps again at once from
-        the kept one, the same way but shorter (a line search: no step is spent judging the kept
-        loop a second time)."""
+        is taken back before any gradient is computed for it, and the next step is shorter."""
         t0 = time.perf_counter()
         s = self.settings
         with torch.no_grad():
@@ -304,7 +299,6 @@ class Dreamer:
         finite = bool(torch.isfinite(loss))
         if finite and not self.control.judge(heard - penalty):
             self._restore(self._last_good)  # the loop before the step that made it worse
-            self._retry()
             self.step_count += 1
             return StepStats(self.step_count, float(loss.detach()), self._kept, time.perf_counter() - t0, True,
                              self.control.settled)
@@ -325,8 +319,6 @@ class Dreamer:
                     group["lr"] = s["/opt/lr"] * group["lr_scale"] * self.control.scale
                 self._optimizer.step()
                 self.param.post_step()
-                with torch.no_grad():
-                    self._stride = ([p - good for p, good in zip(self._tensors(), self._last_good)], self.control.scale)
             else:
                 finite = False
         with torch.no_grad():
@@ -380,21 +372,6 @@ class Dreamer:
     def heard_pattern(self):
         """The notes of :meth:`heard_tensor`'s loop (grid only, else None)."""
         return self._heard[1] if self._heard is not None else self.pattern()
-
-    @torch.no_grad()
-    def _retry(self) -> None:
-        """From the kept loop, the last kept step again at the control's (shorter) length."""
-        if self._stride is None:
-            return
-        change, scale = self._stride
-        for p, d in zip(self._tensors(), change):
-            p.add_(d * (self.control.scale / scale))
-        self.param.post_step()
-        if self.param.writes_back:
-            x = self.waveform_tensor()
-            peak = x.abs().max()
-            if peak > 1.0:
-                self._write(x / peak)
 
     def _restore(self, tensors: list) -> None:
         with torch.no_grad():

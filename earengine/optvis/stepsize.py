@@ -11,14 +11,8 @@ machine, after the "bold driver" rule of backpropagation's early days:
   no transform touches, so the judgement costs nothing extra and does not depend on the jitter;
 - a step whose loop scores at least as well as the best kept so far is kept, and the next step is
   longer (``grow``, up to ``cap``);
-- a step whose loop scores worse is taken back, and the dream steps again from the kept loop the
-  same way, shorter (``shrink``, down to ``floor``): the loop that plays does not fall while the
-  dream climbs;
-- once the dream has settled (:attr:`~StepControl.settled` past ``settle``), every step is kept at
-  ``/opt/lr`` itself, as the fixed way steps: on a rough objective a strict climb stops at the first
-  local best, where a settled loop that may dip a little between steps goes on rising (on the
-  shipped ear the plateau of a new target was 0.26 on average with the strict climb to the end,
-  0.35 with the settled phase, 0.36 at a fixed step throughout).
+- a step whose loop scores worse is taken back, and the next step is shorter (``shrink``, down to
+  ``floor``): the loop that plays never falls for longer than one step.
 
 A new target or a new start restarts the control (:meth:`restart`): the best score belongs to the
 old objective, and the step starts from its first length again. For notes on the grid that first
@@ -50,8 +44,6 @@ __all__ = ["StepControl", "FixedStep"]
 HORIZON_STEPS = 20
 #: Weight of the newest step in the running gain per step.
 RATE_WEIGHT = 0.2
-#: Steps a climb keeps before it may count as settled (the first few gains say little of the rest).
-SETTLE_AFTER = 10
 
 
 @dataclass
@@ -67,9 +59,6 @@ class StepControl:
     floor, cap : float
         Bounds of the factor: ``floor`` keeps a settled dream able to move, ``cap`` keeps a lucky
         run from stepping wildly.
-    settle : float, 0 < settle, or None
-        :attr:`settled` past which every step is kept at factor 1 (``/opt/lr``) until the next
-        :meth:`restart`; None: the climb stays strict.
     """
 
     start: float = 1.0
@@ -77,14 +66,12 @@ class StepControl:
     shrink: float = 0.5
     floor: float = 1.0 / 32
     cap: float = 1.0
-    settle: Optional[float] = 0.9
     scale: float = field(init=False)
     best: Optional[float] = field(init=False, default=None)
     kept: int = field(init=False, default=0)
     taken_back: int = field(init=False, default=0)
     gain: float = field(init=False, default=0.0)
     rate: float = field(init=False, default=0.0)
-    roaming: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         if not (0 < self.floor <= self.start <= self.cap and self.grow >= 1 and 0 < self.shrink < 1):
@@ -101,7 +88,7 @@ class StepControl:
     def restart(self) -> None:
         """Forget the best score (a new objective or a new loop) and step at ``start`` again."""
         self.scale, self.best, self.kept, self.taken_back = self.start, None, 0, 0
-        self.gain, self.rate, self.roaming = 0.0, 0.0, False
+        self.gain, self.rate = 0.0, 0.0
 
     @property
     def settled(self) -> float:
@@ -129,31 +116,16 @@ class StepControl:
         """Keep (True) or take back (False) the loop that scores ``score``; adapt the next step.
 
         A score that is not finite is never kept (and never becomes the best)."""
-        if self.roaming:  # settled: every finite step kept, at /opt/lr
-            return self._roam(score)
         if math.isfinite(score) and (self.best is None or score >= self.best):
             self._count(0.0 if self.best is None else score - self.best)
             self.best = score
             self.scale = min(self.cap, self.scale * self.grow)
             self.kept += 1
-            if self.settle is not None and self.kept > SETTLE_AFTER and self.settled > self.settle:
-                self.roaming, self.scale = True, 1.0
             return True
         self._count(0.0)
         self.scale = max(self.floor, self.scale * self.shrink)
         self.taken_back += 1
         return False
-
-    def _roam(self, score: float) -> bool:
-        if not math.isfinite(score):
-            self._count(0.0)
-            self.scale = max(self.floor, self.scale * self.shrink)
-            self.taken_back += 1
-            return False
-        self._count(0.0 if self.best is None else max(0.0, score - self.best))
-        self.best = score
-        self.kept += 1
-        return True
 
     def rebase(self) -> None:
         """The dream changed the loop on purpose (e.g. mixed it toward a reference): whatever the
@@ -171,12 +143,14 @@ class FixedStep(StepControl):
     """
 
     def __init__(self) -> None:
-        super().__init__(start=1.0, grow=1.0, shrink=0.5, floor=1.0, cap=1.0, settle=None)
+        super().__init__(start=1.0, grow=1.0, shrink=0.5, floor=1.0, cap=1.0)
 
     def bound(self, start: float, cap: float) -> None:
         self.restart()  # always /opt/lr itself
 
     def judge(self, score: float) -> bool:
         if math.isfinite(score):
-            self._roam(score)
+            self._count(0.0 if self.best is None else max(0.0, score - self.best))
+            self.best = score
+            self.kept += 1
         return True
