@@ -43,8 +43,7 @@ OPT_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("/opt/algorithm", "enum", "sgd", choices=("sgd", "adam"), doc="Optimizer of the loop."),
     ParamSpec("/opt/step", "enum", "adaptive", choices=("adaptive", "fixed"),
               doc="adaptive: a step that made the loop as heard score worse is taken back and the next is shorter, "
-                  "a kept one makes the next longer, and once settled every step is kept at /opt/lr; "
-                  "fixed: every step kept, at /opt/lr."),
+                  "a kept one makes the next longer; fixed: every step kept, at /opt/lr."),
     ParamSpec("/opt/lr", "float", 2e-3, min=1e-6, max=1.0, scale="log", doc="Learning rate (per-sample step with /opt/grad_norm)."),
     ParamSpec("/opt/batch", "int", 2, min=1, max=16, unit="copies", doc="Jittered copies of the loop per step."),
     ParamSpec("/opt/context", "int", 1, min=0, max=4, unit="loops", doc="Repetitions of the loop heard before it (periodic context)."),
