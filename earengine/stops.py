@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Optional
 
 __all__ = ["STOP_SIGNALS", "stop_signals", "ignore_stop_signals", "ordinary_priority", "start_child", "stop_child",
            "quiet_stdout"]
@@ -36,14 +36,18 @@ def ignore_stop_signals() -> None:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
 
 
-def ordinary_priority() -> None:
+def ordinary_priority() -> Optional[tuple]:
     """This thread back to the system's ordinary scheduling, where it ran above it (the engine's
     threads run real-time below the audio: :meth:`~earengine.synth.server.AudioServer.raise_threads`);
     a child of the engine calls it first (the layout process), as fork and exec keep a thread's
-    scheduling. Nothing where the thread is ordinary already."""
-    with contextlib.suppress(OSError, AttributeError):
-        if os.sched_getscheduler(0) != os.SCHED_OTHER:
+    scheduling. Returns the (policy, param) it left, to take back; None where it was ordinary."""
+    with contextlib.suppress(OSError, AttributeError):  # AttributeError: not Linux
+        policy = os.sched_getscheduler(0)
+        if policy != os.SCHED_OTHER:
+            left = (policy, os.sched_getparam(0))
             os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+            return left
+    return None
 
 
 def start_child(process) -> None:
@@ -53,18 +57,14 @@ def start_child(process) -> None:
     from it. The thread starts it at ordinary priority (a niced worker never inherits the
     engine's real-time threads' priority), then takes its own back."""
     old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    left = ordinary_priority()
     try:
-        policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
-    except (OSError, AttributeError):  # not Linux
-        policy = param = None
-    try:
-        ordinary_priority()
         process.start()
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
-        if policy not in (None, os.SCHED_OTHER):
+        if left is not None:
             with contextlib.suppress(OSError):
-                os.sched_setscheduler(0, policy, param)
+                os.sched_setscheduler(0, *left)
 
 
 def stop_child(process, queues: Iterable, ask: Callable[[], None], *, wait_s: float = 3.0) -> None:

@@ -109,9 +109,11 @@ class Listening:
         registry.add_check("/listen/run", self._check_run)
         self._sub = registry.bind({"/listen/run": self._run_changed})
         if registry.get("/listen/run"):  # set before listening began (--set /listen/run=1, a preset)
-            if model is None:
+            try:
+                self._check_run(True)
+            except ParameterError as exc:
                 registry.set("/listen/run", False, source="listen")
-                say("listen: /listen/run needs an ear to listen with (earengine run --input --ear PATH)")
+                say(f"listen: {exc}")
             else:
                 self._spawn()
         self._status(force=True)

@@ -72,6 +72,12 @@ class AudioMode:
     jack: bool = False
     doc: str = ""
 
+    @property
+    def deadlines(self) -> bool:
+        """A device asks for each buffer by a deadline (real time, and no pacer of ours to catch up):
+        where a late buffer is an xrun, and the audio thread must not wait for anything."""
+        return self.realtime and not self.paced
+
 
 #: The modes that name a way to sound, by name (``auto`` picks one of them).
 DEVICES: dict[str, AudioMode] = {
@@ -213,7 +219,7 @@ class AudioServer:
         self.sr = int(server.getSamplingRate())
         self.buffersize = int(server.getBufferSize())
         server.setCallback(self._on_buffer)
-        if self.device.realtime and not self.device.paced:
+        if self.device.deadlines:
             sys.setswitchinterval(min(sys.getswitchinterval(), GIL_SWITCH_S))
         server.start()
         self._running = True
@@ -297,7 +303,7 @@ class AudioServer:
         heap in about 30 ms (seen as xruns under a show's load). Frozen, the start-up heap is never
         walked again; collections see only what came later (a few ms at most). Only where buffers
         have deadlines; freezing twice just freezes what came between."""
-        if self.device.realtime and not self.device.paced:
+        if self.device.deadlines:
             gc.collect()
             gc.freeze()
 
@@ -307,7 +313,7 @@ class AudioServer:
         it (:data:`THREAD_PRIORITY`), so an ordinary process can never set aside an engine thread
         holding the lock pyo waits for. Python's lock lets one of them run at a time: at most a core.
         Children go back to ordinary priority (:func:`~earengine.stops.start_child`). True if raised."""
-        if not (self.device.realtime and not self.device.paced and self._priority):
+        if not (self.device.deadlines and self._priority):
             return False
         from multiprocessing import resource_tracker
 
@@ -322,7 +328,7 @@ class AudioServer:
         """One line when the audio thread does not run at real-time priority (None when it does,
         or on a device without a deadline). JACK's clients get it from jackd (run with -R, by a
         user the system lets: see the README); with PortAudio the thread asks for SCHED_FIFO itself."""
-        if not self.device.realtime or self.device.paced:
+        if not self.device.deadlines:
             return None
         self._first_buffer.wait(wait_s)
         if self._priority is not False:
@@ -350,7 +356,7 @@ class AudioServer:
             self._priority = self._thread_priority()
             self._first_buffer.set()
         # a paced mode has nothing to under-run: its pacer catches up on a late buffer
-        if self.device.realtime and not self.device.paced and self._jack_monitor is None:
+        if self.device.deadlines and self._jack_monitor is None:
             now = time.monotonic()
             if self._last_cb and now - self._last_cb > 3.0 * self.buffersize / self.sr:
                 self.xruns += 1  # a buffer came late: the device (or pacer) starved

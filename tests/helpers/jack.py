@@ -84,7 +84,8 @@ def launch(name: str, log_path: Path, *, sr: int = JACK_SR, period: int = JACK_P
     env = dict(os.environ, JACK_DEFAULT_SERVER=name, JACK_NO_START_SERVER="1", PYO_GUI_WX="0")
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            ["jackd", "--realtime" if realtime else "--no-realtime", "-S", "-t", "5000", "-n", name, "-d", "dummy", "-r", str(sr), "-p", str(period)],
+            ["jackd", "--realtime" if realtime else "--no-realtime", "-S", "-t", "5000", "-n", name,
+             "-d", "dummy", "-r", str(sr), "-p", str(period)],
             env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
     deadline = time.monotonic() + ready_s
